@@ -1,0 +1,173 @@
+"""RNNLM: the API contract, every gradient against finite differences, and learning behaviour."""
+import numpy as np
+import pytest
+
+from minirnn import gradcheck as gc
+from minirnn.backend import device_name, to_numpy
+from minirnn.cells import rnn
+from minirnn.errors import ConfigError
+from minirnn.model import RNNLM
+from minirnn.optim import SGD, clip_grad_norm, perplexity
+
+
+def data(rng, V, B, T):
+    return rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+
+
+def test_params_have_the_contracted_names_and_shapes(xp):
+    m = RNNLM(28, 16, device=device_name(xp), seed=0)
+    assert {k: v.shape for k, v in m.params.items()} == {
+        'W_xh': (28, 16), 'W_hh': (16, 16), 'b_h': (16,), 'W_hq': (16, 28), 'b_q': (28,)}
+    assert all(type(v) is xp.ndarray and v.dtype == np.float32 for v in m.params.values())
+    e = RNNLM(28, 16, embed_dim=8, device=device_name(xp), seed=0)
+    assert {k: v.shape for k, v in e.params.items()} == {
+        'W_emb': (28, 8), 'W_xh': (8, 16), 'W_hh': (16, 16), 'b_h': (16,), 'W_hq': (16, 28), 'b_q': (28,)}
+    # the book's initialisation: normal * sigma, zero biases
+    assert float(m.params['b_h'].sum()) == 0 and float(m.params['b_q'].sum()) == 0
+    assert 0.005 < float(m.params['W_hh'].std()) < 0.015
+    assert m.begin_state(3).shape == (3, 16) and float(abs(m.begin_state(3)).sum()) == 0
+
+
+def test_forward_shapes_and_the_state_carries_across_calls(xp):
+    rng = np.random.default_rng(0)
+    m = RNNLM(11, 7, sigma=0.3, device=device_name(xp), seed=0)
+    X, _ = data(rng, 11, 2, 6)
+    logits, state = m.forward(X)
+    assert logits.shape == (2, 6, 11) and state.shape == (2, 7)
+    # running the first 4 steps and then the last 2 from the carried state is the same
+    la, sa = m.forward(X[:, :4])
+    lb, sb = m.forward(X[:, 4:], sa)
+    np.testing.assert_allclose(to_numpy(logits), np.concatenate([to_numpy(la), to_numpy(lb)], 1),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(state), to_numpy(sb), rtol=1e-5, atol=1e-6)
+
+
+def test_loss_is_the_mean_cross_entropy_of_the_logits(xp):
+    rng = np.random.default_rng(1)
+    m = RNNLM(9, 5, sigma=0.5, dtype='float64', device=device_name(xp), seed=1)
+    X, Y = data(rng, 9, 3, 4)
+    logits = to_numpy(m.forward(X)[0])
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -np.take_along_axis(logp, Y[..., None], -1).mean()
+    loss, grads, state = m.loss_and_grads(X, Y)
+    assert loss == pytest.approx(expected, rel=1e-12)
+    assert m.loss(X, Y)[0] == pytest.approx(expected, rel=1e-12)
+    assert set(grads) == set(m.params) | {'state'}
+    assert all(grads[k].shape == m.params[k].shape for k in m.params)
+    assert grads['state'].shape == (3, 5)
+
+
+@pytest.mark.parametrize('case', gc.DEFAULT_CASES, ids=[c[0] for c in gc.DEFAULT_CASES])
+def test_every_gradient_matches_finite_differences(xp, case):
+    results = gc.run_default_cases(device=device_name(xp), cases=(case,))
+    (label, rows), = results
+    names = {r['name'] for r in rows}
+    assert names >= {'W_xh', 'W_hh', 'b_h', 'W_hq', 'b_q', 'state'}
+    bad = [(r['name'], r['max_rel_error']) for r in rows if not r['ok']]
+    assert not bad, gc.format_report(results)
+
+
+def test_large_tensors_are_sampled_with_a_seed(xp):
+    rng = np.random.default_rng(5)
+    m = RNNLM(30, 20, sigma=0.3, dtype='float64', device=device_name(xp), seed=5)
+    X, Y = data(rng, 30, 2, 3)
+    rows = gc.gradcheck(m, X, Y, max_entries=25, seed=3)
+    assert {r['name']: r['checked'] for r in rows}['W_hh'] == 25
+    assert all(r['ok'] for r in rows)
+
+
+def test_gradcheck_catches_a_wrong_gradient(monkeypatch):
+    real_backward = rnn.backward
+
+    def off_by_one_percent(params, dHs, cache):
+        grads, dXW, dh0 = real_backward(params, dHs, cache)
+        grads['W_hh'] = grads['W_hh'] * 1.01
+        return grads, dXW, dh0
+    monkeypatch.setattr(rnn, 'backward', off_by_one_percent)
+    (label, rows), = gc.run_default_cases(cases=(gc.DEFAULT_CASES[0],))
+    failed = {r['name'] for r in rows if not r['ok']}
+    assert failed == {'W_hh'}
+    assert 'FAIL' in gc.format_report([(label, rows)])
+
+
+def test_gradcheck_refuses_float32():
+    m = RNNLM(5, 3, seed=0)
+    with pytest.raises(ConfigError, match='float64'):
+        gc.gradcheck(m, np.zeros((1, 2), int), np.zeros((1, 2), int))
+
+
+def test_loss_at_initialisation_is_close_to_log_v(xp):
+    rng = np.random.default_rng(2)
+    m = RNNLM(28, 64, device=device_name(xp), seed=2)   # the book's sigma = 0.01
+    X, Y = data(rng, 28, 8, 10)
+    loss, _, _ = m.loss_and_grads(X, Y)
+    assert abs(loss - np.log(28)) < 0.01
+
+
+def test_float32_and_float64_agree_to_float32_precision(xp):
+    rng = np.random.default_rng(3)
+    X, Y = data(rng, 12, 4, 6)
+    m32 = RNNLM(12, 10, sigma=0.3, dtype='float32', device=device_name(xp), seed=4)
+    m64 = RNNLM(12, 10, sigma=0.3, dtype='float64', device=device_name(xp), seed=4)
+    l32, g32, _ = m32.loss_and_grads(X, Y)
+    l64, g64, _ = m64.loss_and_grads(X, Y)
+    assert l32 == pytest.approx(l64, rel=1e-5)
+    for k in g64:
+        np.testing.assert_allclose(to_numpy(g32[k]), to_numpy(g64[k]), rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize('kwargs', [{}, {'activation': 'relu'}, {'embed_dim': 8}],
+                         ids=['tanh', 'relu', 'embedding'])
+def test_memorises_a_repeated_string(xp, kwargs):
+    # "hello world " repeated: every next character is determined by the last few
+    text = 'hello world ' * 20
+    chars = sorted(set(text))
+    ids = np.array([chars.index(c) for c in text])
+    X = np.stack([ids[i:i + 24] for i in range(0, 192, 24)])          # (8, 24)
+    Y = np.stack([ids[i + 1:i + 25] for i in range(0, 192, 24)])
+    m = RNNLM(len(chars), 32, sigma=0.1, device=device_name(xp), seed=0, **kwargs)
+    opt = SGD(lr=1.0)
+    start = perplexity(m.loss(X, Y)[0])
+    for _ in range(300):
+        loss, grads, _ = m.loss_and_grads(X, Y)
+        clip_grad_norm(grads, 1.0)
+        opt.step(m.params, grads)
+    end = perplexity(m.loss(X, Y)[0])
+    assert start > 5 and end < 1.1
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    ({'vocab_size': 0}, 'vocab_size'), ({'num_hiddens': -1}, 'num_hiddens'),
+    ({'num_hiddens': 2.5}, 'num_hiddens'), ({'activation': 'sigmoid'}, 'activation'),
+    ({'dtype': 'float16'}, 'dtype'), ({'embed_dim': 0}, 'embed_dim'), ({'sigma': 0}, 'sigma'),
+    ({'device': 'tpu'}, 'device'), ({'cell': 'transformer'}, 'cell')])
+def test_bad_constructor_arguments_are_config_errors(kwargs, match):
+    args = {'vocab_size': 5, 'num_hiddens': 3, **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        RNNLM(args.pop('vocab_size'), args.pop('num_hiddens'), **args)
+
+
+def test_a_state_of_the_wrong_shape_is_refused():
+    m = RNNLM(5, 3, seed=0)
+    with pytest.raises(ConfigError, match='state'):
+        m.forward(np.zeros((2, 4), int), np.zeros((3, 3)))
+
+
+@pytest.mark.gpu
+def test_cpu_and_gpu_agree():
+    from minirnn.backend import gpu_available
+    if not gpu_available():
+        pytest.skip('needs CuPy and a CUDA device')
+    rng = np.random.default_rng(6)
+    X, Y = data(rng, 28, 4, 7)
+    state = rng.standard_normal((4, 16)) * 0.1
+    cpu = RNNLM(28, 16, sigma=0.2, dtype='float64', device='cpu', seed=6)
+    gpu = RNNLM(28, 16, sigma=0.2, dtype='float64', device='gpu', seed=6)
+    lc, gcpu, sc = cpu.loss_and_grads(X, Y, state)
+    lg, ggpu, sg = gpu.loss_and_grads(X, Y, state)
+    assert lc == pytest.approx(lg, rel=1e-10)
+    np.testing.assert_allclose(to_numpy(cpu.forward(X, state)[0]), to_numpy(gpu.forward(X, state)[0]),
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(to_numpy(sc), to_numpy(sg), rtol=1e-10, atol=1e-12)
+    for k in gcpu:
+        np.testing.assert_allclose(to_numpy(gcpu[k]), to_numpy(ggpu[k]), rtol=1e-8, atol=1e-12)
