@@ -1,0 +1,110 @@
+"""Training-step throughput: how many tokens per second one full SGD step processes.
+
+One step is what train.py does per batch with the random sampler: loss_and_grads from a
+fresh zero state, clip_grad_norm, SGD.step. Data loading is left out (X, Y are random ids
+made once and moved to the device once), and so is everything a training loop does
+between steps (metrics, logging). `cli.py bench` calls `step_throughput`.
+"""
+import argparse
+import json
+import math
+import statistics
+import time
+
+import numpy as np
+
+from .backend import device_name, make_rng, synchronize, to_device
+from .errors import ConfigError
+from .model import RNNLM
+from .optim import SGD, clip_grad_norm
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = 'a positive integer' if minimum == 1 else f'an integer >= {minimum}'
+        raise ConfigError(f'{name} must be {kind}, got {value!r}')
+
+
+def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28, iters=20,
+                    warmup=3, device='cpu', dtype='float32', seed=0, max_norm=1.0, lr=1.0):
+    """Time `iters` training steps of an RNNLM on random tokens, after `warmup` untimed ones.
+
+    One step = model.loss_and_grads(X, Y, state=None) (forward, softmax cross-entropy, BPTT
+    over all num_steps, from a fresh zero state as with the random sampler) + clip_grad_norm
+    (max_norm; one host sync for the norm) + SGD(lr).step. The clock is read after
+    backend.synchronize, so queued GPU work is counted in the step that queued it.
+
+    Args: batch_size B, num_steps T, num_hiddens H, vocab_size V, iters and warmup (counts of
+        steps), device ('cpu' | 'gpu' | 'auto'), dtype, seed (model init and tokens),
+        max_norm (0 disables clipping but still measures the norm), lr.
+    Returns: a JSON-serialisable dict with the shape, device, dtype, iters, `seconds` (total
+        timed wall time), `step_ms` (median step), `tokens_per_s` (B*T / median step) and
+        `tokens_per_s_mean` (B*T*iters / seconds).
+    """
+    for name, value in (('batch_size', batch_size), ('num_steps', num_steps),
+                        ('num_hiddens', num_hiddens), ('vocab_size', vocab_size),
+                        ('iters', iters)):
+        _check_int(name, value, 1)
+    _check_int('warmup', warmup, 0)
+    if not (isinstance(max_norm, (int, float)) and math.isfinite(max_norm) and max_norm >= 0):
+        raise ConfigError(f'max_norm must be a number >= 0, got {max_norm!r}')
+
+    rng = make_rng(seed)
+    model = RNNLM(vocab_size, num_hiddens, dtype=dtype, device=device, seed=rng)
+    xp = model.xp
+    optimizer = SGD(lr)
+    # made once on the host and moved once, so the timing holds no host-to-device copies
+    X = to_device(rng.integers(0, vocab_size, size=(batch_size, num_steps), dtype=np.int32), xp)
+    Y = to_device(rng.integers(0, vocab_size, size=(batch_size, num_steps), dtype=np.int32), xp)
+
+    def step():
+        _, grads, _ = model.loss_and_grads(X, Y, None)
+        clip_grad_norm(grads, max_norm)
+        optimizer.step(model.params, grads)
+
+    for _ in range(warmup):
+        step()
+    synchronize(xp)
+    times = []
+    start = time.perf_counter()
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        synchronize(xp)
+        times.append(time.perf_counter() - t0)
+    seconds = time.perf_counter() - start
+
+    tokens = batch_size * num_steps
+    median = statistics.median(times)
+    return {'batch_size': int(batch_size), 'num_steps': int(num_steps),
+            'num_hiddens': int(num_hiddens), 'vocab_size': int(vocab_size),
+            'device': device_name(xp), 'dtype': model.dtype.name, 'iters': int(iters),
+            'seconds': seconds, 'step_ms': median * 1e3,
+            'tokens_per_s': tokens / median, 'tokens_per_s_mean': tokens * iters / seconds}
+
+
+def main(argv=None):
+    """`python -m minirnn.bench`: the same flags as `cli.py bench`; one JSON line on stdout."""
+    parser = argparse.ArgumentParser(prog='python -m minirnn.bench', description=__doc__)
+    parser.add_argument('--batch-size', type=int, default=32, help='B, sequences per step')
+    parser.add_argument('--num-steps', type=int, default=35, help='T, tokens per sequence')
+    parser.add_argument('--num-hiddens', type=int, default=512, help='H, hidden state width')
+    parser.add_argument('--vocab-size', type=int, default=28, help='V, token ids')
+    parser.add_argument('--iters', type=int, default=20, help='timed steps')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed steps before timing')
+    parser.add_argument('--device', default='cpu', choices=('cpu', 'gpu', 'auto'))
+    parser.add_argument('--dtype', default='float32', choices=('float32', 'float64'))
+    parser.add_argument('--seed', type=int, default=0, help='model init and random tokens')
+    args = parser.parse_args(argv)
+    try:
+        result = step_throughput(args.batch_size, args.num_steps, args.num_hiddens,
+                                 args.vocab_size, args.iters, args.warmup, args.device,
+                                 args.dtype, args.seed)
+    except ConfigError as exc:
+        parser.exit(2, f'minirnn: {exc}\n')
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
