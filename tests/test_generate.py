@@ -1,0 +1,190 @@
+"""predict: the book's warm-up and greedy decoding, sampling controls, and its error messages."""
+import numpy as np
+import pytest
+
+from minirnn.backend import device_name, to_numpy
+from minirnn.errors import ConfigError
+from minirnn.generate import predict
+from minirnn.model import RNNLM
+from minirnn.optim import SGD, clip_grad_norm
+from minirnn.text import Vocab
+
+TEXT = 'the time traveller for so it will be convenient to speak of him '
+
+
+def make(xp=np, dtype='float64', **kwargs):
+    """A random model with lively logits (sigma 0.5) over the vocab of TEXT."""
+    vocab = Vocab(TEXT)
+    return RNNLM(len(vocab), 16, sigma=0.5, dtype=dtype, device=device_name(xp), seed=3, **kwargs), vocab
+
+
+def manual_greedy(model, vocab, prefix, num_preds):
+    """The book's predict, token by token with model.forward, <unk> excluded from the argmax."""
+    state, outputs = model.begin_state(1), [vocab[c] for c in prefix]
+    for y in outputs[:-1]:
+        _, state = model.forward(np.array([[y]]), state)
+    for _ in range(num_preds):
+        logits, state = model.forward(np.array([[outputs[-1]]]), state)
+        outputs.append(int(np.argmax(to_numpy(logits[0, 0])[1:])) + 1)
+    return ''.join(vocab.to_tokens(outputs))
+
+
+def next_token_probs(model, vocab, prefix):
+    """softmax of the logits after `prefix`, without <unk>, renormalised: (V,) on the host."""
+    logits, _ = model.forward(np.array([vocab[list(prefix)]]))
+    z = to_numpy(logits[0, -1]).astype(np.float64)
+    z[0] = -np.inf
+    p = np.exp(z - z.max())
+    return p / p.sum()
+
+
+@pytest.mark.parametrize('kwargs', [{}, {'embed_dim': 5}], ids=['one-hot', 'embedding'])
+def test_greedy_is_the_books_argmax_loop(xp, kwargs):
+    model, vocab = make(xp, **kwargs)
+    out = predict(model, vocab, 'time tr', 30)
+    assert out == manual_greedy(model, vocab, 'time tr', 30)
+    assert out.startswith('time tr') and len(out) == 37 and '<unk>' not in out
+    assert predict(model, vocab, 'time tr', 30) == out
+
+
+def test_warm_up_over_the_whole_prefix_equals_feeding_it_token_by_token(xp):
+    # the state carried through one forward over the prefix must be the per-token state
+    model, vocab = make(xp)
+    prefix = 'the time traveller'
+    ids = vocab[list(prefix)]
+    state = model.begin_state(1)
+    for y in ids:
+        logits, state = model.forward(np.array([[y]]), state)
+    expected = vocab.to_tokens(int(np.argmax(to_numpy(logits[0, 0])[1:])) + 1)
+    assert predict(model, vocab, prefix, 1) == prefix + expected
+
+
+def test_num_preds_zero_returns_the_preprocessed_prefix():
+    model, vocab = make()
+    assert predict(model, vocab, 'Time-Traveller! ', 0) == 'time traveller '
+    assert predict(model, vocab, '42 time', 0) == 'time'      # a leading non-letter is dropped
+
+
+def test_a_trailing_space_is_kept_and_changes_the_continuation():
+    model, vocab = make()
+    with_space = predict(model, vocab, 'time ', 10)
+    assert with_space.startswith('time ')
+    assert with_space == manual_greedy(model, vocab, 'time ', 10)
+
+
+def test_sampling_repeats_with_a_seed_and_differs_across_seeds(xp):
+    model, vocab = make(xp)
+    runs = [predict(model, vocab, 'the ', 40, strategy='sample', rng=seed) for seed in (0, 0, 1)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+    generator = np.random.default_rng(0)      # a Generator is accepted and advanced
+    assert predict(model, vocab, 'the ', 40, strategy='sample', rng=generator) == runs[0]
+
+
+@pytest.mark.parametrize('controls', [{'top_k': 1}, {'temperature': 1e-4}, {'alpha': 1e4}],
+                         ids=['top_k=1', 'tiny-temperature', 'large-alpha'])
+def test_sharp_sampling_is_greedy(xp, controls):
+    model, vocab = make(xp)
+    greedy = predict(model, vocab, 'time tr', 40)
+    for seed in range(3):
+        assert predict(model, vocab, 'time tr', 40, strategy='sample', rng=seed, **controls) == greedy
+
+
+def test_sampled_frequencies_follow_the_softmax():
+    model, vocab = make()
+    p = next_token_probs(model, vocab, 'the t')
+    assert p.max() < 0.5                                  # a spread-out distribution to test against
+    rng = np.random.default_rng(0)
+    n = 3000
+    draws = [predict(model, vocab, 'the t', 1, strategy='sample', rng=rng)[-1] for _ in range(n)]
+    freq = np.array([draws.count(t) for t in vocab.idx_to_token]) / n
+    assert freq[0] == 0                                   # <unk> is never produced
+    assert np.abs(freq - p).max() < 0.04
+
+
+def test_temperature_and_alpha_reshape_the_distribution():
+    model, vocab = make()
+    p = next_token_probs(model, vocab, 'the t')
+    top = vocab.to_tokens(int(np.argmax(p)))
+
+    def share_of_top(**controls):
+        rng = np.random.default_rng(1)
+        draws = [predict(model, vocab, 'the t', 1, strategy='sample', rng=rng, **controls)[-1]
+                 for _ in range(600)]
+        return draws.count(top) / len(draws)
+    flat, base, sharp = share_of_top(temperature=3.0), share_of_top(), share_of_top(alpha=3.0)
+    assert flat < base < sharp
+
+
+def test_top_k_draws_only_the_k_most_likely_tokens():
+    model, vocab = make()
+    p = next_token_probs(model, vocab, 'the t')
+    allowed = set(vocab.to_tokens(np.argsort(p)[-3:].tolist()))
+    rng = np.random.default_rng(2)
+    draws = {predict(model, vocab, 'the t', 1, strategy='sample', top_k=3, rng=rng)[-1] for _ in range(300)}
+    assert draws == allowed
+
+
+def test_word_tokens_are_joined_with_spaces():
+    words = TEXT.split()
+    vocab = Vocab(words)
+    model = RNNLM(len(vocab), 8, sigma=0.5, seed=0)
+    out = predict(model, vocab, 'The  time', 5, token='word')
+    assert out.startswith('the time ') and len(out.split()) == 7
+    assert all(w in words for w in out.split())
+
+
+@pytest.mark.parametrize('kwargs', [{}, {'embed_dim': 8}], ids=['one-hot', 'embedding'])
+def test_a_model_that_memorised_a_string_continues_it(xp, kwargs):
+    text = 'hello world ' * 20
+    vocab = Vocab(text)
+    ids = np.array(vocab[list(text)])
+    X = np.stack([ids[i:i + 24] for i in range(0, 192, 24)])          # (8, 24)
+    Y = np.stack([ids[i + 1:i + 25] for i in range(0, 192, 24)])
+    model = RNNLM(len(vocab), 32, sigma=0.1, device=device_name(xp), seed=0, **kwargs)
+    opt = SGD(lr=1.0)
+    for _ in range(300):
+        _, grads, _ = model.loss_and_grads(X, Y)
+        clip_grad_norm(grads, 1.0)
+        opt.step(model.params, grads)
+    assert predict(model, vocab, 'hello', 31) == ('hello world ' * 3)[:36]
+    assert predict(model, vocab, 'hello wo', 28, strategy='sample', rng=0, temperature=0.5) == \
+        ('hello world ' * 3)[:36]
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('prefix, kwargs, match', [
+    ('123', {}, "'123' is empty after preprocess 'letters'"),
+    ('', {'preprocess': 'raw'}, 'empty'),
+    ('   ', {'token': 'word'}, 'empty'),
+    ('timez', {}, "never saw: 'z'; the model only knows its training vocabulary"),
+    ('Time', {'preprocess': 'raw'}, "never saw: 'T'"),
+    ('time', {'num_preds': -1}, 'num_preds'),
+    ('time', {'num_preds': 2.5}, 'num_preds'),
+    ('time', {'temperature': 0}, 'temperature'),
+    ('time', {'temperature': float('nan')}, 'temperature'),
+    ('time', {'alpha': -1}, 'alpha'),
+    ('time', {'top_k': 0}, 'top_k'),
+    ('time', {'strategy': 'beam'}, 'unknown strategy'),
+    ('time', {'preprocess': 'lower'}, 'preprocess'),
+    ('time', {'token': 'byte'}, 'token'),
+    ('time', {'temperature': 1e-310}, 'overflows'),
+])
+def test_bad_arguments_are_config_errors(prefix, kwargs, match):
+    model, vocab = make()
+    kwargs = {'num_preds': 3, **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        predict(model, vocab, prefix, kwargs.pop('num_preds'), **kwargs)
+
+
+def test_unknown_tokens_are_listed_up_to_five():
+    model, vocab = make()
+    with pytest.raises(ConfigError, match=r"7 token\(s\) .*: 'q', 'u', 'z', 'y', 'x' \.\.\."):
+        predict(model, vocab, 'quzyxjg', 3)
+
+
+def test_a_vocabulary_of_another_size_is_refused():
+    model, _ = make()
+    with pytest.raises(ConfigError, match='vocabulary has'):
+        predict(model, Vocab('abc'), 'a', 3)
