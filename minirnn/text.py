@@ -9,15 +9,14 @@ import collections
 import json
 import math
 import numbers
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .corpora import CORPORA, default_data_dir, download, resolve_corpus  # noqa: F401 (re-exported)
 from .errors import ConfigError, DataError
+from .files import write_text_atomic
 
 PREPROCESS_MODES = ('letters', 'raw')
 TOKEN_KINDS = ('char', 'word')
@@ -215,17 +214,7 @@ class Vocab:
 
     def save(self, path):
         """Write to_dict() as JSON, atomically (temp file + os.replace)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'w', encoding='utf-8') as f:
-                json.dump(self.to_dict(), f)
-                f.flush()
-                os.fsync(f.fileno())  # on disk before it takes the old file's name
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_text_atomic(path, json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path):
