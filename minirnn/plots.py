@@ -1,0 +1,64 @@
+"""Figures: perplexity per epoch from the trainer's history rows, written as a PNG.
+
+It draws on a bare matplotlib Figure with the Agg canvas (no pyplot, no global backend), so it
+runs headless and inside tests, and imports matplotlib only when called so `import minirnn`
+stays fast. Reading history.jsonl and deciding when to plot are the trainer's job.
+"""
+import math
+
+from .errors import ConfigError
+from .files import atomic_write
+
+
+def plot_history(rows, path, title=None):
+    """Plot train (and validation, where present) perplexity against epoch into a PNG at `path`.
+
+    Args: rows, dicts with 'epoch', 'train_ppl' and optionally 'val_ppl' (None or missing when
+    not validated; non-finite values are left out); path of the PNG, replaced atomically;
+    title, an optional figure title. The y axis is logarithmic when the values span over 10x.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    curves = {label: _points(rows, key)
+              for label, key in (('train', 'train_ppl'), ('validation', 'val_ppl'))}
+    values = [v for _, ys in curves.values() for v in ys]
+    if not values:
+        raise ConfigError('no perplexity values to plot: the history has no finite train_ppl or val_ppl')
+
+    fig = Figure(figsize=(6, 4), layout='constrained')
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, (epochs, ys) in curves.items():
+        if ys:
+            # markers, so a history of one epoch still shows a point
+            ax.plot(epochs, ys, marker='o', markersize=3, label=label)
+    # perplexity often falls from ~V to ~1 in a few epochs; linear axes flatten the tail
+    if max(values) > 10 * min(values):
+        ax.set_yscale('log')
+        # plain numbers (2, 3, 5, 10, 20) read better than 2x10^1 for perplexities
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f'{y:g}'))
+        ax.yaxis.set_minor_formatter(FuncFormatter(_label_2_3_5))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('perplexity')
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    with atomic_write(path) as f:
+        fig.savefig(f, format='png', dpi=100)
+
+
+def _label_2_3_5(y, _):
+    """Label a minor log tick only at 2, 3 and 5 times a power of ten, so labels never crowd."""
+    mantissa = y / 10 ** math.floor(math.log10(y))
+    return f'{y:g}' if any(math.isclose(mantissa, m) for m in (2, 3, 5)) else ''
+
+
+def _points(rows, key):
+    """(epochs, values) of the rows whose `key` holds a finite positive number."""
+    points = [(row['epoch'], row[key]) for row in rows
+              if row.get(key) is not None and math.isfinite(row[key]) and row[key] > 0]
+    return [e for e, _ in points], [v for _, v in points]
