@@ -119,8 +119,9 @@ class RNNLM:
             XW = XW.reshape(T, B, -1)                                     # (T, B, H)
         # (2) the recurrence
         Hs, cell_cache = self.cell.forward(p, XW, state, activation=self.activation)  # (T, B, H)
-        # (3) all outputs at once: one (T*B, H) x (H, V) GEMM
-        logits, out_cache = layers.linear_forward(Hs.reshape(T * B, -1), p['W_hq'], p['b_q'])
+        # (3) all outputs at once: one (T*B, H) x (H, V) GEMM, stored vocab-major for the softmax
+        logits, out_cache = layers.linear_forward(Hs.reshape(T * B, -1), p['W_hq'], p['b_q'],
+                                                  column_major=True)
         return logits, Hs[-1], (emb_cache, in_cache, cell_cache, out_cache)
 
     def forward(self, X, state=None):

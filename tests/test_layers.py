@@ -88,3 +88,14 @@ def test_softmax_cross_entropy_is_stable_at_huge_logits(xp, dtype):
     assert np.isfinite(float(loss))
     assert float(loss) == pytest.approx(expected, rel=1e-6)
     assert np.isfinite(to_numpy(dlogits)).all()
+
+
+def test_column_major_linear_gives_the_same_values_in_fortran_order(xp):
+    rng = np.random.default_rng(4)
+    x = xp.asarray(rng.standard_normal((6, 3)))
+    W = xp.asarray(rng.standard_normal((3, 5)))
+    b = xp.asarray(rng.standard_normal(5))
+    y_rows, _ = layers.linear_forward(x, W, b)
+    y_cols, _ = layers.linear_forward(x, W, b, column_major=True)
+    assert y_cols.flags.f_contiguous
+    np.testing.assert_allclose(to_numpy(y_cols), to_numpy(y_rows), rtol=1e-12)
