@@ -1,0 +1,25 @@
+"""minirnn: recurrent language models with backpropagation through time written by hand.
+
+NumPy on the CPU, CuPy on a CUDA GPU, no autograd framework. It follows the chapter
+"Recurrent Neural Network Implementation from Scratch" of Dive into Deep Learning, and
+checks every gradient against finite differences (`gradcheck`).
+"""
+from .batching import SeqDataLoader, seq_data_iter_random, seq_data_iter_sequential, seq_data_iter_windows
+from .checkpoint import Checkpoint
+from .errors import CheckpointError, ConfigError, DataError, DivergenceError, MiniRNNError
+from .generate import predict
+from .gradcheck import gradcheck
+from .model import RNNLM
+from .optim import SGD, Adagrad, Adam, clip_grad_norm, perplexity
+from .text import Vocab, download, encode_corpus, load_corpus, split_corpus
+from .train import PRESETS, TrainConfig, fit
+
+__version__ = '0.1.0'
+
+__all__ = [
+    'RNNLM', 'Vocab', 'load_corpus', 'encode_corpus', 'split_corpus', 'download',
+    'seq_data_iter_random', 'seq_data_iter_sequential', 'seq_data_iter_windows', 'SeqDataLoader',
+    'clip_grad_norm', 'SGD', 'Adagrad', 'Adam', 'perplexity', 'gradcheck', 'predict',
+    'TrainConfig', 'PRESETS', 'fit', 'Checkpoint',
+    'MiniRNNError', 'DataError', 'ConfigError', 'CheckpointError', 'DivergenceError',
+]

@@ -187,3 +187,18 @@ def _optimizer_state(path, arrays, meta, model):
                                   'any parameter; the file is damaged')
         slots.setdefault(parts[1], {})[parts[2]] = arrays[key]
     return {'steps': steps, 'slots': slots}
+
+
+def text_options(ckpt):
+    """(preprocess, token): how the model's training text was prepared, from the trainer's meta.
+
+    Generation and evaluation must prepare new text the same way. CheckpointError when the
+    checkpoint was saved without training settings (not by `minirnn train`).
+    """
+    from .text import PREPROCESS_MODES, TOKEN_KINDS
+    train = ckpt.meta.get('train')
+    if not (isinstance(train, dict) and train.get('preprocess') in PREPROCESS_MODES
+            and train.get('token') in TOKEN_KINDS):
+        raise CheckpointError('the checkpoint does not record how its text was preprocessed '
+                              '(no training settings); it was not written by `minirnn train`')
+    return train['preprocess'], train['token']

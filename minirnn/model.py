@@ -42,7 +42,8 @@ class RNNLM:
         for name, value in (('vocab_size', vocab_size), ('num_hiddens', num_hiddens)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f'{name} must be a positive integer, got {value!r}')
-        if embed_dim is not None and (not isinstance(embed_dim, (int, np.integer)) or embed_dim < 1):
+        if embed_dim is not None and (isinstance(embed_dim, bool) or not isinstance(embed_dim, (int, np.integer))
+                                      or embed_dim < 1):
             raise ConfigError(f'embed_dim must be a positive integer or None, got {embed_dim!r}')
         if str(dtype) not in DTYPES:
             raise ConfigError(f'dtype must be one of {", ".join(DTYPES)}, got {dtype!r}')
@@ -95,6 +96,10 @@ class RNNLM:
         X = to_device(X, xp)
         if X.ndim != 2:
             raise ConfigError(f'X must have shape (batch_size, num_steps), got {X.shape}')
+        if X.size and (int(X.min()) < 0 or int(X.max()) >= self.vocab_size):
+            # NumPy's take would raise IndexError, CuPy's silently wraps around
+            raise ConfigError(f'token ids must lie in [0, {self.vocab_size}), got '
+                              f'{int(X.min())}..{int(X.max())}')
         ids = xp.ascontiguousarray(X.T)                                  # (T, B)
         if state is None:
             state = self.begin_state(X.shape[0])

@@ -5,6 +5,7 @@ moments) per parameter name, on the parameters' device. `state_dict`/`load_state
 that state in and out of checkpoints as host NumPy arrays.
 """
 import math
+import numbers
 
 from .backend import to_numpy, xp_of
 from .errors import ConfigError
@@ -45,7 +46,7 @@ class Optimizer:
     slot_names = ()
 
     def __init__(self, lr):
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) and math.isfinite(lr) and lr > 0):
             raise ConfigError(f'learning rate must be a positive number, got {lr!r}')
         self.lr = float(lr)
         self.steps = 0

@@ -341,3 +341,22 @@ def split_corpus(corpus, val_fraction):
         raise DataError(f'a corpus of {len(corpus)} tokens is too short for val_fraction={val_fraction}; '
                         'use a longer text or a larger --val-fraction')
     return corpus[:-num_val], corpus[-num_val:]
+
+
+def encode_corpus(name_or_path, vocab, *, preprocess='letters', token='char', max_tokens=None,
+                  encoding='utf-8'):
+    """A text as ids under an existing vocabulary (a trained model's), for evaluation.
+
+    The text is read and preprocessed exactly as load_corpus does; tokens the vocabulary lacks
+    become <unk> (index 0). Returns (N,) int32, cut to max_tokens.
+    """
+    if preprocess not in PREPROCESS_MODES:
+        raise ConfigError(f'unknown preprocess mode {preprocess!r}; choose one of {", ".join(PREPROCESS_MODES)}')
+    if token not in TOKEN_KINDS:
+        raise ConfigError(f'unknown token kind {token!r}; choose one of {", ".join(TOKEN_KINDS)}')
+    path = resolve_corpus(name_or_path)
+    text = _preprocess(strip_gutenberg(read_text(path, encoding)), preprocess)
+    if not text or text.isspace():
+        raise DataError(f'{path}: no tokens left after preprocess={preprocess!r}')
+    tokens = text if token == 'char' else tokenize(text, token)   # encode() vectorises a str
+    return encode(tokens[:max_tokens] if max_tokens else tokens, vocab)

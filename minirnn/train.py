@@ -240,11 +240,21 @@ def train_epoch(model, loader, optimizer, clip, epoch, progress, interrupt=None)
     return not (interrupt is not None and interrupt.requested)
 
 
+def _finite(x):
+    """x, or None where JSON has no number for it (a perplexity past float range)."""
+    return x if math.isfinite(x) else None
+
+
+def format_ppl(x):
+    """A perplexity from a history row for people: 2 decimals, 'inf' for null."""
+    return 'inf' if x is None else f'{x:.2f}'
+
+
 def history_row(epoch, progress, val_loss, seconds):
-    """The history.jsonl record of one finished epoch."""
+    """The history.jsonl record of one finished epoch (perplexities beyond float range are null)."""
     return {'epoch': epoch,
-            'train_ppl': perplexity(progress.loss_sum / progress.tokens),
-            'val_ppl': None if val_loss is None else perplexity(val_loss),
+            'train_ppl': _finite(perplexity(progress.loss_sum / progress.tokens)),
+            'val_ppl': None if val_loss is None else _finite(perplexity(val_loss)),
             'tokens_per_s': progress.tokens / progress.seconds if progress.seconds else None,
             'grad_norm_mean': progress.norm_sum / progress.batches,
             'grad_norm_max': progress.norm_max,
@@ -349,6 +359,9 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                               'position': position, 'history': history})
 
     out.mkdir(parents=True, exist_ok=True)
+    if not quiet:
+        print(f'minirnn: training into {out}: {len(train_corpus):,} tokens, vocabulary {len(vocab)}, '
+              f'{len(loader)} batches per epoch on {config.device}', file=sys.stderr)
     log_every = max(1, config.num_epochs // 10)
     last_plot = -math.inf
     bar = tqdm(total=config.num_epochs, initial=epoch - 1, unit='epoch', file=sys.stderr,
@@ -373,11 +386,11 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                     _plot(history, out / 'perplexity.png', config)
                     last_plot = time.monotonic()
                 row = history[-1]
-                bar.set_postfix_str(f'ppl {row["train_ppl"]:.2f}', refresh=False)
+                bar.set_postfix_str(f'ppl {format_ppl(row["train_ppl"])}', refresh=False)
                 bar.update(1)
                 if not quiet and (epoch % log_every == 0 or epoch == config.num_epochs):
-                    val = '' if row['val_ppl'] is None else f'  val ppl {row["val_ppl"]:.2f}'
-                    tqdm.write(f'epoch {epoch}/{config.num_epochs}  train ppl {row["train_ppl"]:.2f}'
+                    val = '' if validate is None else f'  val ppl {format_ppl(row["val_ppl"])}'
+                    tqdm.write(f'epoch {epoch}/{config.num_epochs}  train ppl {format_ppl(row["train_ppl"])}'
                                f'{val}  {row["tokens_per_s"]:,.0f} tokens/s', file=sys.stderr)
                 epoch += 1
                 progress = EpochProgress()

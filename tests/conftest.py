@@ -20,7 +20,7 @@ def xp(request):
     return cupy
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data_dir():
     """The folder with the shared book texts (MINIRNN_DATA_DIR, else ../shared/data)."""
     path = Path(os.environ.get('MINIRNN_DATA_DIR', REPO.parent / 'shared' / 'data'))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minirnn import gradcheck as gc
+from minirnn.gradcheck import DEFAULT_CASES, format_report, gradcheck, run_default_cases
 from minirnn.backend import device_name, to_numpy
 from minirnn.cells import rnn
 from minirnn.errors import ConfigError
@@ -57,21 +57,21 @@ def test_loss_is_the_mean_cross_entropy_of_the_logits(xp):
     assert grads['state'].shape == (3, 5)
 
 
-@pytest.mark.parametrize('case', gc.DEFAULT_CASES, ids=[c[0] for c in gc.DEFAULT_CASES])
+@pytest.mark.parametrize('case', DEFAULT_CASES, ids=[c[0] for c in DEFAULT_CASES])
 def test_every_gradient_matches_finite_differences(xp, case):
-    results = gc.run_default_cases(device=device_name(xp), cases=(case,))
+    results = run_default_cases(device=device_name(xp), cases=(case,))
     (label, rows), = results
     names = {r['name'] for r in rows}
     assert names >= {'W_xh', 'W_hh', 'b_h', 'W_hq', 'b_q', 'state'}
     bad = [(r['name'], r['max_rel_error']) for r in rows if not r['ok']]
-    assert not bad, gc.format_report(results)
+    assert not bad, format_report(results)
 
 
 def test_large_tensors_are_sampled_with_a_seed(xp):
     rng = np.random.default_rng(5)
     m = RNNLM(30, 20, sigma=0.3, dtype='float64', device=device_name(xp), seed=5)
     X, Y = data(rng, 30, 2, 3)
-    rows = gc.gradcheck(m, X, Y, max_entries=25, seed=3)
+    rows = gradcheck(m, X, Y, max_entries=25, seed=3)
     assert {r['name']: r['checked'] for r in rows}['W_hh'] == 25
     assert all(r['ok'] for r in rows)
 
@@ -84,16 +84,16 @@ def test_gradcheck_catches_a_wrong_gradient(monkeypatch):
         grads['W_hh'] = grads['W_hh'] * 1.01
         return grads, dXW, dh0
     monkeypatch.setattr(rnn, 'backward', off_by_one_percent)
-    (label, rows), = gc.run_default_cases(cases=(gc.DEFAULT_CASES[0],))
+    (label, rows), = run_default_cases(cases=(DEFAULT_CASES[0],))
     failed = {r['name'] for r in rows if not r['ok']}
     assert failed == {'W_hh'}
-    assert 'FAIL' in gc.format_report([(label, rows)])
+    assert 'FAIL' in format_report([(label, rows)])
 
 
 def test_gradcheck_refuses_float32():
     m = RNNLM(5, 3, seed=0)
     with pytest.raises(ConfigError, match='float64'):
-        gc.gradcheck(m, np.zeros((1, 2), int), np.zeros((1, 2), int))
+        gradcheck(m, np.zeros((1, 2), int), np.zeros((1, 2), int))
 
 
 def test_loss_at_initialisation_is_close_to_log_v(xp):

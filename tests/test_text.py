@@ -417,3 +417,16 @@ def test_default_data_dir(monkeypatch, tmp_path):
     assert default_data_dir() == tmp_path / 'downloads'
     monkeypatch.delenv('MINIRNN_DOWNLOAD_DIR')
     assert default_data_dir() == REPO / 'data'  # a source checkout keeps its texts in data/
+
+
+def test_encode_corpus_uses_the_given_vocabulary_and_unk(tmp_path):
+    from minirnn.text import Vocab, encode_corpus
+    path = tmp_path / 't.txt'
+    path.write_text('Abc, xyz!\nab')
+    vocab = Vocab(list('abc '))
+    ids = encode_corpus(path, vocab)                       # letters: 'abc xyz ab'
+    assert ''.join('?' if t == '<unk>' else t for t in vocab.to_tokens(ids.tolist())) == 'abc ??? ab'
+    assert ids.dtype == np.int32
+    assert len(encode_corpus(path, vocab, max_tokens=4)) == 4
+    words = encode_corpus(path, Vocab(['abc', 'ab']), token='word')
+    assert Vocab(['abc', 'ab']).to_tokens(words.tolist()) == ['abc', '<unk>', 'ab']

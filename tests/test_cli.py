@@ -1,0 +1,187 @@
+"""The command line, in-process through cli.main: every subcommand, and every way to misuse it."""
+import functools
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cli
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ['--max-tokens', '2000', '--batch-size', '8', '--num-steps', '10', '--num-hiddens', '24',
+        '--sigma', '0.1', '--num-epochs', '3', '--quiet']
+
+
+@pytest.fixture(autouse=True)
+def _books(data_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))
+    monkeypatch.setenv('MINIRNN_DOWNLOAD_DIR', str(tmp_path / 'downloads'))
+    monkeypatch.setenv('MINIRNN_MIRROR', 'http://127.0.0.1:9')   # never the network
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, data_dir):
+    """One small model trained through the CLI, shared by the generate/eval tests."""
+    out = tmp_path_factory.mktemp('run')
+    mp = pytest.MonkeyPatch()
+    mp.setenv('MINIRNN_DATA_DIR', str(data_dir))
+    try:
+        assert cli.main(['train', *TINY, '--out', str(out), '--prefix', 'time traveller',
+                         '--num-preds', '10']) == 0
+    finally:
+        mp.undo()
+    return out
+
+
+def test_train_writes_the_run_directory_and_prints_results(trained):
+    assert {p.name for p in trained.iterdir()} >= {'model.npz', 'history.jsonl', 'perplexity.png'}
+    rows = [json.loads(line) for line in (trained / 'history.jsonl').read_text().splitlines()]
+    assert [r['epoch'] for r in rows] == [1, 2, 3]
+    assert rows[-1]['train_ppl'] < rows[0]['train_ppl']
+
+
+def test_train_stdout_has_the_summary_and_the_continuation(capsys, tmp_path):
+    code, out, err = run(capsys, 'train', *TINY, '--num-epochs', '1', '--out', str(tmp_path / 'r'),
+                         '--prefix', 'the time', '--num-preds', '5')
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith('epoch 1: train perplexity ')
+    assert lines[1].startswith('the time') and len(lines[1]) == len('the time') + 5
+    assert lines[-1] == f'saved {tmp_path / "r" / "model.npz"}'
+    assert 'Traceback' not in err
+
+
+def test_resume_through_the_cli(capsys, tmp_path):
+    out = str(tmp_path / 'r')
+    assert run(capsys, 'train', *TINY, '--num-epochs', '1', '--out', out, '--num-preds', '0')[0] == 0
+    code, stdout, _ = run(capsys, 'train', '--resume', '--out', out, '--num-epochs', '2', '--quiet')
+    assert code == 0 and stdout.startswith('epoch 2:')
+    code, _, err = run(capsys, 'train', '--resume', '--out', out, '--batch-size', '4')
+    assert code == 1 and 'batch_size' in err and len(err.strip().splitlines()) == 1
+
+
+def test_generate_greedy_and_sampled(capsys, trained):
+    ckpt = str(trained / 'model.npz')
+    code, out, _ = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'time traveller',
+                       '--num-preds', '20')
+    assert code == 0 and out.startswith('time traveller') and len(out.rstrip('\n')) == len('time traveller') + 20
+    a = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the', '--strategy', 'sample',
+            '--temperature', '0.8', '--top-k', '5', '--seed', '3')
+    b = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the', '--strategy', 'sample',
+            '--temperature', '0.8', '--top-k', '5', '--seed', '3')
+    assert a == b and a[0] == 0
+
+
+def test_eval_reports_perplexity_on_another_book(capsys, trained):
+    code, out, _ = run(capsys, 'eval', '--checkpoint', str(trained / 'model.npz'),
+                       '--data', 'war_of_the_worlds', '--max-tokens', '5000')
+    result = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and result['tokens'] == 5000
+    assert 1 < result['perplexity'] < 28 and result['unknown_fraction'] == 0
+
+
+def test_gradcheck_prints_its_table_and_passes(capsys):
+    code, out, _ = run(capsys, 'gradcheck')
+    assert code == 0
+    assert 'W_hh' in out and 'state' in out and 'FAIL' not in out
+    assert out.strip().splitlines()[-1].endswith('all gradients OK')
+
+
+def test_bench_ends_with_a_json_line(capsys):
+    code, out, _ = run(capsys, 'bench', '--batch-size', '4', '--num-steps', '5', '--num-hiddens', '8',
+                       '--iters', '2')
+    result = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and result['tokens_per_s'] > 0 and result['batch_size'] == 4
+
+
+def test_download_from_a_local_mirror(capsys, data_dir, monkeypatch, tmp_path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(data_dir))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv('MINIRNN_MIRROR', f'http://127.0.0.1:{server.server_port}')
+        code, out, err = run(capsys, 'download', 'war_of_the_worlds')
+    finally:
+        server.shutdown()
+        server.server_close()
+    path = Path(out.strip())
+    assert code == 0 and path.read_bytes() == (data_dir / 'war_of_the_worlds.txt').read_bytes()
+
+
+BAD_ARGUMENTS = [
+    ['train', '--batch-size', '0'], ['train', '--num-steps', '-3'], ['train', '--num-hiddens', 'many'],
+    ['train', '--lr', '0'], ['train', '--lr', '-0.5'], ['train', '--lr', 'nan'], ['train', '--clip', '-1'],
+    ['train', '--num-epochs', '1.5'], ['train', '--max-tokens', '0'], ['train', '--val-fraction', '1'],
+    ['train', '--device', 'tpu'], ['train', '--sampler', 'shuffled'], ['train', '--preset', 'd2l-v9'],
+    ['train', '--optimizer', 'lbfgs'], ['train', '--embed-dim', '0'], ['train', '--unknown-flag'],
+    ['generate', '--prefix', 'x'], ['generate', '--checkpoint', 'm.npz', '--prefix', 'x', '--num-preds', '-1'],
+    ['generate', '--checkpoint', 'm.npz', '--prefix', 'x', '--temperature', '0'],
+    ['generate', '--checkpoint', 'm.npz', '--prefix', 'x', '--top-k', '0'],
+    ['eval', '--checkpoint', 'm.npz'], ['bench', '--iters', '0'], ['bench', '--device', 'quantum'],
+    ['download'], ['fly'], [],
+]
+
+
+@pytest.mark.parametrize('argv', BAD_ARGUMENTS, ids=[' '.join(a) or 'nothing' for a in BAD_ARGUMENTS])
+def test_bad_arguments_exit_2_with_one_line(capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and 'error' in err and 'Traceback' not in err
+
+
+def test_package_errors_exit_1_with_one_line(capsys, tmp_path, trained):
+    garbage = tmp_path / 'garbage.npz'
+    garbage.write_bytes(b'not a checkpoint at all')
+    truncated = tmp_path / 'truncated.npz'
+    truncated.write_bytes((trained / 'model.npz').read_bytes()[:500])
+    binary = tmp_path / 'binary.txt'
+    binary.write_bytes(b'\x00\x01\x02' * 100)
+    cases = [
+        ['train', '--data', str(tmp_path / 'missing.txt'), '--out', str(tmp_path / 'o1')],
+        ['train', '--data', str(binary), '--out', str(tmp_path / 'o2')],
+        ['train', *TINY, '--max-tokens', '50', '--out', str(tmp_path / 'o3')],          # too short
+        ['train', *TINY, '--out', str(trained)],                                         # would overwrite
+        ['train', '--resume', '--out', str(tmp_path / 'nothing-here')],
+        ['generate', '--checkpoint', str(garbage), '--prefix', 'a'],
+        ['generate', '--checkpoint', str(truncated), '--prefix', 'a'],
+        ['generate', '--checkpoint', str(tmp_path / 'none.npz'), '--prefix', 'a'],
+        ['generate', '--checkpoint', str(trained / 'model.npz'), '--prefix', '1234'],   # empty after letters
+        ['eval', '--checkpoint', str(trained / 'model.npz'), '--data', str(tmp_path / 'missing.txt')],
+        ['download', 'no_such_book'],
+        ['download', 'sherlock_holmes'],                                                 # mirror unreachable
+    ]
+    before = (trained / 'model.npz').read_bytes()
+    for argv in cases:
+        code, out, err = run(capsys, *argv)
+        assert code == 1, (argv, err)
+        lines = err.strip().splitlines()
+        # a download says where it is fetching from before it fails; nothing else prints first
+        assert len(lines) == (2 if argv == ['download', 'sherlock_holmes'] else 1), (argv, err)
+        assert lines[-1].startswith('minirnn: error: ') and 'Traceback' not in err, (argv, err)
+    assert (trained / 'model.npz').read_bytes() == before
+    assert not any((tmp_path / d).exists() for d in ('o1', 'o2', 'o3'))
+
+
+def test_the_console_script_and_python_cli_py_are_the_same_program():
+    result = subprocess.run([sys.executable, str(REPO / 'cli.py'), 'train', '--lr', '-1'],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count('\n') == 1 and 'Traceback' not in result.stderr
+    help_text = subprocess.run([sys.executable, str(REPO / 'cli.py'), 'train', '--help'],
+                               capture_output=True, text=True).stdout
+    for flag in ('--data', '--encoding', '--preprocess', '--token', '--max-tokens', '--val-fraction',
+                 '--batch-size', '--num-steps', '--num-hiddens', '--lr', '--num-epochs', '--clip',
+                 '--sampler', '--optimizer', '--activation', '--embed-dim', '--device', '--dtype',
+                 '--seed', '--preset', '--out', '--resume'):
+        assert flag in help_text
