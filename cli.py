@@ -116,6 +116,7 @@ def build_parser():
     g = p.add_argument_group('device')
     g.add_argument('--device', choices=DEVICES, help='cpu (NumPy), gpu (CuPy) or auto')
     g.add_argument('--dtype', choices=DTYPES, help='float32 (default) or float64')
+    g.add_argument('--threads', type=positive_int, help='CPU threads splitting each batch (default: every core)')
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser('generate', help='continue a prefix with a trained model')
@@ -154,6 +155,8 @@ def build_parser():
     p.add_argument('--warmup', type=non_negative_int, default=3)
     p.add_argument('--device', choices=DEVICES, default='cpu')
     p.add_argument('--dtype', choices=DTYPES, default='float32')
+    p.add_argument('--threads', type=positive_int, default=None,
+                   help='CPU threads splitting the batch (default: every core; 1: the reference path)')
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser('download', help='fetch a registered corpus into data/ and verify its checksum')
@@ -229,7 +232,8 @@ def cmd_bench(args):
     from minirnn.bench import step_throughput
     result = step_throughput(batch_size=args.batch_size, num_steps=args.num_steps,
                              num_hiddens=args.num_hiddens, vocab_size=args.vocab_size,
-                             iters=args.iters, warmup=args.warmup, device=args.device, dtype=args.dtype)
+                             iters=args.iters, warmup=args.warmup, device=args.device, dtype=args.dtype,
+                             threads=args.threads)
     print(json.dumps(result))
     return 0
 

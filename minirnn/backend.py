@@ -2,8 +2,9 @@
 
 This is the only module (with kernels.py) that imports cupy, and it does so lazily, so the
 package imports and runs on machines without CuPy. It holds no math: only the choice of
-module, host/device moves, synchronisation and seeding.
+module, host/device moves, synchronisation, seeding and the host allocator's settings.
 """
+import ctypes
 import sys
 
 import numpy as np
@@ -26,6 +27,32 @@ def _import_cupy():
     if count < 1:
         return None, 'CuPy found no CUDA device'
     return cupy, None
+
+
+_allocator_tuned = False
+
+
+def tune_host_allocator():
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it at once.
+
+    A training step allocates the same few arrays of a few MB on every call. By default glibc
+    serves each from fresh kernel pages (mmap) and unmaps it on free, so every step pays page
+    faults for memory it held a moment ago: about 40% of a CPU step at the book's shapes, more
+    with threads. Raising the mmap and trim thresholds keeps those pages in the heap. It is
+    process-wide (freed memory up to 256 MB stays with the process), idempotent, and a no-op
+    where the C library has no mallopt (macOS, Windows). fit() and the benchmark call it.
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return
+    _allocator_tuned = True
+    try:
+        mallopt = ctypes.CDLL(None).mallopt      # the running process's C library
+    except (OSError, AttributeError, TypeError):
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+    mallopt(M_MMAP_THRESHOLD, 32 * 2**20)        # glibc's largest allowed value
+    mallopt(M_TRIM_THRESHOLD, 256 * 2**20)
 
 
 def gpu_available():
@@ -55,6 +82,15 @@ def get_xp(device='cpu'):
 def device_name(xp):
     """'gpu' for CuPy, 'cpu' for NumPy: what a checkpoint or a report records."""
     return 'cpu' if xp is np else 'gpu'
+
+
+def host_threads(xp, requested=None):
+    """How many CPU threads may share one batch: `requested` (None: every core) for NumPy, and 1
+    for CuPy, whose work runs on the device."""
+    if xp is not np:
+        return 1
+    from .parallel import cpu_count
+    return cpu_count() if requested is None else max(1, int(requested))
 
 
 def xp_of(*arrays):

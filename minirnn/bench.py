@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from .backend import device_name, make_rng, synchronize, to_device
+from . import parallel
+from .backend import device_name, make_rng, synchronize, to_device, tune_host_allocator
 from .errors import ConfigError
 from .model import RNNLM
 from .optim import SGD, clip_grad_norm
@@ -26,7 +27,8 @@ def _check_int(name, value, minimum):
 
 
 def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28, iters=20,
-                    warmup=3, device='cpu', dtype='float32', seed=0, max_norm=1.0, lr=1.0):
+                    warmup=3, device='cpu', dtype='float32', seed=0, max_norm=1.0, lr=1.0,
+                    threads=None):
     """Time `iters` training steps of an RNNLM on random tokens, after `warmup` untimed ones.
 
     One step = model.loss_and_grads(X, Y, state=None) (forward, softmax cross-entropy, BPTT
@@ -36,7 +38,8 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
 
     Args: batch_size B, num_steps T, num_hiddens H, vocab_size V, iters and warmup (counts of
         steps), device ('cpu' | 'gpu' | 'auto'), dtype, seed (model init and tokens),
-        max_norm (0 disables clipping but still measures the norm), lr.
+        max_norm (0 disables clipping but still measures the norm), lr, threads (CPU threads
+        that split the batch; None: every core, 1: the single-threaded reference path).
     Returns: a JSON-serialisable dict with the shape, device, dtype, iters, `seconds` (total
         timed wall time), `step_ms` (median step), `tokens_per_s` (B*T / median step) and
         `tokens_per_s_mean` (B*T*iters / seconds).
@@ -49,8 +52,9 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
     if not (isinstance(max_norm, (int, float)) and math.isfinite(max_norm) and max_norm >= 0):
         raise ConfigError(f'max_norm must be a number >= 0, got {max_norm!r}')
 
+    tune_host_allocator()   # as fit() does
     rng = make_rng(seed)
-    model = RNNLM(vocab_size, num_hiddens, dtype=dtype, device=device, seed=rng)
+    model = RNNLM(vocab_size, num_hiddens, dtype=dtype, device=device, seed=rng, threads=threads)
     xp = model.xp
     optimizer = SGD(lr)
     # made once on the host and moved once, so the timing holds no host-to-device copies
@@ -62,23 +66,26 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
         clip_grad_norm(grads, max_norm)
         optimizer.step(model.params, grads)
 
-    for _ in range(warmup):
-        step()
-    synchronize(xp)
-    times = []
-    start = time.perf_counter()
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        step()
+    # as in training: while threads split the batch, BLAS stays single-threaded (parallel.py)
+    with parallel.single_threaded_blas(parallel.plan(batch_size, num_hiddens, model.threads)):
+        for _ in range(warmup):
+            step()
         synchronize(xp)
-        times.append(time.perf_counter() - t0)
-    seconds = time.perf_counter() - start
+        times = []
+        start = time.perf_counter()
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            step()
+            synchronize(xp)
+            times.append(time.perf_counter() - t0)
+        seconds = time.perf_counter() - start
 
     tokens = batch_size * num_steps
     median = statistics.median(times)
     return {'batch_size': int(batch_size), 'num_steps': int(num_steps),
             'num_hiddens': int(num_hiddens), 'vocab_size': int(vocab_size),
-            'device': device_name(xp), 'dtype': model.dtype.name, 'iters': int(iters),
+            'device': device_name(xp), 'dtype': model.dtype.name, 'threads': model.threads,
+            'iters': int(iters),
             'seconds': seconds, 'step_ms': median * 1e3,
             'tokens_per_s': tokens / median, 'tokens_per_s_mean': tokens * iters / seconds}
 

@@ -10,8 +10,8 @@ transpose happens only in `_time_major` and `forward`.
 """
 import numpy as np
 
-from . import layers
-from .backend import get_xp, make_rng, to_device
+from . import layers, parallel
+from .backend import get_xp, host_threads, make_rng, to_device
 from .cells import CELLS
 from .errors import ConfigError
 
@@ -32,13 +32,15 @@ class RNNLM:
         device: 'cpu', 'gpu' or 'auto' (see backend.get_xp).
         seed: int seed (or numpy Generator) for the initialisation.
         cell: name of the recurrent cell in cells.CELLS.
+        threads: CPU threads that split a batch's rows (parallel.py); None uses every core.
+            The result is the same up to float rounding; 1 runs the reference path alone.
 
     Attributes: params, a dict of arrays on the model's device: W_xh (V, H) or (E, H),
     W_hh (H, H), b_h (H,), W_hq (H, V), b_q (V,), and W_emb (V, E) with embed_dim.
     """
 
     def __init__(self, vocab_size, num_hiddens, *, activation='tanh', embed_dim=None,
-                 sigma=0.01, dtype='float32', device='cpu', seed=None, cell='rnn'):
+                 sigma=0.01, dtype='float32', device='cpu', seed=None, cell='rnn', threads=None):
         for name, value in (('vocab_size', vocab_size), ('num_hiddens', num_hiddens)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f'{name} must be a positive integer, got {value!r}')
@@ -63,6 +65,10 @@ class RNNLM:
         self.cell_name = cell
         self.cell = CELLS[cell]
         self.xp = get_xp(device)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                    or threads < 1):
+            raise ConfigError(f'threads must be a positive integer or None, got {threads!r}')
+        self.threads = host_threads(self.xp, threads)
 
         rng = make_rng(seed)
         V, H = self.vocab_size, self.num_hiddens
@@ -147,6 +153,37 @@ class RNNLM:
         Args: X, Y (B, T) token ids; state (B, H) or None.
         Returns: loss (Python float), state (B, H) after the last step.
         """
+        slices = parallel.plan(len(X), self.num_hiddens, self.threads)
+        if slices == 1:
+            return self._loss(X, Y, state)
+        weights, parts = parallel.map_rows(self._loss, slices, X, Y, state)
+        return (sum(w * loss for w, (loss, _) in zip(weights, parts)),
+                self.xp.concatenate([s for _, s in parts]))
+
+    def loss_and_grads(self, X, Y, state=None):
+        """Mean cross-entropy over all B*T tokens and its gradient for every parameter.
+
+        The initial state is a constant of this call (the book's detach): gradients stop at
+        it, and grads['state'] reports dL/dstate for inspection and gradient checks.
+        On the CPU, threads may each take a slice of the rows (parallel.py); the mean loss's
+        gradient is then the row-weighted mean of theirs.
+
+        Args: X, Y (B, T) token ids, Y[:, t] the target after X[:, t]; state (B, H) or None.
+        Returns: loss (Python float), grads (dict: the params' keys + 'state'),
+                 state (B, H) after the last step.
+        """
+        slices = parallel.plan(len(X), self.num_hiddens, self.threads)
+        if slices == 1:
+            return self._loss_and_grads(X, Y, state)
+        weights, parts = parallel.map_rows(self._loss_and_grads, slices, X, Y, state)
+        xp = self.xp
+        loss = sum(w * loss for w, (loss, _, _) in zip(weights, parts))
+        grads = {k: sum(w * g[k] for w, (_, g, _) in zip(weights, parts)) for k in self.params}
+        grads['state'] = xp.concatenate([w * g['state'] for w, (_, g, _) in zip(weights, parts)])
+        return loss, grads, xp.concatenate([s for _, _, s in parts])
+
+    def _loss(self, X, Y, state):
+        """The reference forward pass of loss(), on all rows in this thread."""
         ids, state = self._time_major(X, state)
         T, B = ids.shape
         y = self.xp.ascontiguousarray(to_device(Y, self.xp).T).reshape(T * B)
@@ -154,16 +191,8 @@ class RNNLM:
         loss, _ = layers.softmax_cross_entropy_forward(logits, y)
         return float(loss), last_state.copy()
 
-    def loss_and_grads(self, X, Y, state=None):
-        """Mean cross-entropy over all B*T tokens and its gradient for every parameter.
-
-        The initial state is a constant of this call (the book's detach): gradients stop at
-        it, and grads['state'] reports dL/dstate for inspection and gradient checks.
-
-        Args: X, Y (B, T) token ids, Y[:, t] the target after X[:, t]; state (B, H) or None.
-        Returns: loss (Python float), grads (dict: the params' keys + 'state'),
-                 state (B, H) after the last step.
-        """
+    def _loss_and_grads(self, X, Y, state):
+        """The reference forward and backward pass of loss_and_grads(), on all rows in this thread."""
         xp = self.xp
         ids, state = self._time_major(X, state)
         T, B = ids.shape

@@ -18,8 +18,8 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from . import checkpoint, text
-from .backend import DEVICES, to_numpy
+from . import checkpoint, parallel, text
+from .backend import DEVICES, host_threads, to_numpy, tune_host_allocator
 from .batching import SeqDataLoader
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError
 from .files import write_text_atomic
@@ -59,6 +59,7 @@ class TrainConfig:
     device: str = 'cpu'
     dtype: str = 'float32'
     seed: int = 0
+    threads: Optional[int] = None   # CPU threads splitting each batch (None: every core)
     # text generated after training
     prefixes: Tuple[str, ...] = ('time traveller', 'the planet mars i scarcely')
     num_preds: int = 50
@@ -66,7 +67,7 @@ class TrainConfig:
     def __post_init__(self):
         object.__setattr__(self, 'prefixes', tuple(self.prefixes))
         positive = ['num_hiddens', 'batch_size', 'num_steps', 'num_epochs']
-        optional_positive = ['max_tokens', 'num_train_windows', 'num_val_windows', 'embed_dim']
+        optional_positive = ['max_tokens', 'num_train_windows', 'num_val_windows', 'embed_dim', 'threads']
         for name in positive + optional_positive:
             value = getattr(self, name)
             if value is None and name in optional_positive:
@@ -272,7 +273,7 @@ class FitResult(NamedTuple):
 
 
 # what --resume may change: everything else must match the saved run
-RESUMABLE_CHANGES = ('num_epochs', 'device', 'prefixes', 'num_preds')
+RESUMABLE_CHANGES = ('num_epochs', 'device', 'threads', 'prefixes', 'num_preds')
 
 
 def saved_config(out_dir):
@@ -310,6 +311,7 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
     Returns a FitResult.
     """
     from tqdm import tqdm
+    tune_host_allocator()
     out = Path(out_dir)
     ckpt_path = out / 'model.npz'
     if out.exists() and not out.is_dir():
@@ -336,10 +338,11 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
             raise DataError(f'{config.data} no longer gives the vocabulary of the saved run; '
                             'resume with the same text and options')
         model = saved.model
+        model.threads = host_threads(model.xp, config.threads)
     else:
         model = RNNLM(len(vocab), config.num_hiddens, activation=config.activation,
                       embed_dim=config.embed_dim, sigma=config.sigma, dtype=config.dtype,
-                      device=config.device, seed=init_rng)
+                      device=config.device, seed=init_rng, threads=config.threads)
     optimizer = OPTIMIZERS[config.optimizer](config.lr)
     (train_corpus, window_options), validate = _split(config, corpus, model)
     loader = SeqDataLoader(train_corpus, config.batch_size, config.num_steps, config.sampler,
@@ -367,7 +370,8 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
     bar = tqdm(total=config.num_epochs, initial=epoch - 1, unit='epoch', file=sys.stderr,
                disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
     try:
-        with Interrupt() as interrupt:
+        slices = parallel.plan(config.batch_size, config.num_hiddens, model.threads)
+        with Interrupt() as interrupt, parallel.single_threaded_blas(slices):
             while epoch <= config.num_epochs:
                 loader_state = loader.state_dict()   # replays this epoch if it is interrupted
                 if not train_epoch(model, loader, optimizer, config.clip, epoch, progress, interrupt):

@@ -171,3 +171,35 @@ def test_cpu_and_gpu_agree():
     np.testing.assert_allclose(to_numpy(sc), to_numpy(sg), rtol=1e-10, atol=1e-12)
     for k in gcpu:
         np.testing.assert_allclose(to_numpy(gcpu[k]), to_numpy(ggpu[k]), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize('dtype, rtol', [('float64', 1e-12), ('float32', 2e-5)])
+@pytest.mark.parametrize('threads, batch_size', [(2, 6), (3, 7), (2, 1)])
+def test_threads_splitting_the_batch_give_the_reference_result(monkeypatch, dtype, rtol, threads, batch_size):
+    from minirnn import parallel
+    monkeypatch.setattr(parallel, 'MIN_WORK_PER_STEP', 1)    # split even these tiny batches
+    rng = np.random.default_rng(8)
+    X, Y = data(rng, 13, batch_size, 9)
+    state = rng.standard_normal((batch_size, 12)) * 0.3
+    ref = RNNLM(13, 12, sigma=0.3, dtype=dtype, seed=8, threads=1, embed_dim=5)
+    par = RNNLM(13, 12, sigma=0.3, dtype=dtype, seed=8, threads=threads, embed_dim=5)
+    assert parallel.plan(batch_size, 12, par.threads) == min(threads, batch_size)
+    l1, g1, s1 = ref.loss_and_grads(X, Y, state)
+    l2, g2, s2 = par.loss_and_grads(X, Y, state)
+    assert l2 == pytest.approx(l1, rel=rtol)
+    np.testing.assert_allclose(s2, s1, rtol=rtol, atol=1e-7)
+    for k in g1:
+        scale = np.abs(g1[k]).max()
+        np.testing.assert_allclose(g2[k], g1[k], rtol=rtol, atol=rtol * scale, err_msg=k)
+    loss, last = par.loss(X, Y, state)
+    assert loss == pytest.approx(l1, rel=rtol) and last.shape == (batch_size, 12)
+
+
+def test_threads_are_checked_and_one_means_the_reference_path():
+    from minirnn import parallel
+    with pytest.raises(ConfigError, match='threads'):
+        RNNLM(5, 3, threads=0)
+    assert RNNLM(5, 3, threads=1).threads == 1
+    assert RNNLM(5, 3).threads == parallel.cpu_count()
+    assert parallel.plan(32, 512, 2) == 2 and parallel.plan(1, 256, 2) == 1
+    assert parallel.plan(2, 8, 2) == 1       # too little work per step to pay for a thread
