@@ -237,8 +237,10 @@ def train_epoch(model, loader, optimizer, clip, epoch, progress, interrupt=None)
         if interrupt is not None and interrupt.requested:
             break
     progress.seconds += time.perf_counter() - start
-    progress.state = None if state is None else to_numpy(state).tolist()
-    return not (interrupt is not None and interrupt.requested)
+    finished = not (interrupt is not None and interrupt.requested)
+    if not finished and state is not None:     # kept for --resume to carry on mid-epoch
+        progress.state = to_numpy(state).tolist()
+    return finished
 
 
 def _finite(x):
