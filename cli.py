@@ -21,24 +21,22 @@ class Parser(argparse.ArgumentParser):
 
 # --- argument types: each rejects bad values with a message argparse puts on one line ---------
 
-def positive_int(s):
+def _int(s, minimum, wanted):
     try:
         value = int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, got {s!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, got {s!r}')
+        raise argparse.ArgumentTypeError(f'expected {wanted}, got {s!r}') from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f'expected {wanted}, got {s!r}')
     return value
+
+
+def positive_int(s):
+    return _int(s, 1, 'a positive integer')
 
 
 def non_negative_int(s):
-    try:
-        value = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {s!r}') from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {s!r}')
-    return value
+    return _int(s, 0, 'an integer >= 0')
 
 
 def _float(s, ok, wanted):

@@ -124,11 +124,7 @@ def seq_data_iter_random(corpus, batch_size, num_steps, rng=None):
     Args: corpus (N,) integers; rng a numpy Generator, an int seed or None.
     Returns: a generator of (X, Y), each (batch_size, num_steps) int32.
     """
-    corpus = _as_corpus(corpus)
-    _check_positive(batch_size=batch_size, num_steps=num_steps)
-    _check_length(corpus, 'random', batch_size, num_steps)
-    rng = make_rng(rng)
-    return _batches('random', corpus, batch_size, num_steps, _draw_offset('random', num_steps, rng), rng)
+    return _one_epoch('random', corpus, batch_size, num_steps, rng)
 
 
 def seq_data_iter_sequential(corpus, batch_size, num_steps, rng=None):
@@ -144,11 +140,16 @@ def seq_data_iter_sequential(corpus, batch_size, num_steps, rng=None):
     Args: corpus (N,) integers; rng a numpy Generator, an int seed or None.
     Returns: a generator of (X, Y), each (batch_size, num_steps) int32.
     """
+    return _one_epoch('sequential', corpus, batch_size, num_steps, rng)
+
+
+def _one_epoch(sampler, corpus, batch_size, num_steps, rng):
+    """Check the arguments, draw the epoch's offset and return its batches (random or sequential)."""
     corpus = _as_corpus(corpus)
     _check_positive(batch_size=batch_size, num_steps=num_steps)
-    _check_length(corpus, 'sequential', batch_size, num_steps)
+    _check_length(corpus, sampler, batch_size, num_steps)
     rng = make_rng(rng)
-    return _batches('sequential', corpus, batch_size, num_steps, _draw_offset('sequential', num_steps, rng), rng)
+    return _batches(sampler, corpus, batch_size, num_steps, _draw_offset(sampler, num_steps, rng), rng)
 
 
 def _window_range(corpus, num_steps, start, num_windows):

@@ -5,8 +5,6 @@ fresh zero state, clip_grad_norm, SGD.step. Data loading is left out (X, Y are r
 made once and moved to the device once), and so is everything a training loop does
 between steps (metrics, logging). `cli.py bench` calls `step_throughput`.
 """
-import argparse
-import json
 import math
 import statistics
 import time
@@ -89,29 +87,3 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
             'seconds': seconds, 'step_ms': median * 1e3,
             'tokens_per_s': tokens / median, 'tokens_per_s_mean': tokens * iters / seconds}
 
-
-def main(argv=None):
-    """`python -m minirnn.bench`: the same flags as `cli.py bench`; one JSON line on stdout."""
-    parser = argparse.ArgumentParser(prog='python -m minirnn.bench', description=__doc__)
-    parser.add_argument('--batch-size', type=int, default=32, help='B, sequences per step')
-    parser.add_argument('--num-steps', type=int, default=35, help='T, tokens per sequence')
-    parser.add_argument('--num-hiddens', type=int, default=512, help='H, hidden state width')
-    parser.add_argument('--vocab-size', type=int, default=28, help='V, token ids')
-    parser.add_argument('--iters', type=int, default=20, help='timed steps')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed steps before timing')
-    parser.add_argument('--device', default='cpu', choices=('cpu', 'gpu', 'auto'))
-    parser.add_argument('--dtype', default='float32', choices=('float32', 'float64'))
-    parser.add_argument('--seed', type=int, default=0, help='model init and random tokens')
-    args = parser.parse_args(argv)
-    try:
-        result = step_throughput(args.batch_size, args.num_steps, args.num_hiddens,
-                                 args.vocab_size, args.iters, args.warmup, args.device,
-                                 args.dtype, args.seed)
-    except ConfigError as exc:
-        parser.exit(2, f'minirnn: {exc}\n')
-    print(json.dumps(result))
-    return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

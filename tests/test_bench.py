@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from minirnn.bench import main, step_throughput
+from minirnn.bench import step_throughput
 from minirnn.errors import ConfigError
 
 KEYS = {'batch_size', 'num_steps', 'num_hiddens', 'vocab_size', 'device', 'dtype', 'iters',
@@ -45,17 +45,3 @@ def test_bad_arguments_raise_config_error(kwargs):
     args.update(kwargs)
     with pytest.raises(ConfigError):
         step_throughput(**args)
-
-
-def test_main_prints_one_json_line(capsys):
-    assert main(['--batch-size', '2', '--num-steps', '3', '--num-hiddens', '4',
-                 '--vocab-size', '5', '--iters', '2', '--warmup', '0']) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert json.loads(lines[-1])['batch_size'] == 2
-
-
-def test_main_rejects_bad_arguments_with_exit_2(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(['--iters', '0'])
-    assert exc.value.code == 2
-    assert 'iters' in capsys.readouterr().err
