@@ -96,25 +96,36 @@ class RNNLM:
 
     # --- the forward pass, shared by forward() and loss_and_grads() --------------------------
 
-    def _time_major(self, X, state):
-        """Move X (B, T) to the device as time-major ids (T, B); default the state to zeros."""
+    def _inputs(self, X, Y, state):
+        """The public methods' arguments, moved to the device once and checked.
+
+        X, Y (B, T) token ids (Y may be None), state (B, H) or None. Ids outside [0, V) are an
+        error: NumPy's gather would raise IndexError and CuPy's would silently wrap around.
+        Returns X, Y, state as arrays of the model's module (state in its dtype, or None).
+        """
         xp = self.xp
         X = to_device(X, xp)
         if X.ndim != 2:
             raise ConfigError(f'X must have shape (batch_size, num_steps), got {X.shape}')
-        if X.size and (int(X.min()) < 0 or int(X.max()) >= self.vocab_size):
-            # NumPy's take would raise IndexError, CuPy's silently wraps around
-            raise ConfigError(f'token ids must lie in [0, {self.vocab_size}), got '
-                              f'{int(X.min())}..{int(X.max())}')
-        ids = xp.ascontiguousarray(X.T)                                  # (T, B)
-        if state is None:
-            state = self.begin_state(X.shape[0])
-        else:
+        ids = [X]
+        if Y is not None:
+            Y = to_device(Y, xp)
+            if Y.shape != X.shape:
+                raise ConfigError(f'Y must have the shape of X {X.shape}, got {Y.shape}')
+            ids.append(Y)
+        if any(bool(((a < 0) | (a >= self.vocab_size)).any()) for a in ids):   # one sync each
+            raise ConfigError(f'token ids must lie in [0, {self.vocab_size})')
+        if state is not None:
             state = to_device(state, xp, self.dtype)
             if state.shape != (X.shape[0], self.num_hiddens):
                 raise ConfigError(f'state must have shape ({X.shape[0]}, {self.num_hiddens}), '
                                   f'got {state.shape}')
-        return ids, state
+        return X, Y, state
+
+    def _time_major(self, X, state):
+        """Checked X (B, T) as time-major ids (T, B); the state defaulted to zeros."""
+        ids = self.xp.ascontiguousarray(X.T)                             # (T, B)
+        return ids, self.begin_state(X.shape[0]) if state is None else state
 
     def _forward(self, ids, state):
         """Steps (1)-(3): ids (T, B) -> logits (T*B, V), with the caches backward needs."""
@@ -141,6 +152,7 @@ class RNNLM:
         Args: X (B, T) token ids (host or device array); state (B, H) or None for zeros.
         Returns: logits (B, T, V), state (B, H), both on the model's device.
         """
+        X, _, state = self._inputs(X, None, state)
         ids, state = self._time_major(X, state)
         T, B = ids.shape
         logits, state, _ = self._forward(ids, state)
@@ -153,6 +165,7 @@ class RNNLM:
         Args: X, Y (B, T) token ids; state (B, H) or None.
         Returns: loss (Python float), state (B, H) after the last step.
         """
+        X, Y, state = self._inputs(X, Y, state)
         slices = parallel.plan(len(X), self.num_hiddens, self.threads)
         if slices == 1:
             return self._loss(X, Y, state)
@@ -172,6 +185,7 @@ class RNNLM:
         Returns: loss (Python float), grads (dict: the params' keys + 'state'),
                  state (B, H) after the last step.
         """
+        X, Y, state = self._inputs(X, Y, state)
         slices = parallel.plan(len(X), self.num_hiddens, self.threads)
         if slices == 1:
             return self._loss_and_grads(X, Y, state)
@@ -183,20 +197,21 @@ class RNNLM:
         return loss, grads, xp.concatenate([s for _, _, s in parts])
 
     def _loss(self, X, Y, state):
-        """The reference forward pass of loss(), on all rows in this thread."""
+        """The reference forward pass of loss(), on all rows in this thread (inputs checked)."""
         ids, state = self._time_major(X, state)
         T, B = ids.shape
-        y = self.xp.ascontiguousarray(to_device(Y, self.xp).T).reshape(T * B)
+        y = self.xp.ascontiguousarray(Y.T).reshape(T * B)
         logits, last_state, _ = self._forward(ids, state)
         loss, _ = layers.softmax_cross_entropy_forward(logits, y)
         return float(loss), last_state.copy()
 
     def _loss_and_grads(self, X, Y, state):
-        """The reference forward and backward pass of loss_and_grads(), on all rows in this thread."""
+        """The reference forward and backward pass of loss_and_grads(), on all rows in this thread
+        (inputs checked by _inputs)."""
         xp = self.xp
         ids, state = self._time_major(X, state)
         T, B = ids.shape
-        y = xp.ascontiguousarray(to_device(Y, xp).T).reshape(T * B)      # (T*B,) time-major
+        y = xp.ascontiguousarray(Y.T).reshape(T * B)                     # (T*B,) time-major
         logits, last_state, caches = self._forward(ids, state)
         emb_cache, in_cache, cell_cache, out_cache = caches
         # (4) loss

@@ -68,11 +68,12 @@ def map_rows(fn, slices, *arrays):
 
     Args: fn, a function of arrays (B_i, ...) -> result; slices >= 2; arrays with a common
           first dimension B (None entries are passed through as None).
-    Returns: (weights, results): weights[i] = B_i / B, results in row order.
+    Returns: (weights, results): weights[i] = B_i / B as Python floats, results in row order.
     """
     batch_size = next(a for a in arrays if a is not None).shape[0]
     bounds = np.linspace(0, batch_size, slices + 1).astype(int)
     jobs = [[None if a is None else a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
     with single_threaded_blas():
         results = list(_pool(slices).map(lambda args: fn(*args), jobs))
-    return [(hi - lo) / batch_size for lo, hi in zip(bounds[:-1], bounds[1:])], results
+    # Python floats: a NumPy float64 weight would promote float32 gradients to float64
+    return [int(hi - lo) / batch_size for lo, hi in zip(bounds[:-1], bounds[1:])], results

@@ -153,6 +153,22 @@ def test_a_state_of_the_wrong_shape_is_refused():
         m.forward(np.zeros((2, 4), int), np.zeros((3, 3)))
 
 
+@pytest.mark.parametrize('X, Y', [([[0, 5]], [[1, 2]]), ([[0, -1]], [[1, 2]]),
+                                  ([[0, 1]], [[1, 5]]), ([[0, 1]], [[-1, 2]])])
+def test_token_ids_outside_the_vocabulary_are_refused(X, Y):
+    # NumPy's gather would raise IndexError on some of these and wrap others; CuPy wraps all
+    m = RNNLM(5, 3, seed=0)
+    with pytest.raises(ConfigError, match=r'\[0, 5\)'):
+        m.loss_and_grads(X, Y)
+    with pytest.raises(ConfigError, match=r'\[0, 5\)'):
+        m.loss(X, Y)
+
+
+def test_y_must_match_x():
+    with pytest.raises(ConfigError, match='shape of X'):
+        RNNLM(5, 3, seed=0).loss(np.zeros((2, 4), int), np.zeros((2, 3), int))
+
+
 @pytest.mark.gpu
 def test_cpu_and_gpu_agree():
     from minirnn.backend import gpu_available
@@ -185,8 +201,9 @@ def test_threads_splitting_the_batch_give_the_reference_result(monkeypatch, dtyp
     par = RNNLM(13, 12, sigma=0.3, dtype=dtype, seed=8, threads=threads, embed_dim=5)
     assert parallel.plan(batch_size, 12, par.threads) == min(threads, batch_size)
     l1, g1, s1 = ref.loss_and_grads(X, Y, state)
-    l2, g2, s2 = par.loss_and_grads(X, Y, state)
-    assert l2 == pytest.approx(l1, rel=rtol)
+    l2, g2, s2 = par.loss_and_grads(X.tolist(), Y.tolist(), state)     # any array-like input
+    assert l2 == pytest.approx(l1, rel=rtol) and type(l2) is float
+    assert all(g2[k].dtype == np.dtype(dtype) for k in g2) and s2.dtype == np.dtype(dtype)
     np.testing.assert_allclose(s2, s1, rtol=rtol, atol=1e-7)
     for k in g1:
         scale = np.abs(g1[k]).max()
