@@ -166,13 +166,15 @@ def build_parser():
 # --- one function per subcommand: no math, only calls into the package -------------------------
 
 def cmd_train(args):
-    from minirnn.errors import ConfigError
+    from minirnn.errors import ConfigError, MiniRNNError
     from minirnn.train import TrainConfig, fit, format_ppl, make_config, saved_config
     options = {k: v for k, v in vars(args).items()
                if k not in ('command', 'func', 'preset', 'out', 'resume', 'overwrite', 'quiet')}
     if args.resume:
         if args.out is None:
             raise ConfigError('--resume needs the --out directory of the run to continue')
+        if getattr(args, 'preset', None):
+            raise ConfigError('--preset starts a new run; --resume continues with the saved settings')
         config = TrainConfig.from_dict({**saved_config(args.out).to_dict(), **options})
     else:
         config = make_config(getattr(args, 'preset', None), **options)
@@ -187,8 +189,11 @@ def cmd_train(args):
     if result.finished:
         from minirnn.generate import predict
         for prefix in config.prefixes:
-            print(predict(result.model, result.vocab, prefix, config.num_preds,
-                          preprocess=config.preprocess, token=config.token))
+            try:      # the model is trained and saved: a prefix it cannot read is only a warning
+                print(predict(result.model, result.vocab, prefix, config.num_preds,
+                              preprocess=config.preprocess, token=config.token))
+            except MiniRNNError as exc:
+                print(f'minirnn: warning: no continuation of {prefix!r}: {exc}', file=sys.stderr)
     print(f'saved {Path(out) / "model.npz"}')
     return 0 if result.finished else 130
 

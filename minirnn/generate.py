@@ -107,9 +107,12 @@ def _choose(logits, strategy, scale, top_k, rng):
     z[0] = -np.inf
     if strategy == 'greedy':
         return int(np.argmax(z))
-    z *= scale
+    # shift before scaling: the largest entry becomes 0 and the rest <= 0, so even an extreme
+    # alpha / temperature gives 0 or -inf (an intended overflow), never inf - inf = NaN
+    with np.errstate(over='ignore'):
+        z = (z - z.max()) * scale
     if top_k is not None and top_k < len(z) - 1:
         cut = np.partition(z, len(z) - top_k)[len(z) - top_k]           # the k-th largest
         z[z < cut] = -np.inf
-    p = np.exp(z - z.max())
+    p = np.exp(z)
     return int(rng.choice(len(p), p=p / p.sum()))

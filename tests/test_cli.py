@@ -61,6 +61,13 @@ def test_train_stdout_has_the_summary_and_the_continuation(capsys, tmp_path):
     assert 'Traceback' not in err
 
 
+def test_a_prefix_the_vocabulary_lacks_is_a_warning_after_training(capsys, tmp_path):
+    code, out, err = run(capsys, 'train', *TINY, '--num-epochs', '1', '--out', str(tmp_path / 'r'),
+                         '--token', 'word', '--prefix', 'zyzzyva quux', '--num-preds', '3')
+    assert code == 0 and out.splitlines()[-1].startswith('saved ')
+    assert 'warning' in err and 'zyzzyva' in err and 'Traceback' not in err
+
+
 def test_resume_through_the_cli(capsys, tmp_path):
     out = str(tmp_path / 'r')
     assert run(capsys, 'train', *TINY, '--num-epochs', '1', '--out', out, '--num-preds', '0')[0] == 0
@@ -153,6 +160,7 @@ def test_package_errors_exit_1_with_one_line(capsys, tmp_path, trained):
         ['train', *TINY, '--max-tokens', '50', '--out', str(tmp_path / 'o3')],          # too short
         ['train', *TINY, '--out', str(trained)],                                         # would overwrite
         ['train', '--resume', '--out', str(tmp_path / 'nothing-here')],
+        ['train', '--resume', '--preset', 'd2l-v2', '--out', str(trained)],
         ['generate', '--checkpoint', str(garbage), '--prefix', 'a'],
         ['generate', '--checkpoint', str(truncated), '--prefix', 'a'],
         ['generate', '--checkpoint', str(tmp_path / 'none.npz'), '--prefix', 'a'],

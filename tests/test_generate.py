@@ -188,3 +188,10 @@ def test_a_vocabulary_of_another_size_is_refused():
     model, _ = make()
     with pytest.raises(ConfigError, match='vocabulary has'):
         predict(model, Vocab('abc'), 'a', 3)
+
+
+@pytest.mark.parametrize('option', [{'temperature': 1e-308}, {'alpha': 1e308}])
+def test_extreme_sharpening_is_greedy_not_nan(option):
+    model, vocab = make()
+    greedy = predict(model, vocab, 'abc', 8)
+    assert predict(model, vocab, 'abc', 8, strategy='sample', rng=0, **option) == greedy
