@@ -65,6 +65,10 @@ def max_tokens(s):
     return None if s.lower() == 'all' else positive_int(s)
 
 
+def optional_positive_int(s):
+    return None if s.lower() == 'none' else positive_int(s)
+
+
 # --- the parser ------------------------------------------------------------------------------
 
 def build_parser():
@@ -90,6 +94,10 @@ def build_parser():
     g.add_argument('--token', choices=TOKEN_KINDS, help='character or word tokens')
     g.add_argument('--max-tokens', type=max_tokens, help='use the first N tokens ("all" for the whole text)')
     g.add_argument('--val-fraction', type=fraction, help='hold out this tail of the corpus for validation')
+    g.add_argument('--num-train-windows', type=optional_positive_int,
+                   help='windows sampler: train on the first N windows ("none": all; d2l-v2: 10000)')
+    g.add_argument('--num-val-windows', type=optional_positive_int,
+                   help='windows sampler: validate on the next N windows ("none": no validation; d2l-v2: 5000)')
     g = p.add_argument_group('model')
     g.add_argument('--num-hiddens', type=positive_int, help='hidden state size H')
     g.add_argument('--activation', choices=('tanh', 'relu'), help='the recurrence nonlinearity')
@@ -219,8 +227,10 @@ def cmd_eval(args):
                                 encoding=args.encoding, max_tokens=args.max_tokens)
     loss = evaluate(ckpt.model, corpus_batches(corpus, args.batch_size, args.num_steps), carry_state=True)
     unknown = float((corpus == ckpt.vocab.unk).mean())
+    ppl = perplexity(loss)
     print(json.dumps({'data': args.data, 'tokens': int(len(corpus)), 'loss': loss,
-                      'perplexity': perplexity(loss), 'unknown_fraction': unknown}))
+                      'perplexity': ppl if math.isfinite(ppl) else None,   # JSON has no Infinity
+                      'unknown_fraction': unknown}))
     return 0
 
 
@@ -258,6 +268,14 @@ def main(argv=None):
         return args.func(args)
     except MiniRNNError as exc:
         print(f'minirnn: error: {exc}', file=sys.stderr)
+        return 1
+    except MemoryError:
+        print('minirnn: error: out of memory; try a smaller --batch-size, --num-steps or '
+              '--num-hiddens', file=sys.stderr)
+        return 1
+    except BrokenPipeError:        # stdout closed early (`| head`): stop quietly, as Python's docs advise
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as exc:         # a path the user gave cannot be written or read
         print(f'minirnn: error: {exc.strerror or exc}: {exc.filename or ""}'.rstrip(': '), file=sys.stderr)

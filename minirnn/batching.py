@@ -46,10 +46,14 @@ def min_corpus_length(sampler, batch_size, num_steps, start=0, num_windows=1):
 def _check_length(corpus, sampler, batch_size, num_steps, start=0, num_windows=1):
     need = min_corpus_length(sampler, batch_size, num_steps, start, num_windows)
     if len(corpus) < need:
-        what = (f'start={start}, num_windows={num_windows} and num_steps={num_steps}' if sampler == 'windows'
-                else f'batch_size={batch_size} and num_steps={num_steps}')
+        if sampler == 'windows':
+            what = f'start={start}, num_windows={num_windows} and num_steps={num_steps}'
+            fix = 'fewer windows (--num-train-windows, --num-val-windows) or a smaller --num-steps'
+        else:
+            what = f'batch_size={batch_size} and num_steps={num_steps}'
+            fix = 'a smaller --batch-size or --num-steps'
         raise DataError(f'the corpus has {len(corpus)} tokens, but the {sampler} sampler needs at least '
-                        f'{need} for {what}; use a longer text or smaller --batch-size/--num-steps')
+                        f'{need} for {what}; use a longer text or {fix}')
 
 
 def _num_batches(sampler, n, batch_size, num_steps, offset, num_windows=None):

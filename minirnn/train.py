@@ -12,6 +12,7 @@ import json
 import math
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple, Optional, Tuple
@@ -125,7 +126,14 @@ def make_config(preset=None, **overrides):
     name = preset or DEFAULT_PRESET
     if name not in PRESETS:
         raise ConfigError(f'unknown preset {name!r}; choose one of {", ".join(PRESETS)}')
-    return TrainConfig(**{**PRESETS[name], **overrides})
+    values = dict(PRESETS[name])
+    # the preset's window split belongs to its windows sampler: choosing another sampler or a
+    # val_fraction drops it (unless the window counts are given explicitly too)
+    if overrides.get('sampler', 'windows') != 'windows' or overrides.get('val_fraction'):
+        for key in ('num_train_windows', 'num_val_windows'):
+            if key not in overrides:
+                values.pop(key, None)
+    return TrainConfig(**{**values, **overrides})
 
 
 # --- evaluation ---------------------------------------------------------------------------------
@@ -224,8 +232,8 @@ def train_epoch(model, loader, optimizer, clip, epoch, progress, interrupt=None)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             raise DivergenceError(
                 f'training diverged at epoch {epoch}, batch {i + 1}: loss {loss}, gradient norm '
-                f'{norm}; the last checkpoint was kept. Try gradient clipping (--clip 1) or a '
-                f'lower learning rate (--lr)')
+                f'{norm}; the run directory was left as the last finished epoch wrote it. Try '
+                f'gradient clipping (--clip 1) or a lower learning rate (--lr)')
         optimizer.step(model.params, grads)
         state = last_state if carry else None
         progress.batches += 1
@@ -274,6 +282,9 @@ class FitResult(NamedTuple):
     finished: bool          # False when Ctrl-C stopped the run (a checkpoint was saved)
 
 
+# what a run directory holds; a fresh run refuses a directory with any of them
+RUN_FILES = ('model.npz', 'history.jsonl', 'perplexity.png')
+
 # what --resume may change: everything else must match the saved run
 RESUMABLE_CHANGES = ('num_epochs', 'device', 'threads', 'prefixes', 'num_preds')
 
@@ -297,8 +308,14 @@ def _split(config, corpus, model):
     train = (train_corpus, {})
     if val_corpus is None:
         return train, None
+    if len(val_corpus) < 2:
+        raise DataError(f'the validation tail holds {len(val_corpus)} token(s); it needs at least 2: '
+                        'use a larger --val-fraction or a longer text')
     if config.sampler == 'windows':
-        val = SeqDataLoader(val_corpus, B, T, 'windows', xp=model.xp, shuffle=False)
+        try:
+            val = SeqDataLoader(val_corpus, B, T, 'windows', xp=model.xp, shuffle=False)
+        except DataError as exc:
+            raise DataError(f'the validation tail is too short: {exc}; or a larger --val-fraction') from None
         return train, lambda: evaluate(model, val, carry_state=False)
     return train, lambda: evaluate(model, corpus_batches(val_corpus, B, T), carry_state=True)
 
@@ -328,9 +345,10 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
             if name not in RESUMABLE_CHANGES and name in before and before[name] != value:
                 raise ConfigError(f'--resume continues the saved run, whose {name} is {before[name]!r}, '
                                   f'not {value!r}; drop that option or train into a new --out')
-    elif ckpt_path.exists() and not overwrite:
-        raise ConfigError(f'{out} already holds a checkpoint; continue it with --resume, start over '
-                          f'with --overwrite, or choose another --out')
+    elif not overwrite and any((out / name).exists() for name in RUN_FILES):
+        found = ', '.join(name for name in RUN_FILES if (out / name).exists())
+        raise ConfigError(f'{out} already holds a run ({found}); continue it with --resume, start '
+                          f'over with --overwrite, or choose another --out')
 
     corpus, vocab = text.load_corpus(config.data, preprocess=config.preprocess, token=config.token,
                                      max_tokens=config.max_tokens, encoding=config.encoding)
@@ -358,12 +376,24 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
         history, epoch = list(saved.meta['history']), position['epoch']
         progress = EpochProgress(**position['progress'])
 
-    def save(position):
+    def save(epoch, position):
+        """Checkpoint and history together, after checking the updates left the model finite."""
+        if not all(bool(model.xp.isfinite(p).all()) for p in model.params.values()):
+            raise DivergenceError(
+                f'training diverged in epoch {epoch}: '
+                f'an update made the parameters NaN or infinite; the run directory was left as '
+                f'the last finished epoch wrote it. Try gradient clipping (--clip 1) or a lower '
+                f'learning rate (--lr)')
         checkpoint.save(ckpt_path, model, vocab, optimizer_state=optimizer.state_dict(),
                         meta={'train': config.to_dict(), 'epoch': len(history),
                               'position': position, 'history': history})
+        write_text_atomic(out / 'history.jsonl', ''.join(json.dumps(r) + '\n' for r in history))
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:                              # fail now, not after the first epoch's work
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as exc:
+        raise ConfigError(f'cannot write into --out {out}: {exc.strerror or exc}') from None
     if not quiet:
         print(f'minirnn: training into {out}: {len(train_corpus):,} tokens, vocabulary {len(vocab)}, '
               f'{len(loader)} batches per epoch on {config.device}', file=sys.stderr)
@@ -377,7 +407,12 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
             while epoch <= config.num_epochs:
                 loader_state = loader.state_dict()   # replays this epoch if it is interrupted
                 if not train_epoch(model, loader, optimizer, config.clip, epoch, progress, interrupt):
-                    save({'epoch': epoch, 'loader': loader_state, 'progress': dataclasses.asdict(progress)})
+                    save(epoch, {'epoch': epoch, 'loader': loader_state,
+                                 'progress': dataclasses.asdict(progress)})
+                    if history:
+                        _plot(history, out / 'perplexity.png', config)
+                    elif (out / 'perplexity.png').exists():      # an overwritten run's curve
+                        (out / 'perplexity.png').unlink()
                     print(f'minirnn: interrupted in epoch {epoch}; {ckpt_path} saved, '
                           f'continue with --resume', file=sys.stderr)
                     return FitResult(model, vocab, history, False)
@@ -385,9 +420,8 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                 val_loss = validate() if validate else None
                 history.append(history_row(epoch, progress, val_loss,
                                            progress.seconds + time.perf_counter() - start))
-                save({'epoch': epoch + 1, 'loader': loader.state_dict(),
-                      'progress': dataclasses.asdict(EpochProgress())})
-                write_text_atomic(out / 'history.jsonl', ''.join(json.dumps(r) + '\n' for r in history))
+                save(epoch, {'epoch': epoch + 1, 'loader': loader.state_dict(),
+                             'progress': dataclasses.asdict(EpochProgress())})
                 if time.monotonic() - last_plot >= PLOT_EVERY_S or epoch == config.num_epochs:
                     _plot(history, out / 'perplexity.png', config)
                     last_plot = time.monotonic()
@@ -406,6 +440,8 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
 
 
 def _plot(history, path, config):
+    if all(r['train_ppl'] is None and r['val_ppl'] is None for r in history):
+        return            # every perplexity past float range: nothing to draw
     from .plots import plot_history
     title = f'{config.data}: {config.sampler} sampler, H={config.num_hiddens}'
     plot_history(history, path, title=title)

@@ -20,10 +20,17 @@ def xp(request):
     return cupy
 
 
+BOOKS = ('timemachine.txt', 'war_of_the_worlds.txt', 'sherlock_holmes.txt')
+
+
 @pytest.fixture(scope="session")
 def data_dir():
-    """The folder with the shared book texts (MINIRNN_DATA_DIR, else ../shared/data)."""
-    path = Path(os.environ.get('MINIRNN_DATA_DIR', REPO.parent / 'shared' / 'data'))
-    if not (path / 'timemachine.txt').is_file():
-        pytest.skip(f'book texts not found in {path}; set MINIRNN_DATA_DIR')
-    return path
+    """The folder with the three registered books: $MINIRNN_DATA_DIR, else the checkout's data/
+    (after `python cli.py download NAME`), else ../shared/data beside the checkout."""
+    candidates = [Path(os.environ['MINIRNN_DATA_DIR'])] if os.environ.get('MINIRNN_DATA_DIR') else []
+    candidates += [REPO / 'data', REPO.parent / 'shared' / 'data']
+    for path in candidates:
+        if all((path / book).is_file() for book in BOOKS):
+            return path
+    pytest.skip(f'the books ({", ".join(BOOKS)}) were not found in {", ".join(map(str, candidates))}; '
+                'set MINIRNN_DATA_DIR or run `python cli.py download NAME` for each')

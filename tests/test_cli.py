@@ -68,6 +68,31 @@ def test_a_prefix_the_vocabulary_lacks_is_a_warning_after_training(capsys, tmp_p
     assert 'warning' in err and 'zyzzyva' in err and 'Traceback' not in err
 
 
+@pytest.mark.parametrize('options', [
+    ['--encoding', 'latin-1'], ['--token', 'word', '--batch-size', '4', '--num-steps', '5'],
+    ['--preprocess', 'raw'], ['--activation', 'relu'], ['--embed-dim', '8'], ['--dtype', 'float64'],
+    ['--optimizer', 'adagrad', '--lr', '0.1'], ['--optimizer', 'adam', '--lr', '0.01'],
+    ['--device', 'auto'], ['--sampler', 'random'], ['--sampler', 'windows'], ['--clip', '0'],
+    ['--val-fraction', '0.2'], ['--seed', '7'], ['--threads', '1'],
+    ['--preset', 'd2l-v2', '--max-tokens', '3000', '--num-train-windows', '1500',
+     '--num-val-windows', '500', '--num-hiddens', '8']],
+    ids=lambda o: ' '.join(o[:2]))
+def test_every_training_option_runs_end_to_end(capsys, tmp_path, options):
+    code, out, err = run(capsys, 'train', *TINY, '--num-epochs', '1', '--num-preds', '0',
+                         '--out', str(tmp_path / 'r'), *options)
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / 'r' / 'history.jsonl').read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]['train_ppl'] is not None
+    config = __import__('minirnn').checkpoint.load(tmp_path / 'r' / 'model.npz').meta['train']
+    flag_values = dict(zip(options[::2], options[1::2]))
+    for flag, value in flag_values.items():
+        key = flag[2:].replace('-', '_')
+        if key in config and key not in ('max_tokens',):
+            saved = config[key]
+            assert (float(saved) == float(value)) if isinstance(saved, (int, float)) else saved == value, \
+                (key, saved, value)
+
+
 def test_resume_through_the_cli(capsys, tmp_path):
     out = str(tmp_path / 'r')
     assert run(capsys, 'train', *TINY, '--num-epochs', '1', '--out', out, '--num-preds', '0')[0] == 0
@@ -90,6 +115,7 @@ def test_generate_greedy_and_sampled(capsys, trained):
 
 
 def test_eval_reports_perplexity_on_another_book(capsys, trained):
+    """The book's exercise: a Time Machine model on The War of the Worlds."""
     code, out, _ = run(capsys, 'eval', '--checkpoint', str(trained / 'model.npz'),
                        '--data', 'war_of_the_worlds', '--max-tokens', '5000')
     result = json.loads(out.strip().splitlines()[-1])

@@ -32,6 +32,10 @@ def test_presets_are_the_books_runs():
     assert (v2.sampler, v2.batch_size, v2.num_steps, v2.num_hiddens, v2.num_epochs,
             v2.num_train_windows, v2.num_val_windows) == ('windows', 1024, 32, 32, 100, 10000, 5000)
     assert make_config('d2l-v2', num_epochs=3, lr=0.5).num_epochs == 3   # explicit options win
+    # the 2nd edition's window split goes with its sampler
+    assert make_config('d2l-v2', sampler='random').num_train_windows is None
+    assert make_config('d2l-v2', val_fraction=0.1).num_val_windows is None
+    assert make_config('d2l-v2', num_train_windows=100, num_val_windows=None).num_train_windows == 100
     with pytest.raises(ConfigError, match='preset'):
         make_config('d2l-v3')
 
@@ -124,14 +128,33 @@ class InterruptAfter:
         return self.left < 0
 
 
-def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(tmp_path, monkeypatch):
-    config = TrainConfig(**{**SMALL, 'num_epochs': 3})
+def test_two_plus_two_epochs_are_exactly_four_with_threads_splitting_the_batch(tmp_path, monkeypatch):
+    from minirnn import parallel
+    monkeypatch.setattr(parallel, 'MIN_WORK_PER_STEP', 1)     # the path d2l-v1 takes by default
+    config = TrainConfig(**{**SMALL, 'threads': 2})
+    assert parallel.plan(config.batch_size, config.num_hiddens, 2) == 2
+    fit(config, tmp_path / 'a', quiet=True)
+    four = TrainConfig(**{**config.to_dict(), 'num_epochs': 4})
+    fit(four, tmp_path / 'a', resume=True, quiet=True)
+    full = fit(four, tmp_path / 'b', quiet=True)
+    resumed = params_of(tmp_path / 'a')
+    for k, v in full.model.params.items():
+        assert v.dtype == np.float32
+        np.testing.assert_array_equal(resumed[k], v)
+
+
+@pytest.mark.parametrize('sampler', ['sequential', 'random', 'windows'])
+def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(tmp_path, monkeypatch, sampler):
+    # windows: one window per token, so a larger batch keeps ~40 batches per epoch like the others
+    config = TrainConfig(**{**SMALL, 'num_epochs': 3, 'sampler': sampler,
+                            'batch_size': 64 if sampler == 'windows' else SMALL['batch_size']})
     full = fit(config, tmp_path / 'full', quiet=True)
     monkeypatch.setattr(train, 'Interrupt', lambda: InterruptAfter(batches=50))  # epoch 2 of 3
     stopped = fit(config, tmp_path / 'cut', quiet=True)
     assert not stopped.finished and len(stopped.history) == 1
     meta = checkpoint.load(tmp_path / 'cut' / 'model.npz').meta
     assert meta['position']['epoch'] == 2 and meta['position']['progress']['batches'] > 0
+    assert len((tmp_path / 'cut' / 'history.jsonl').read_text().splitlines()) == 1
     monkeypatch.setattr(train, 'Interrupt', _real_interrupt)
     fit(config, tmp_path / 'cut', resume=True, quiet=True)
     resumed = params_of(tmp_path / 'cut')
@@ -157,6 +180,50 @@ def test_divergence_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, monkey
     with pytest.raises(DivergenceError, match=r'epoch 2, batch 3.*--clip.*--lr'):
         fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 3}), out, resume=True, quiet=True)
     assert (out / 'model.npz').read_bytes() == before
+
+
+def test_an_update_that_leaves_parameters_non_finite_is_never_saved(tmp_path, monkeypatch):
+    out = tmp_path / 'run'
+    config = TrainConfig(**{**SMALL, 'num_epochs': 1})
+    fit(config, out, quiet=True)
+    before = {name: (out / name).read_bytes() for name in ('model.npz', 'history.jsonl')}
+    real_epoch = train.train_epoch
+
+    def last_update_overflows(model, *args, **kwargs):   # no later batch sees the damage
+        finished = real_epoch(model, *args, **kwargs)
+        model.params['b_q'][0] = np.inf
+        return finished
+    monkeypatch.setattr(train, 'train_epoch', last_update_overflows)
+    with pytest.raises(DivergenceError, match='epoch 2.*NaN or infinite'):
+        fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 2}), out, resume=True, quiet=True)
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_problems_found_before_any_training(tmp_path):
+    blocker = tmp_path / 'a-file'
+    blocker.write_text('x')
+    with pytest.raises(ConfigError, match='cannot write into --out'):
+        fit(TrainConfig(**SMALL), blocker / 'run', quiet=True)
+    with pytest.raises(DataError, match='--val-fraction'):
+        fit(TrainConfig(**{**SMALL, 'val_fraction': 0.0004}), tmp_path / 'run', quiet=True)
+    assert not (tmp_path / 'run').exists()
+
+
+def test_a_folder_with_any_run_file_is_not_taken_over(tmp_path):
+    out = tmp_path / 'run'
+    out.mkdir()
+    (out / 'history.jsonl').write_text('{"epoch": 1}\n')
+    with pytest.raises(ConfigError, match='history.jsonl'):
+        fit(TrainConfig(**{**SMALL, 'num_epochs': 1}), out, quiet=True)
+    assert (out / 'history.jsonl').read_text() == '{"epoch": 1}\n'
+
+
+def test_no_plot_when_no_perplexity_is_finite(tmp_path):
+    rows = [{'epoch': 1, 'train_ppl': None, 'val_ppl': None}]
+    train._plot(rows, tmp_path / 'p.png', TrainConfig())
+    assert not (tmp_path / 'p.png').exists()
+    train._plot(rows + [{'epoch': 2, 'train_ppl': 9.0, 'val_ppl': None}], tmp_path / 'p.png', TrainConfig())
+    assert (tmp_path / 'p.png').exists()
 
 
 def test_an_existing_run_is_not_overwritten_by_accident(tmp_path):
