@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from .errors import ConfigError, DataError
+from .files import atomic_write
 
 # name -> where the book (or Project Gutenberg) serves it, and the SHA-1 of that exact file
 CORPORA = {
@@ -96,37 +97,34 @@ def download(name, data_dir=None, url=None):
                f'MINIRNN_DATA_DIR, or set MINIRNN_MIRROR to a server that serves {name}.txt')
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{name}.', suffix='.part')
+        tempfile.TemporaryFile(dir=folder).close()
     except OSError as exc:
         raise DataError(f'cannot write into {folder} ({exc.strerror}); '
                         'set MINIRNN_DOWNLOAD_DIR to a writable folder') from None
     print(f'minirnn: downloading {name} from {url}', file=sys.stderr)
     try:
-        sha1, size = hashlib.sha1(), 0
-        request = urllib.request.Request(url, headers={'User-Agent': 'minirnn'})
-        with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-            announced = response.headers.get('Content-Length')
-            for block in iter(lambda: response.read(_BLOCK), b''):
-                sha1.update(block)
-                out.write(block)
-                size += len(block)
-            out.flush()
-            os.fsync(out.fileno())
-        # http.client returns a short body silently when the server hangs up early
-        if announced is not None and announced.isdigit() and size != int(announced):
-            raise DataError(f'could not download {name!r} from {url}: the connection closed after '
-                            f'{size} of {announced} bytes; try again, or {by_hand}')
-        if sha1.hexdigest() != expected:
-            raise DataError(f'{url} served {size} bytes with SHA-1 {sha1.hexdigest()}, but {name!r} '
-                            f'has SHA-1 {expected}; nothing was saved. The server may hold another '
-                            f'edition; {by_hand}')
-        os.replace(tmp, dest)
+        # atomic_write keeps the bytes only if the block ends without an exception, so a short
+        # or wrong download raises below and leaves nothing behind
+        with atomic_write(dest) as out:
+            sha1, size = hashlib.sha1(), 0
+            request = urllib.request.Request(url, headers={'User-Agent': 'minirnn'})
+            with urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+                announced = response.headers.get('Content-Length')
+                for block in iter(lambda: response.read(_BLOCK), b''):
+                    sha1.update(block)
+                    out.write(block)
+                    size += len(block)
+            # http.client returns a short body silently when the server hangs up early
+            if announced is not None and announced.isdigit() and size != int(announced):
+                raise DataError(f'could not download {name!r} from {url}: the connection closed after '
+                                f'{size} of {announced} bytes; try again, or {by_hand}')
+            if sha1.hexdigest() != expected:
+                raise DataError(f'{url} served {size} bytes with SHA-1 {sha1.hexdigest()}, but {name!r} '
+                                f'has SHA-1 {expected}; nothing was saved. The server may hold another '
+                                f'edition; {by_hand}')
     except urllib.error.HTTPError as exc:
         raise DataError(f'could not download {name!r} from {url}: HTTP {exc.code} {exc.reason}; {by_hand}') from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, 'reason', None) or exc
         raise DataError(f'could not download {name!r} from {url}: {reason}; {by_hand}') from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
