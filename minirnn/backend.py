@@ -90,7 +90,7 @@ def host_threads(xp, requested=None):
     if xp is not np:
         return 1
     from .parallel import cpu_count
-    return cpu_count() if requested is None else max(1, int(requested))
+    return cpu_count() if requested is None else requested
 
 
 def xp_of(*arrays):

@@ -48,12 +48,13 @@ def _pool(workers):
         return _pools[workers]
 
 
-def single_threaded_blas(threads=2):
+def single_threaded_blas(slices):
     """A context in which BLAS (OpenBLAS, MKL, BLIS) uses one thread, restored on exit.
 
-    A no-op when `threads` (the model's) is 1: the reference path keeps BLAS's own threads.
+    `slices` is plan()'s answer for the batches at hand: at 1 the batch is not split, and the
+    reference path keeps BLAS's own threads (a no-op context).
     """
-    if threads <= 1:
+    if slices <= 1:
         return contextlib.nullcontext()
     global _controller
     from threadpoolctl import ThreadpoolController
@@ -73,7 +74,7 @@ def map_rows(fn, slices, *arrays):
     batch_size = next(a for a in arrays if a is not None).shape[0]
     bounds = np.linspace(0, batch_size, slices + 1).astype(int)
     jobs = [[None if a is None else a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
-    with single_threaded_blas():
+    with single_threaded_blas(slices):
         results = list(_pool(slices).map(lambda args: fn(*args), jobs))
     # Python floats: a NumPy float64 weight would promote float32 gradients to float64
     return [int(hi - lo) / batch_size for lo, hi in zip(bounds[:-1], bounds[1:])], results

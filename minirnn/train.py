@@ -164,8 +164,6 @@ def evaluate(model, batches, carry_state):
     """
     total, count, state = 0.0, 0, None
     for X, Y in batches:
-        if state is not None and state.shape[0] != X.shape[0]:
-            state = None
         loss, state = model.loss(X, Y, state if carry_state else None)
         total += loss * X.size
         count += X.size
@@ -222,6 +220,7 @@ def train_epoch(model, loader, optimizer, clip, epoch, progress, interrupt=None)
     xp = model.xp
     carry = loader.sampler == 'sequential'
     state = None if progress.state is None else xp.asarray(progress.state, dtype=model.dtype)
+    stopped = False
     start = time.perf_counter()
     for i, (X, Y) in enumerate(loader):
         if i < progress.batches:
@@ -243,12 +242,12 @@ def train_epoch(model, loader, optimizer, clip, epoch, progress, interrupt=None)
         progress.norm_max = max(progress.norm_max, norm)
         progress.clipped += bool(clip and norm > clip)
         if interrupt is not None and interrupt.requested:
+            stopped = True
             break
     progress.seconds += time.perf_counter() - start
-    finished = not (interrupt is not None and interrupt.requested)
-    if not finished and state is not None:     # kept for --resume to carry on mid-epoch
+    if stopped and state is not None:     # kept for --resume to carry on mid-epoch
         progress.state = to_numpy(state).tolist()
-    return finished
+    return not stopped
 
 
 def _finite(x):
