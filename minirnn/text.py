@@ -130,9 +130,6 @@ def preprocess(text, mode='letters'):
     raise ConfigError(f'unknown preprocess mode {mode!r}; choose one of {", ".join(PREPROCESS_MODES)}')
 
 
-_preprocess = preprocess  # load_corpus's `preprocess` keyword (public API) shadows the function
-
-
 def tokenize(text, token='char'):
     """Split text into a list of tokens: characters ('char') or whitespace-separated words ('word')."""
     if token == 'char':
@@ -300,14 +297,8 @@ def encode(tokens, vocab):
     return np.fromiter(map(get, tokens, [vocab.unk] * len(tokens)), np.int32, count=len(tokens))
 
 
-def load_corpus(name_or_path, *, preprocess='letters', token='char', max_tokens=None,
-                encoding='utf-8'):
-    """Read, strip Gutenberg boilerplate, preprocess and tokenize a text; build its Vocab.
-
-    As in the book, the vocab is built on all tokens of the text and the corpus is then cut
-    to its first `max_tokens`. Returns (corpus (N,) int32 NumPy array, Vocab).
-    """
-    mode = preprocess  # the keyword shadows the function, which is _preprocess here
+def _prepared_text(name_or_path, mode, token, max_tokens, encoding):
+    """Check the options, then read, strip Gutenberg boilerplate and preprocess (mode) a text."""
     if mode not in PREPROCESS_MODES:
         raise ConfigError(f'unknown preprocess mode {mode!r}; choose one of {", ".join(PREPROCESS_MODES)}')
     if token not in TOKEN_KINDS:
@@ -316,10 +307,21 @@ def load_corpus(name_or_path, *, preprocess='letters', token='char', max_tokens=
                                    or max_tokens < 1):
         raise ConfigError(f'max_tokens must be a positive integer, got {max_tokens!r}')
     path = resolve_corpus(name_or_path)
-    text = _preprocess(strip_gutenberg(read_text(path, encoding)), mode)
+    text = preprocess(strip_gutenberg(read_text(path, encoding)), mode)
     if not text or text.isspace():
         hint = '; for text without English letters use --preprocess raw' if mode == 'letters' else ''
         raise DataError(f'{path}: no tokens left after preprocess={mode!r}{hint}')
+    return text
+
+
+def load_corpus(name_or_path, *, preprocess='letters', token='char', max_tokens=None,
+                encoding='utf-8'):
+    """Read, strip Gutenberg boilerplate, preprocess and tokenize a text; build its Vocab.
+
+    As in the book, the vocab is built on all tokens of the text and the corpus is then cut
+    to its first `max_tokens`. Returns (corpus (N,) int32 NumPy array, Vocab).
+    """
+    text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding)
     ids, keys, tokens, counts = _index_chars(text) if token == 'char' else _index_words(text)
     del text
     vocab = Vocab.from_counter(dict(zip(tokens, counts.tolist())))
@@ -350,13 +352,6 @@ def encode_corpus(name_or_path, vocab, *, preprocess='letters', token='char', ma
     The text is read and preprocessed exactly as load_corpus does; tokens the vocabulary lacks
     become <unk> (index 0). Returns (N,) int32, cut to max_tokens.
     """
-    if preprocess not in PREPROCESS_MODES:
-        raise ConfigError(f'unknown preprocess mode {preprocess!r}; choose one of {", ".join(PREPROCESS_MODES)}')
-    if token not in TOKEN_KINDS:
-        raise ConfigError(f'unknown token kind {token!r}; choose one of {", ".join(TOKEN_KINDS)}')
-    path = resolve_corpus(name_or_path)
-    text = _preprocess(strip_gutenberg(read_text(path, encoding)), preprocess)
-    if not text or text.isspace():
-        raise DataError(f'{path}: no tokens left after preprocess={preprocess!r}')
+    text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding)
     tokens = text if token == 'char' else tokenize(text, token)   # encode() vectorises a str
     return encode(tokens[:max_tokens] if max_tokens else tokens, vocab)
