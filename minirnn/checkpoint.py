@@ -16,7 +16,7 @@ from .backend import device_name, get_xp, to_numpy
 from .errors import CheckpointError, ConfigError, DataError
 from .files import atomic_write
 from .model import RNNLM
-from .text import Vocab
+from .text import PREPROCESS_MODES, TOKEN_KINDS, Vocab
 
 FORMAT = 'minirnn-checkpoint'
 VERSION = 1
@@ -195,7 +195,6 @@ def text_options(ckpt):
     Generation and evaluation must prepare new text the same way. CheckpointError when the
     checkpoint was saved without training settings (not by `minirnn train`).
     """
-    from .text import PREPROCESS_MODES, TOKEN_KINDS
     train = ckpt.meta.get('train')
     if not (isinstance(train, dict) and train.get('preprocess') in PREPROCESS_MODES
             and train.get('token') in TOKEN_KINDS):

@@ -10,7 +10,7 @@ Used by the tests and by `cli.py gradcheck` alike.
 """
 import numpy as np
 
-from .backend import make_rng
+from .backend import make_rng, to_numpy
 from .errors import ConfigError
 
 STEP = 1e-5        # h: balances truncation (h^2) against rounding (1e-16 / h) in float64
@@ -58,7 +58,6 @@ def compare(name, analytic, f, x, *, max_entries=None, rng=None, step=STEP, tole
 
     Returns a report row: {'name', 'shape', 'checked', 'max_rel_error', 'max_abs_error', 'ok'}.
     """
-    from .backend import to_numpy
     rng = make_rng(0 if rng is None else rng)
     analytic = to_numpy(analytic).reshape(-1)
     indices = sample_indices(analytic.size, max_entries, rng)
