@@ -73,10 +73,13 @@ def optional_positive_int(s):
 
 def build_parser():
     from minirnn.backend import DEVICES
+    from minirnn.batching import SAMPLERS
+    from minirnn.cells import CELLS
+    from minirnn.config import PRESETS
     from minirnn.model import DTYPES
     from minirnn.optim import OPTIMIZERS
     from minirnn.text import PREPROCESS_MODES, TOKEN_KINDS
-    from minirnn.train import PRESETS, SAMPLERS
+    activations = sorted({a for cell in CELLS.values() for a in cell.ACTIVATIONS})
 
     parser = Parser(prog='minirnn', description='Recurrent language models with hand-written '
                     'backpropagation through time on NumPy (CPU) and CuPy (GPU).')
@@ -99,10 +102,13 @@ def build_parser():
     g.add_argument('--num-val-windows', type=optional_positive_int,
                    help='windows sampler: validate on the next N windows ("none": no validation; d2l-v2: 5000)')
     g = p.add_argument_group('model')
+    g.add_argument('--cell', choices=sorted(CELLS), help='recurrent cell: rnn (the book\'s vanilla cell), gru or lstm')
+    g.add_argument('--num-layers', type=positive_int, help='recurrent layers stacked (the book\'s deep RNN)')
     g.add_argument('--num-hiddens', type=positive_int, help='hidden state size H')
-    g.add_argument('--activation', choices=('tanh', 'relu'), help='the recurrence nonlinearity')
+    g.add_argument('--activation', choices=activations, help='the vanilla cell\'s nonlinearity (gated cells: tanh)')
     g.add_argument('--embed-dim', type=positive_int, help='learn an embedding of this size instead of one-hot input')
     g.add_argument('--sigma', type=positive_float, help='standard deviation of the initial weights (default 0.01)')
+    g.add_argument('--dropout', type=fraction, help='inverted dropout on each layer\'s output, in training (default 0)')
     g = p.add_argument_group('optimization')
     g.add_argument('--batch-size', type=positive_int, help='sequences per minibatch')
     g.add_argument('--num-steps', type=positive_int, help='time steps per sequence (BPTT length)')
@@ -174,8 +180,10 @@ def build_parser():
 # --- one function per subcommand: no math, only calls into the package -------------------------
 
 def cmd_train(args):
+    from minirnn.config import TrainConfig, make_config
     from minirnn.errors import ConfigError, MiniRNNError
-    from minirnn.train import TrainConfig, fit, format_ppl, make_config, saved_config
+    from minirnn.rundir import RunDir
+    from minirnn.train import fit, format_ppl
     options = {k: v for k, v in vars(args).items()
                if k not in ('command', 'func', 'preset', 'out', 'resume', 'overwrite', 'quiet')}
     if args.resume:
@@ -183,10 +191,11 @@ def cmd_train(args):
             raise ConfigError('--resume needs the --out directory of the run to continue')
         if getattr(args, 'preset', None):
             raise ConfigError('--preset starts a new run; --resume continues with the saved settings')
-        config = TrainConfig.from_dict({**saved_config(args.out).to_dict(), **options})
+    out = RunDir(args.out or Path('runs') / time.strftime('%Y%m%d-%H%M%S'))
+    if args.resume:       # the saved settings, with the options given now on top
+        config = TrainConfig.from_dict({**out.saved_config().to_dict(), **options})
     else:
         config = make_config(getattr(args, 'preset', None), **options)
-    out = args.out or str(Path('runs') / time.strftime('%Y%m%d-%H%M%S'))
     result = fit(config, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
     if result.history:
         last = result.history[-1]
@@ -202,7 +211,7 @@ def cmd_train(args):
                               preprocess=config.preprocess, token=config.token))
             except MiniRNNError as exc:
                 print(f'minirnn: warning: no continuation of {prefix!r}: {exc}', file=sys.stderr)
-    print(f'saved {Path(out) / "model.npz"}')
+    print(f'saved {out.checkpoint_path}')
     return 0 if result.finished else 130
 
 
@@ -220,7 +229,7 @@ def cmd_generate(args):
 def cmd_eval(args):
     from minirnn import checkpoint, text
     from minirnn.optim import perplexity
-    from minirnn.train import corpus_batches, evaluate
+    from minirnn.evaluation import corpus_batches, evaluate
     ckpt = checkpoint.load(args.checkpoint, device=args.device)
     preprocess, token = checkpoint.text_options(ckpt)
     corpus = text.encode_corpus(args.data, ckpt.vocab, preprocess=preprocess, token=token,

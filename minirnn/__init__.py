@@ -6,13 +6,14 @@ checks every gradient against finite differences (`gradcheck`).
 """
 from .batching import SeqDataLoader, seq_data_iter_random, seq_data_iter_sequential, seq_data_iter_windows
 from .checkpoint import Checkpoint
+from .config import PRESETS, TrainConfig
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError, MiniRNNError
 from .generate import predict
 from .gradcheck import gradcheck
 from .model import RNNLM
 from .optim import SGD, Adagrad, Adam, clip_grad_norm, perplexity
 from .text import Vocab, download, encode_corpus, load_corpus, split_corpus
-from .train import PRESETS, TrainConfig, fit
+from .train import fit
 
 __version__ = '0.1.0'
 

@@ -1,8 +1,9 @@
 """The array module: NumPy on the CPU, CuPy on a CUDA GPU, chosen once.
 
-This is the only module (with kernels.py) that imports cupy, and it does so lazily, so the
-package imports and runs on machines without CuPy. It holds no math: only the choice of
-module, host/device moves, synchronisation, seeding and the host allocator's settings.
+This is the only module that imports cupy, and it does so lazily, so the package imports and
+runs on machines without CuPy. It holds no math: only the choice of module, host/device
+moves, synchronisation, seeding and the host allocator's settings. How many CPU threads
+share a batch is parallel.py's business.
 """
 import ctypes
 import sys
@@ -82,15 +83,6 @@ def get_xp(device='cpu'):
 def device_name(xp):
     """'gpu' for CuPy, 'cpu' for NumPy: what a checkpoint or a report records."""
     return 'cpu' if xp is np else 'gpu'
-
-
-def host_threads(xp, requested=None):
-    """How many CPU threads may share one batch: `requested` (None: every core) for NumPy, and 1
-    for CuPy, whose work runs on the device."""
-    if xp is not np:
-        return 1
-    from .parallel import cpu_count
-    return cpu_count() if requested is None else requested
 
 
 def xp_of(*arrays):

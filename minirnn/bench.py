@@ -5,23 +5,15 @@ fresh zero state, clip_grad_norm, SGD.step. Data loading is left out (X, Y are r
 made once and moved to the device once), and so is everything a training loop does
 between steps (metrics, logging). `cli.py bench` calls `step_throughput`.
 """
-import math
 import statistics
 import time
 
 import numpy as np
 
-from . import parallel
+from . import checks, parallel
 from .backend import device_name, make_rng, synchronize, to_device, tune_host_allocator
-from .errors import ConfigError
 from .model import RNNLM
 from .optim import SGD, clip_grad_norm
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        kind = 'a positive integer' if minimum == 1 else f'an integer >= {minimum}'
-        raise ConfigError(f'{name} must be {kind}, got {value!r}')
 
 
 def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28, iters=20,
@@ -45,10 +37,9 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
     for name, value in (('batch_size', batch_size), ('num_steps', num_steps),
                         ('num_hiddens', num_hiddens), ('vocab_size', vocab_size),
                         ('iters', iters)):
-        _check_int(name, value, 1)
-    _check_int('warmup', warmup, 0)
-    if not (isinstance(max_norm, (int, float)) and math.isfinite(max_norm) and max_norm >= 0):
-        raise ConfigError(f'max_norm must be a number >= 0, got {max_norm!r}')
+        checks.integer(name, value)
+    checks.integer('warmup', warmup, minimum=0)
+    checks.number('max_norm', max_norm, minimum=0)
 
     tune_host_allocator()   # as fit() does
     rng = make_rng(seed)
@@ -65,7 +56,7 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
         optimizer.step(model.params, grads)
 
     # as in training: while threads split the batch, BLAS stays single-threaded (parallel.py)
-    with parallel.single_threaded_blas(parallel.plan(batch_size, num_hiddens, model.threads)):
+    with parallel.blas_context(batch_size, num_hiddens, model.threads):
         for _ in range(warmup):
             step()
         synchronize(xp)

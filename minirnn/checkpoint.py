@@ -19,8 +19,17 @@ from .model import RNNLM
 from .text import PREPROCESS_MODES, TOKEN_KINDS, Vocab
 
 FORMAT = 'minirnn-checkpoint'
-VERSION = 1
+# 1: the vanilla one-layer model, a carried state saved as one nested list (B, H)
+# 2: cell, num_layers and dropout in the model settings; a carried state saved as the list of
+#    its arrays (tree.leaves), so an LSTM's (H, C) or a deep stack's states fit. Version 1
+#    files load unchanged: their settings mean the one-layer vanilla cell (see _migrate).
+VERSION = 2
 _OWN_KEYS = ('format', 'version', 'model', 'vocab', 'optim_steps')
+
+
+class Contents(NamedTuple):
+    arrays: dict             # entry name -> host array, the meta entry removed
+    meta: dict               # checked format and version, migrated to the current version
 
 
 class Checkpoint(NamedTuple):
@@ -62,17 +71,30 @@ def save(path, model, vocab, *, optimizer_state=None, meta=None):
         raise CheckpointError(f'cannot write checkpoint {path}: {exc.strerror or exc}') from None
 
 
-def load(path, device='cpu'):
+def read(path):
+    """The checked entries of a checkpoint file, on the host, without building a model.
+
+    Returns: Contents(arrays, meta), meta migrated to the current format version.
+    Raises: CheckpointError for a missing, truncated, foreign or newer file.
+    """
+    path = Path(path)
+    arrays = _read_arrays(path)
+    meta = _migrate(_read_meta(path, arrays.pop('meta', None)))
+    return Contents(arrays, meta)
+
+
+def load(path, device='cpu', *, contents=None):
     """Read a checkpoint written by `save`, check it, and rebuild the model on `device`.
 
-    Args: path of the .npz file; device 'cpu', 'gpu' or 'auto'.
+    Args: path of the .npz file; device 'cpu', 'gpu' or 'auto'; contents: what read(path)
+    returned already (so a caller that looked at the metadata does not read the file twice).
     Returns: Checkpoint(model, vocab, optimizer_state, meta). The model has the saved dtype.
     Raises: CheckpointError for a missing, truncated, foreign, newer or inconsistent file.
     """
     path = Path(path)
     xp = get_xp(device)   # a missing GPU is a ConfigError, not a problem with the file
-    arrays = _read_arrays(path)
-    meta = _read_meta(path, arrays.pop('meta', None))
+    arrays, meta = read(path) if contents is None else contents
+    arrays = dict(arrays)
 
     try:
         model = RNNLM(**meta['model'], device=device_name(xp), seed=0)
@@ -152,6 +174,16 @@ def _read_meta(path, entry):
     if version > VERSION:
         raise CheckpointError(f'{path} was written by a newer minirnn (format version {version}; '
                               f'this one reads up to {VERSION}); upgrade minirnn to load it')
+    return meta
+
+
+def _migrate(meta):
+    """The metadata of an older format version, brought to the current one."""
+    if meta['version'] == 1:
+        progress = meta.get('position', {}).get('progress', {})
+        if progress.get('state') is not None:       # one (B, H) array -> the list of its arrays
+            progress['state'] = [progress['state']]
+        meta['version'] = 2
     return meta
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from .backend import make_rng, to_numpy
 from .errors import ConfigError
+from .tree import leaves, tree_map
 
 STEP = 1e-5        # h: balances truncation (h^2) against rounding (1e-16 / h) in float64
 FLOOR = 1e-10      # relative errors of entries below this size are measured against it
@@ -82,19 +83,23 @@ def gradcheck(model, X, Y, state=None, *, max_entries=100, seed=0, step=STEP, to
     if model.dtype != np.float64:
         raise ConfigError('gradient checks need a float64 model (dtype="float64"): '
                           'float32 rounding is larger than the differences being measured')
-    xp = model.xp
-    state = model.begin_state(len(X)) if state is None else xp.asarray(state, dtype=model.dtype).copy()
-    _, grads, _ = model.loss_and_grads(X, Y, state)
+    # a private copy of the state, perturbed in place below
+    state = tree_map(lambda a: a.copy(), model.begin_state(len(X)) if state is None
+                     else model._check_state('state', state, len(X)))
+    result = model.gradients(X, Y, state)
 
     def f():
         return model.loss(X, Y, state)[0]
 
     rng = make_rng(seed)
-    rows = [compare(name, grads[name], f, param, max_entries=max_entries, rng=rng,
+    rows = [compare(name, result.grads[name], f, param, max_entries=max_entries, rng=rng,
                     step=step, tolerance=tolerance)
             for name, param in model.params.items()]
-    rows.append(compare('state', grads['state'], f, state, max_entries=max_entries, rng=rng,
-                        step=step, tolerance=tolerance))
+    state_leaves, dstate_leaves = leaves(state), leaves(result.dstate)
+    for i, (s, ds) in enumerate(zip(state_leaves, dstate_leaves)):
+        name = 'state' if len(state_leaves) == 1 else f'state[{i}]'
+        rows.append(compare(name, ds, f, s, max_entries=max_entries, rng=rng,
+                            step=step, tolerance=tolerance))
     return rows
 
 

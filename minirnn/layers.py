@@ -4,9 +4,12 @@ Each `<name>_forward(...) -> (out, cache)` sits right above its `<name>_backward
 which returns the gradients of the forward's inputs in the forward's order. The functions
 take their array module from their inputs (`xp_of`), so they run unchanged on NumPy and CuPy.
 
-Legend: N = number of rows (T*B tokens), V = vocabulary size, D = input width, H = output width.
+Legend: N = number of rows (T*B tokens), V = vocabulary size, D = input width, H = output width,
+T = num_steps, B = batch_size, G = blocks of H columns in a cell's input term.
 """
 from typing import NamedTuple
+
+import numpy as np
 
 from .backend import xp_of
 
@@ -76,6 +79,78 @@ def linear_backward(dy, cache):
     dW = cache.x.T @ dy
     db = dy.sum(axis=0) if cache.has_bias else None
     return dx, dW, db
+
+
+# --- a recurrent layer's input projection: XW = x [W_1 | ... | W_G] ----------------------------
+
+class ProjectionCache(NamedTuple):
+    inner: object       # the cache of the embedding (one-hot x) or linear (dense x) pair
+    one_hot: bool
+    widths: tuple       # columns of each W_i, to split dW back into them
+
+
+def projection_forward(x, weights):
+    """The input term a cell receives: every step's input times its input weights, all at once.
+
+    Args: x, either integer token ids (T, B) (one-hot input, the book: the product is a row
+          gather) or a dense input (T, B, D) (an embedding, or the layer below's states);
+          weights, the cell's input weights [W_1, ..., W_G], each (D, H_i), in the order of
+          the cell's INPUT_WEIGHTS.
+    Returns: XW (T, B, sum H_i), cache.
+    """
+    xp = xp_of(weights[0])
+    # one GEMM (or one gather) for all gates: concatenating G small (D, H) blocks once per
+    # call costs far less than G separate products over T*B rows
+    W = weights[0] if len(weights) == 1 else xp.concatenate(weights, axis=1)   # (D, G*H)
+    widths = tuple(w.shape[1] for w in weights)
+    if x.ndim == 2:
+        XW, inner = embedding_forward(x, W)                               # (T, B, G*H)
+        return XW, ProjectionCache(inner, True, widths)
+    T, B, D = x.shape
+    XW, inner = linear_forward(x.reshape(T * B, D), W)                    # no bias: the cell's
+    return XW.reshape(T, B, -1), ProjectionCache(inner, False, widths)
+
+
+def projection_backward(dXW, cache):
+    """Args: dXW (T, B, G*H). Returns: dx (T, B, D) (None for token ids), [dW_1, ..., dW_G]."""
+    if cache.one_hot:
+        dx, dW = None, embedding_backward(dXW, cache.inner)               # (V, G*H)
+    else:
+        T, B, _ = dXW.shape
+        dx, dW, _ = linear_backward(dXW.reshape(T * B, -1), cache.inner)
+        dx = dx.reshape(T, B, -1)                                          # (T, B, D)
+    if len(cache.widths) == 1:
+        return dx, [dW]
+    edges = [0]
+    for width in cache.widths:
+        edges.append(edges[-1] + width)
+    return dx, [dW[:, lo:hi] for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+# --- inverted dropout between layers ----------------------------------------------------------
+
+class DropoutCache(NamedTuple):
+    mask: object        # (T, B, H): 0 where dropped, 1 / (1 - p) where kept
+
+
+def dropout_mask(rng, shape, p, dtype):
+    """A host mask for inverted dropout: each entry kept with probability 1 - p, scaled by 1/(1 - p).
+
+    Drawn from the numpy Generator `rng` on the host, so a seed gives the same mask on CPU and
+    GPU, and a thread split cuts one mask instead of drawing several.
+    """
+    keep = rng.random(shape, dtype=np.float32) >= p
+    return keep.astype(dtype) * dtype.type(1 / (1 - p))
+
+
+def dropout_forward(x, mask):
+    """out = x * mask (training only; evaluation skips the call). Returns: out, cache."""
+    return x * mask, DropoutCache(mask)
+
+
+def dropout_backward(dout, cache):
+    """d(x * mask)/dx = mask."""
+    return dout * cache.mask
 
 
 # --- softmax cross-entropy, fused and numerically stable --------------------------------------

@@ -16,6 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .backend import xp_of
+from .tree import leaves, tree_map
+
 # a slice should carry at least this many hidden units per time step (rows * H); below it the
 # per-step Python overhead, which holds the GIL, outweighs the second core
 MIN_WORK_PER_STEP = 4096
@@ -31,6 +34,14 @@ def cpu_count():
         return len(os.sched_getaffinity(0))
     except AttributeError:          # not on Linux
         return os.cpu_count() or 1
+
+
+def host_threads(xp, requested=None):
+    """How many CPU threads may share one batch: `requested` (None: every core) for NumPy, and 1
+    for CuPy, whose work runs on the device."""
+    if xp is not np:
+        return 1
+    return cpu_count() if requested is None else requested
 
 
 def plan(batch_size, num_hiddens, workers):
@@ -64,17 +75,76 @@ def single_threaded_blas(slices):
     return _controller.limit(limits=1, user_api='blas')
 
 
-def map_rows(fn, slices, *arrays):
-    """Call fn(*row_slices) on `slices` contiguous row slices of each array, in parallel.
+def blas_context(batch_size, num_hiddens, workers):
+    """single_threaded_blas for a loop over batches of this size (training, the benchmark)."""
+    return single_threaded_blas(plan(batch_size, num_hiddens, workers))
 
-    Args: fn, a function of arrays (B_i, ...) -> result; slices >= 2; arrays with a common
-          first dimension B (None entries are passed through as None).
+
+def map_rows(fn, slices, *args):
+    """Call fn(*row_slices) on `slices` contiguous row slices of each argument, in parallel.
+
+    Args: fn, a function of arrays (B_i, ...) -> result; slices >= 2; args, arrays or trees
+          of arrays (tree.py) with a common first dimension B, or None (passed through).
     Returns: (weights, results): weights[i] = B_i / B as Python floats, results in row order.
     """
-    batch_size = next(a for a in arrays if a is not None).shape[0]
+    batch_size = leaves(next(a for a in args if a is not None))[0].shape[0]
     bounds = np.linspace(0, batch_size, slices + 1).astype(int)
-    jobs = [[None if a is None else a[lo:hi] for a in arrays] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    jobs = [[None if a is None else tree_map(lambda x, lo=lo, hi=hi: x[lo:hi], a) for a in args]
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
     with single_threaded_blas(slices):
-        results = list(_pool(slices).map(lambda args: fn(*args), jobs))
+        results = list(_pool(slices).map(lambda job: fn(*job), jobs))
     # Python floats: a NumPy float64 weight would promote float32 gradients to float64
     return [int(hi - lo) / batch_size for lo, hi in zip(bounds[:-1], bounds[1:])], results
+
+
+# --- merging the slices' results: the only place that knows how -------------------------------
+# Slice i computed the mean loss over its own rows, L_i; the batch's mean loss is L = sum_i w_i L_i
+# with w_i = B_i / B. So parameter gradients add up weighted, and a gradient w.r.t. something
+# that belongs to slice i's rows (its initial state, its hidden states) is w_i dL_i/d(rows);
+# values that belong to rows (states) are concatenated.
+
+def _weighted_sum(weights, parts):
+    if isinstance(parts[0], dict):
+        return {k: sum(w * part[k] for w, part in zip(weights, parts)) for k in parts[0]}
+    return sum(w * part for w, part in zip(weights, parts))
+
+
+def _concat(parts, axis=0, weights=None):
+    xp = xp_of(leaves(parts[0])[0])
+    if weights is not None:
+        parts = [tree_map(lambda a, w=w: w * a, part) for w, part in zip(weights, parts)]
+    return tree_map(lambda *arrays: xp.concatenate(arrays, axis=axis), *parts)
+
+
+MERGE = {
+    'loss': lambda w, parts: _weighted_sum(w, parts),            # mean over all rows
+    'grads': lambda w, parts: _weighted_sum(w, parts),           # parameter gradients
+    'state': lambda w, parts: _concat(parts),                    # rows of the final state
+    'dstate': lambda w, parts: _concat(parts, weights=w),        # rows of dL/d(initial state)
+    # per layer (T, B, H), time-major: the rows are axis 1
+    'dH_steps': lambda w, parts: [_concat(layer, axis=1, weights=w) for layer in zip(*parts)],
+}
+
+
+def merge(weights, results):
+    """One result from the slices' results (NamedTuples of the same type), field by field by MERGE."""
+    first = results[0]
+    merged = {}
+    for field in first._fields:
+        parts = [getattr(r, field) for r in results]
+        merged[field] = None if parts[0] is None else MERGE[field](weights, parts)
+    return type(first)(**merged)
+
+
+def split_rows(fn, workers, num_hiddens, *args):
+    """fn(*args), computed by up to `workers` threads on slices of the batch's rows, then merged.
+
+    The reference is fn(*args) in the calling thread; the split result equals it up to the
+    order of float additions (tests hold them together). args as in map_rows, the first one
+    X (B, T); fn returns a NamedTuple whose fields are in MERGE (model.Forward, model.Gradients).
+    """
+    slices = plan(len(args[0]), num_hiddens, workers)
+    if slices == 1:
+        return fn(*args)
+    weights, results = map_rows(fn, slices, *args)
+    return merge(weights, results)

@@ -1,4 +1,6 @@
-"""The RNN cell: forward against a plain per-step loop, BPTT against finite differences."""
+"""Every cell in CELLS: forward against an independent per-step formulation, BPTT against finite
+differences (every parameter, the input term, every state component, a gradient entering
+through the final state), the per-step gradients, and the carry that truncates."""
 import numpy as np
 import pytest
 
@@ -6,59 +8,149 @@ from minirnn.backend import to_numpy
 from minirnn.cells import CELLS, rnn
 from minirnn.errors import ConfigError
 from minirnn.gradcheck import numerical_gradient, relative_error
+from minirnn.tree import leaves, tree_map
 
-T, B, H = 4, 3, 5
-
-
-def make(xp, seed=0):
-    rng = np.random.default_rng(seed)
-    params = rnn.init_params(rng, 6, H, 0.5, xp, np.float64)
-    params['b_h'] = xp.asarray(rng.standard_normal(H) * 0.1)
-    XW = xp.asarray(rng.standard_normal((T, B, H)))
-    h0 = xp.asarray(rng.standard_normal((B, H)) * 0.5)
-    dHs = xp.asarray(rng.standard_normal((T, B, H)))   # random upstream gradient
-    return params, XW, h0, dHs
+T, B, H, D = 5, 3, 4, 6
 
 
-@pytest.mark.parametrize('activation', rnn.ACTIVATIONS)
-def test_forward_matches_the_equation_step_by_step(xp, activation):
-    params, XW, h0, _ = make(xp)
-    Hs, cache = rnn.forward(params, XW, h0, activation=activation)
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+# One step of each cell written out plainly from the book, on NumPy, one step at a time:
+# (params, XW_t (B, G*H), state) -> state. Independent of the cells' own loops and caches.
+def rnn_step(p, xw, h, activation):
     phi = np.tanh if activation == 'tanh' else (lambda z: np.maximum(z, 0))
-    W_hh, b_h, h = to_numpy(params['W_hh']), to_numpy(params['b_h']), to_numpy(h0)
-    for t in range(T):
-        h = phi(to_numpy(XW)[t] + h @ W_hh + b_h)
-        np.testing.assert_allclose(to_numpy(Hs)[t], h, rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(to_numpy(cache.H[0]), to_numpy(h0))
+    return phi(xw + h @ p['W_hh'] + p['b_h'])
 
 
-@pytest.mark.parametrize('activation', rnn.ACTIVATIONS)
-def test_bptt_matches_finite_differences(xp, activation):
-    params, XW, h0, dHs = make(xp, seed=1)
-    _, cache = rnn.forward(params, XW, h0, activation=activation)
-    grads, dXW, dh0 = rnn.backward(params, dHs, cache)
+REFERENCE_STEPS = {'rnn': rnn_step}
+
+
+def make(xp, name, seed=0, activation=None):
+    """Float64 params (sigma 0.5, random biases), XW, a random initial state, upstream gradients."""
+    cell = CELLS[name]
+    rng = np.random.default_rng(seed)
+    params = cell.init_params(rng, D, H, 0.5, xp, np.float64)
+    for k, v in params.items():
+        if v.ndim == 1:                      # biases start at zero: move them off it
+            params[k] = xp.asarray(rng.standard_normal(v.shape) * 0.3)
+    XW = xp.asarray(rng.standard_normal((T, B, cell.GATES * H)))
+    state = tree_map(lambda a: xp.asarray(rng.standard_normal(a.shape) * 0.5),
+                     cell.begin_state(B, H, xp, np.float64))
+    dHs = xp.asarray(rng.standard_normal((T, B, H)))                  # random upstream gradient
+    dfinal = tree_map(lambda a: xp.asarray(rng.standard_normal(a.shape)), state)
+    return cell, params, XW, state, dHs, dfinal, activation or cell.ACTIVATIONS[0]
+
+
+def cases():
+    return [(name, a) for name, cell in CELLS.items() for a in cell.ACTIVATIONS]
+
+
+@pytest.mark.parametrize('name, activation', cases())
+def test_forward_matches_the_books_equations_step_by_step(xp, name, activation):
+    cell, params, XW, state, _, _, _ = make(xp, name)
+    Hs, final, _ = cell.forward(params, XW, state, activation=activation)
+    p = {k: to_numpy(v) for k, v in params.items()}
+    s = tree_map(to_numpy, state)
+    for t in range(1, T + 1):
+        s = REFERENCE_STEPS[name](p, to_numpy(XW)[t - 1], s, activation)
+        np.testing.assert_allclose(to_numpy(Hs)[t - 1], to_numpy(cell.hidden(s)), rtol=1e-12, atol=1e-12)
+    for got, want in zip(leaves(final), leaves(s)):
+        np.testing.assert_allclose(to_numpy(got), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('name, activation', cases())
+def test_bptt_matches_finite_differences_for_every_input(xp, name, activation):
+    """f = sum(Hs * dHs) + sum(final * dfinal): gradients enter at every step and through the
+    final state, so every path of the backward pass is exercised."""
+    cell, params, XW, state, dHs, dfinal, _ = make(xp, name, seed=1)
+    _, _, cache = cell.forward(params, XW, state, activation=activation)
+    grads, dXW, dstate = cell.backward(params, dHs, cache, dfinal)
 
     def f():
-        return float((rnn.forward(params, XW, h0, activation=activation)[0] * dHs).sum())
-    for analytic, x in ((grads['W_hh'], params['W_hh']), (grads['b_h'], params['b_h']),
-                        (dXW, XW), (dh0, h0)):
+        Hs, final, _ = cell.forward(params, XW, state, activation=activation)
+        return float((Hs * dHs).sum()) + sum(float((a * b).sum()) for a, b in zip(leaves(final), leaves(dfinal)))
+    checked = [(grads[k], params[k]) for k in params if k not in cell.INPUT_WEIGHTS]
+    checked += [(dXW, XW)] + list(zip(leaves(dstate), leaves(state)))
+    assert set(grads) == set(params) - set(cell.INPUT_WEIGHTS)
+    for analytic, x in checked:
         numeric = numerical_gradient(f, x, np.arange(x.size))
         err = relative_error(to_numpy(analytic).reshape(-1), numeric)
-        assert err.max() < 1e-7
+        assert err.max() < 1e-6
 
 
-def test_backward_does_not_change_the_forward_cache(xp):
-    params, XW, h0, dHs = make(xp, seed=2)
-    _, cache = rnn.forward(params, XW, h0)
-    before = to_numpy(cache.H).copy()
-    rnn.backward(params, dHs, cache)
-    np.testing.assert_array_equal(to_numpy(cache.H), before)
+@pytest.mark.parametrize('name', CELLS)
+def test_dH_out_is_the_total_gradient_reaching_each_state(xp, name):
+    """dL/dH_t = dHs_t (its own step) + what steps t+1..T send back; the latter is the dstate of
+    the same recurrence started at step t+1 from the state after step t."""
+    cell, params, XW, state, dHs, dfinal, activation = make(xp, name, seed=2)
+    _, _, cache = cell.forward(params, XW, state, activation=activation)
+    dH = xp.zeros((T, B, H))
+    cell.backward(params, dHs, cache, dfinal, dH_out=dH)
+    s = state
+    for t in range(1, T + 1):
+        _, s, _ = cell.forward(params, XW[t - 1:t], s, activation=activation)     # the state after step t
+        if t == T:
+            future = cell.hidden(dfinal)
+        else:
+            _, _, sub = cell.forward(params, XW[t:], s, activation=activation)
+            future = cell.hidden(cell.backward(params, dHs[t:], sub, dfinal)[2])
+        np.testing.assert_allclose(to_numpy(dH[t - 1]), to_numpy(dHs[t - 1] + future), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize('name', CELLS)
+def test_a_zero_carry_cuts_the_sequence_in_two(xp, name):
+    """carry[k-1] = 0 stops what step k sends back: steps 1..k-1 and k..T then backpropagate as
+    two sequences, the second one starting from the state after step k-1 as a constant."""
+    cell, params, XW, state, dHs, dfinal, activation = make(xp, name, seed=3)
+    k = 3
+    _, _, cache = cell.forward(params, XW, state, activation=activation)
+    carry = [1.0] * T
+    carry[k - 1] = 0.0
+    grads, dXW, dstate = cell.backward(params, dHs, cache, dfinal, carry=carry)
+    _, middle, first = cell.forward(params, XW[:k - 1], state, activation=activation)
+    _, _, second = cell.forward(params, XW[k - 1:], middle, activation=activation)
+    g1, dXW1, dstate1 = cell.backward(params, dHs[:k - 1], first)
+    g2, dXW2, _ = cell.backward(params, dHs[k - 1:], second, dfinal)
+    for key in grads:
+        np.testing.assert_allclose(to_numpy(grads[key]), to_numpy(g1[key] + g2[key]), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(to_numpy(dXW), np.concatenate([to_numpy(dXW1), to_numpy(dXW2)]), rtol=1e-10, atol=1e-12)
+    for got, want in zip(leaves(dstate), leaves(dstate1)):
+        np.testing.assert_allclose(to_numpy(got), to_numpy(want), rtol=1e-10, atol=1e-12)
+    # a carry of ones is no carry at all
+    ones = cell.backward(params, dHs, cache, dfinal, carry=[1.0] * T)
+    plain = cell.backward(params, dHs, cache, dfinal)
+    np.testing.assert_array_equal(to_numpy(ones[1]), to_numpy(plain[1]))
+
+
+@pytest.mark.parametrize('name', CELLS)
+def test_backward_changes_neither_its_inputs_nor_the_cache(xp, name):
+    cell, params, XW, state, dHs, dfinal, activation = make(xp, name, seed=4)
+    _, _, cache = cell.forward(params, XW, state, activation=activation)
+    snapshot = [to_numpy(a).copy() for a in leaves(tuple(a for a in cache if hasattr(a, 'shape')))
+                + [dHs] + leaves(dfinal) + list(params.values())]
+    cell.backward(params, dHs, cache, dfinal, carry=[0.5] * T, dH_out=xp.zeros((T, B, H)))
+    after = [to_numpy(a) for a in leaves(tuple(a for a in cache if hasattr(a, 'shape')))
+             + [dHs] + leaves(dfinal) + list(params.values())]
+    for a, b in zip(snapshot, after):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('name', CELLS)
+def test_the_final_state_is_a_value_not_a_view(xp, name):
+    cell, params, XW, state, _, _, activation = make(xp, name, seed=5)
+    Hs, final, cache = cell.forward(params, XW, state, activation=activation)
+    kept = [to_numpy(a).copy() for a in leaves(final)]
+    Hs[...] = 0            # scribbling over the outputs (and so the cache) leaves the state alone
+    for a, b in zip(leaves(final), kept):
+        np.testing.assert_array_equal(to_numpy(a), b)
 
 
 def test_unknown_activation(xp):
-    params, XW, h0, _ = make(xp)
+    cell, params, XW, state, _, _, _ = make(xp, 'rnn')
     with pytest.raises(ConfigError, match='activation'):
-        rnn.forward(params, XW, h0, activation='sigmoid')
+        rnn.forward(params, XW, state, activation='sigmoid')
 
 
 def test_cells_are_found_by_name():

@@ -83,7 +83,7 @@ def test_optimizer_state_and_meta_round_trip(tmp_path):
 
     for key, value in meta.items():
         assert ck.meta[key] == value
-    assert ck.meta['format'] == 'minirnn-checkpoint' and ck.meta['version'] == 1
+    assert ck.meta['format'] == 'minirnn-checkpoint' and ck.meta['version'] == checkpoint.VERSION
     assert ck.meta['model'] == model.config() and ck.meta['optim_steps'] == 3
     state = opt.state_dict()
     assert ck.optimizer_state['steps'] == 3
@@ -243,7 +243,7 @@ def test_meta_that_is_not_json(saved):
 
 @pytest.mark.parametrize('key, value, match', [
     ('format', 'something-else', 'not a minirnn checkpoint'),
-    ('version', 2, 'written by a newer minirnn'),
+    ('version', checkpoint.VERSION + 1, 'written by a newer minirnn'),
     ('version', 'one', 'bad format version'),
     ('model', {'vocab_size': 3}, 'model settings are invalid'),
     ('model', {'vocab_size': 3, 'num_hiddens': 8, 'activation': 'sigmoid'}, 'model settings are invalid'),
@@ -293,3 +293,20 @@ def test_a_damaged_member_inside_a_whole_zip(saved):
     saved.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match='damaged'):
         checkpoint.load(saved)
+
+
+def test_a_version_1_checkpoint_loads_and_its_carried_state_is_migrated(saved):
+    """Format 1 (before cells, layers and dropout) stored a carried state as one nested list."""
+    state = [[0.5, -0.5, 0.25, 0.0, 1.0, 2.0, 3.0, 4.0]]       # (B=1, H=8)
+
+    def as_version_1(arrays, meta):
+        meta['version'] = 1
+        for key in ('cell', 'num_layers', 'dropout'):
+            del meta['model'][key]
+        meta['position'] = {'epoch': 2, 'progress': {'batches': 3, 'state': state}}
+        return arrays
+    rewrite(saved, as_version_1)
+    ck = checkpoint.load(saved)
+    assert ck.meta['version'] == checkpoint.VERSION
+    assert (ck.model.cell_name, ck.model.num_layers, ck.model.dropout) == ('rnn', 1, 0.0)
+    assert ck.meta['position']['progress']['state'] == [state]

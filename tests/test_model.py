@@ -79,8 +79,8 @@ def test_large_tensors_are_sampled_with_a_seed(xp):
 def test_gradcheck_catches_a_wrong_gradient(monkeypatch):
     real_backward = rnn.backward
 
-    def off_by_one_percent(params, dHs, cache):
-        grads, dXW, dh0 = real_backward(params, dHs, cache)
+    def off_by_one_percent(params, dHs, cache, dfinal_state=None, **options):
+        grads, dXW, dh0 = real_backward(params, dHs, cache, dfinal_state, **options)
         grads['W_hh'] = grads['W_hh'] * 1.01
         return grads, dXW, dh0
     monkeypatch.setattr(rnn, 'backward', off_by_one_percent)

@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 
 from minirnn import checkpoint, train
+from minirnn.config import TrainConfig, make_config
 from minirnn.errors import CheckpointError, ConfigError, DataError, DivergenceError
+from minirnn.evaluation import corpus_batches, evaluate
 from minirnn.model import RNNLM
-from minirnn.train import TrainConfig, corpus_batches, evaluate, fit, make_config
+from minirnn.rundir import RunDir
+from minirnn.train import fit
 
 # a small, fast run on the real book: 3,000 characters, H=32
 SMALL = dict(data='timemachine', max_tokens=3000, batch_size=8, num_steps=10, num_hiddens=32,
@@ -167,16 +170,16 @@ def test_divergence_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, monkey
     out = tmp_path / 'run'
     fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 1}), out, quiet=True)
     before = (out / 'model.npz').read_bytes()
-    real = RNNLM.loss_and_grads
+    real = RNNLM.gradients
     calls = {'n': 0}
 
-    def poisoned(self, X, Y, state=None):
-        loss, grads, state = real(self, X, Y, state)
+    def poisoned(self, X, Y, state=None, **kwargs):
+        result = real(self, X, Y, state, **kwargs)
         calls['n'] += 1
         if calls['n'] == 3:
-            grads['W_hh'][0, 0] = np.nan
-        return loss, grads, state
-    monkeypatch.setattr(RNNLM, 'loss_and_grads', poisoned)
+            result.grads['W_hh'][0, 0] = np.nan
+        return result
+    monkeypatch.setattr(RNNLM, 'gradients', poisoned)
     with pytest.raises(DivergenceError, match=r'epoch 2, batch 3.*--clip.*--lr'):
         fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 3}), out, resume=True, quiet=True)
     assert (out / 'model.npz').read_bytes() == before
@@ -220,10 +223,11 @@ def test_a_folder_with_any_run_file_is_not_taken_over(tmp_path):
 
 def test_no_plot_when_no_perplexity_is_finite(tmp_path):
     rows = [{'epoch': 1, 'train_ppl': None, 'val_ppl': None}]
-    train._plot(rows, tmp_path / 'p.png', TrainConfig())
-    assert not (tmp_path / 'p.png').exists()
-    train._plot(rows + [{'epoch': 2, 'train_ppl': 9.0, 'val_ppl': None}], tmp_path / 'p.png', TrainConfig())
-    assert (tmp_path / 'p.png').exists()
+    run = RunDir(tmp_path)
+    run.plot(rows, TrainConfig(), force=True)
+    assert not (tmp_path / 'perplexity.png').exists()
+    run.plot(rows + [{'epoch': 2, 'train_ppl': 9.0, 'val_ppl': None}], TrainConfig(), force=True)
+    assert (tmp_path / 'perplexity.png').exists()
 
 
 def test_an_existing_run_is_not_overwritten_by_accident(tmp_path):

@@ -1,0 +1,117 @@
+"""What a training run depends on: TrainConfig, and the book's runs as presets of it.
+
+TrainConfig is a frozen dataclass, saved in every checkpoint and checked once here, at the
+boundary. A preset is a plain dict of overrides; explicit options win over it. How a run is
+carried out is train.py's business.
+"""
+import dataclasses
+from typing import Optional, Tuple
+
+from . import checks, text
+from .backend import DEVICES
+from .batching import SAMPLERS
+from .cells import CELLS
+from .errors import ConfigError
+from .model import DTYPES
+from .optim import OPTIMIZERS
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; saved in every checkpoint. Defaults: the book's d2l-v1."""
+    # data
+    data: str = 'timemachine'
+    encoding: str = 'utf-8'
+    preprocess: str = 'letters'
+    token: str = 'char'
+    max_tokens: Optional[int] = 10000
+    val_fraction: float = 0.0
+    num_train_windows: Optional[int] = None   # windows sampler: the book's fixed train/val split
+    num_val_windows: Optional[int] = None
+    # model
+    cell: str = 'rnn'
+    num_layers: int = 1
+    num_hiddens: int = 512
+    activation: str = 'tanh'
+    embed_dim: Optional[int] = None
+    sigma: float = 0.01
+    dropout: float = 0.0
+    # optimization
+    batch_size: int = 32
+    num_steps: int = 35
+    sampler: str = 'sequential'
+    optimizer: str = 'sgd'
+    lr: float = 1.0
+    num_epochs: int = 500
+    clip: float = 1.0          # max global gradient norm; 0 disables clipping
+    # device and reproducibility
+    device: str = 'cpu'
+    dtype: str = 'float32'
+    seed: int = 0
+    threads: Optional[int] = None   # CPU threads splitting each batch (None: every core)
+    # text generated after training
+    prefixes: Tuple[str, ...] = ('time traveller', 'the planet mars i scarcely')
+    num_preds: int = 50
+
+    def __post_init__(self):
+        object.__setattr__(self, 'prefixes', tuple(self.prefixes))
+        for name in ('num_hiddens', 'num_layers', 'batch_size', 'num_steps', 'num_epochs'):
+            checks.integer(name, getattr(self, name))
+        for name in ('max_tokens', 'num_train_windows', 'num_val_windows', 'embed_dim', 'threads'):
+            checks.integer(name, getattr(self, name), optional=True)
+        checks.integer('num_preds', self.num_preds, minimum=0)
+        checks.integer('seed', self.seed, minimum=0)
+        checks.number('lr', self.lr, above=0)
+        checks.number('clip', self.clip, minimum=0)
+        checks.number('val_fraction', self.val_fraction, minimum=0, below=1)
+        checks.number('sigma', self.sigma, above=0)
+        checks.number('dropout', self.dropout, minimum=0, below=1)
+        for name, allowed in (('sampler', SAMPLERS), ('optimizer', OPTIMIZERS), ('device', DEVICES),
+                              ('dtype', DTYPES), ('preprocess', text.PREPROCESS_MODES),
+                              ('token', text.TOKEN_KINDS), ('cell', CELLS)):
+            checks.one_of(name, getattr(self, name), allowed)
+        checks.one_of('activation', self.activation, CELLS[self.cell].ACTIVATIONS)
+        windows_split = self.num_train_windows is not None or self.num_val_windows is not None
+        if windows_split and self.sampler != 'windows':
+            raise ConfigError('num_train_windows/num_val_windows apply to the windows sampler only')
+        if windows_split and self.val_fraction:
+            raise ConfigError('choose either val_fraction or num_train_windows/num_val_windows, not both')
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d['prefixes'] = list(self.prefixes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        """A TrainConfig from to_dict() output; keys it does not know are ignored (older runs
+        lack the newer fields and get their defaults)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# The book's two runs, as overrides of TrainConfig's fields.
+PRESETS = {
+    # 1st edition, section 8.5: The Time Machine, first 10,000 tokens, sequential partitioning
+    'd2l-v1': dict(data='timemachine', max_tokens=10000, batch_size=32, num_steps=35,
+                   num_hiddens=512, lr=1.0, num_epochs=500, clip=1.0, sampler='sequential',
+                   prefixes=('time traveller', 'the planet mars i scarcely'), num_preds=50),
+    # 2nd edition, section 9.5: all windows of 33 characters, 10,000 train / 5,000 validate
+    'd2l-v2': dict(data='timemachine', max_tokens=None, batch_size=1024, num_steps=32,
+                   num_hiddens=32, lr=1.0, num_epochs=100, clip=1.0, sampler='windows',
+                   num_train_windows=10000, num_val_windows=5000, prefixes=('it has',), num_preds=20),
+}
+DEFAULT_PRESET = 'd2l-v1'
+
+
+def make_config(preset=None, **overrides):
+    """TrainConfig from a preset (default d2l-v1) with explicit overrides on top."""
+    name = checks.one_of('preset', preset or DEFAULT_PRESET, PRESETS)
+    values = dict(PRESETS[name])
+    # the preset's window split belongs to its windows sampler: choosing another sampler or a
+    # val_fraction drops it (unless the window counts are given explicitly too)
+    if overrides.get('sampler', 'windows') != 'windows' or overrides.get('val_fraction'):
+        for key in ('num_train_windows', 'num_val_windows'):
+            if key not in overrides:
+                values.pop(key, None)
+    return TrainConfig(**{**values, **overrides})

@@ -1,0 +1,38 @@
+"""Held-out perplexity: a text's tokens as batches for a stateful forward pass, and the mean loss.
+
+Both `train` (the validation split) and `cli.py eval` (any text under a checkpoint) reach the
+model through these two functions; neither goes through the trainer.
+"""
+from .errors import DataError
+
+
+def corpus_batches(corpus, batch_size, num_steps):
+    """Every token of a corpus once, as batches for a stateful pass (sequential, offset 0).
+
+    The corpus is cut into `batch_size` contiguous rows (fewer if it is short), and the rows
+    are walked num_steps columns at a time; the last batch may be narrower. Only the < B
+    tokens that do not fill a row are left out. Yields (X, Y) host arrays (B, <= T).
+    """
+    n = len(corpus) - 1
+    if n < 1:
+        raise DataError('a text needs at least 2 tokens to be evaluated')
+    rows = min(batch_size, n)
+    cols = n // rows
+    Xs = corpus[:rows * cols].reshape(rows, cols)
+    Ys = corpus[1:rows * cols + 1].reshape(rows, cols)
+    for j in range(0, cols, num_steps):
+        yield Xs[:, j:j + num_steps], Ys[:, j:j + num_steps]
+
+
+def evaluate(model, batches, carry_state):
+    """Mean loss per token over batches of (X, Y) (B, T), forward only (no dropout).
+
+    carry_state: hand each batch's final state to the next (sequential data), or start every
+    batch from zeros (random or window batches). Returns the token-weighted mean loss.
+    """
+    total, count, state = 0.0, 0, None
+    for X, Y in batches:
+        loss, state = model.loss(X, Y, state if carry_state else None)
+        total += loss * X.size
+        count += X.size
+    return total / count

@@ -1,0 +1,116 @@
+"""The run directory: model.npz, history.jsonl and perplexity.png, and the rules for touching them.
+
+A fresh run refuses a directory that holds a run (unless told to overwrite it); a resumed run
+reads its checkpoint once and may change only what RESUMABLE_CHANGES lists; every file is
+replaced atomically, so a crash leaves the previous version; temporary files that a killed
+run left behind are removed when the next run opens the directory; the plot is redrawn at
+most every PLOT_EVERY_S seconds. What to train is train.py's business.
+"""
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from . import checkpoint
+from .config import TrainConfig
+from .errors import CheckpointError, ConfigError
+from .files import write_text_atomic
+
+# what a run directory holds; a fresh run refuses a directory with any of them
+RUN_FILES = ('model.npz', 'history.jsonl', 'perplexity.png')
+
+# what --resume may change: everything else must match the saved run
+RESUMABLE_CHANGES = ('num_epochs', 'device', 'threads', 'prefixes', 'num_preds')
+
+PLOT_EVERY_S = 5.0   # perplexity.png is redrawn at most this often (and after the last epoch)
+
+
+class RunDir:
+    """One run directory. Args: path (created when the run starts, not before)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.checkpoint_path = self.path / 'model.npz'
+        self._contents = None
+        self._last_plot = -math.inf
+
+    # --- reading the saved run (once) -------------------------------------------------------------
+
+    def saved(self):
+        """The saved checkpoint's checked contents (checkpoint.Contents), read on first use only."""
+        if self._contents is None:
+            if not self.checkpoint_path.is_file():
+                raise CheckpointError(f'nothing to resume: {self.checkpoint_path} does not exist')
+            self._contents = checkpoint.read(self.checkpoint_path)
+        return self._contents
+
+    def saved_config(self):
+        """The TrainConfig of the saved run, for --resume to start from."""
+        return TrainConfig.from_dict(self.saved().meta['train'])
+
+    def load(self, device):
+        """The saved run's Checkpoint, its model built on `device`."""
+        return checkpoint.load(self.checkpoint_path, device, contents=self.saved())
+
+    # --- opening the directory --------------------------------------------------------------------
+
+    def check(self, config, *, resume, overwrite):
+        """Refuse what would damage a run: a file for a directory, a takeover, a changed setting.
+
+        Nothing is written here, so a run that fails later, before its first epoch, leaves
+        the directory as it was.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f'--out {self.path} is a file, not a directory')
+        if resume:
+            before = self.saved().meta['train']
+            for name, value in config.to_dict().items():
+                if name not in RESUMABLE_CHANGES and name in before and before[name] != value:
+                    raise ConfigError(f'--resume continues the saved run, whose {name} is {before[name]!r}, '
+                                      f'not {value!r}; drop that option or train into a new --out')
+        elif not overwrite and any((self.path / name).exists() for name in RUN_FILES):
+            found = ', '.join(name for name in RUN_FILES if (self.path / name).exists())
+            raise ConfigError(f'{self.path} already holds a run ({found}); continue it with --resume, '
+                              f'start over with --overwrite, or choose another --out')
+
+    def open(self):
+        """Create the directory, prove it writable, and remove stale temporary files of ours.
+
+        atomic_write names its temporary files .<name>.<random>.tmp; any such file of a run
+        file is left over from a run killed mid-write (a finished write renames it).
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=self.path).close()
+        except OSError as exc:
+            raise ConfigError(f'cannot write into --out {self.path}: {exc.strerror or exc}') from None
+        for name in RUN_FILES:
+            for stale in self.path.glob(f'.{name}.*.tmp'):
+                stale.unlink(missing_ok=True)
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def save(self, model, vocab, optimizer, config, history, position):
+        """Checkpoint (with the history and the position in the data) and history.jsonl."""
+        checkpoint.save(self.checkpoint_path, model, vocab, optimizer_state=optimizer.state_dict(),
+                        meta={'train': config.to_dict(), 'epoch': len(history),
+                              'position': position, 'history': history})
+        write_text_atomic(self.path / 'history.jsonl', ''.join(json.dumps(r) + '\n' for r in history))
+
+    def plot(self, history, config, *, force=False):
+        """Redraw perplexity.png from the history, at most every PLOT_EVERY_S unless forced.
+
+        Drawing costs ~0.1 s, a large share of a short epoch (d2l-v1's take a quarter second).
+        With no finite perplexity to draw, an old curve (of an overwritten run) is removed.
+        """
+        if not force and time.monotonic() - self._last_plot < PLOT_EVERY_S:
+            return
+        path = self.path / 'perplexity.png'
+        if all(r['train_ppl'] is None and r['val_ppl'] is None for r in history):
+            path.unlink(missing_ok=True)
+            return
+        from .plots import plot_history
+        plot_history(history, path,
+                     title=f'{config.data}: {config.sampler} sampler, {config.cell} H={config.num_hiddens}')
+        self._last_plot = time.monotonic()
