@@ -169,6 +169,10 @@ def build_parser():
     p.add_argument('--dtype', choices=DTYPES, default='float32')
     p.add_argument('--threads', type=positive_int, default=None,
                    help='CPU threads splitting the batch (default: every core; 1: the reference path)')
+    p.add_argument('--cell', choices=sorted(CELLS), default='rnn', help='recurrent cell')
+    p.add_argument('--num-layers', type=positive_int, default=1, help='recurrent layers stacked')
+    p.add_argument('--dropout', type=fraction, default=0.0, help='dropout on each layer\'s output')
+    p.add_argument('--embed-dim', type=positive_int, default=None, help='an embedding instead of one-hot input')
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser('download', help='fetch a registered corpus into data/ and verify its checksum')
@@ -255,7 +259,8 @@ def cmd_bench(args):
     result = step_throughput(batch_size=args.batch_size, num_steps=args.num_steps,
                              num_hiddens=args.num_hiddens, vocab_size=args.vocab_size,
                              iters=args.iters, warmup=args.warmup, device=args.device, dtype=args.dtype,
-                             threads=args.threads)
+                             threads=args.threads, cell=args.cell, num_layers=args.num_layers,
+                             dropout=args.dropout, embed_dim=args.embed_dim)
     print(json.dumps(result))
     return 0
 

@@ -18,10 +18,10 @@ from .optim import SGD, clip_grad_norm
 
 def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28, iters=20,
                     warmup=3, device='cpu', dtype='float32', seed=0, max_norm=1.0, lr=1.0,
-                    threads=None):
+                    threads=None, cell='rnn', num_layers=1, dropout=0.0, embed_dim=None):
     """Time `iters` training steps of an RNNLM on random tokens, after `warmup` untimed ones.
 
-    One step = model.loss_and_grads(X, Y, state=None) (forward, softmax cross-entropy, BPTT
+    One step = model.gradients(X, Y, state=None) (forward, softmax cross-entropy, BPTT
     over all num_steps, from a fresh zero state as with the random sampler) + clip_grad_norm
     (max_norm; one host sync for the norm) + SGD(lr).step. The clock is read after
     backend.synchronize, so queued GPU work is counted in the step that queued it.
@@ -29,7 +29,8 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
     Args: batch_size B, num_steps T, num_hiddens H, vocab_size V, iters and warmup (counts of
         steps), device ('cpu' | 'gpu' | 'auto'), dtype, seed (model init and tokens),
         max_norm (0 disables clipping but still measures the norm), lr, threads (CPU threads
-        that split the batch; None: every core, 1: the single-threaded reference path).
+        that split the batch; None: every core, 1: the single-threaded reference path),
+        cell, num_layers, dropout (masks drawn every step, as in training), embed_dim.
     Returns: a JSON-serialisable dict with the shape, device, dtype, iters, `seconds` (total
         timed wall time), `step_ms` (median step), `tokens_per_s` (B*T / median step) and
         `tokens_per_s_mean` (B*T*iters / seconds).
@@ -43,7 +44,9 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
 
     tune_host_allocator()   # as fit() does
     rng = make_rng(seed)
-    model = RNNLM(vocab_size, num_hiddens, dtype=dtype, device=device, seed=rng, threads=threads)
+    model = RNNLM(vocab_size, num_hiddens, dtype=dtype, device=device, seed=rng, threads=threads,
+                  cell=cell, num_layers=num_layers, dropout=dropout, embed_dim=embed_dim)
+    dropout_rng = rng if dropout else None
     xp = model.xp
     optimizer = SGD(lr)
     # made once on the host and moved once, so the timing holds no host-to-device copies
@@ -51,9 +54,9 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
     Y = to_device(rng.integers(0, vocab_size, size=(batch_size, num_steps), dtype=np.int32), xp)
 
     def step():
-        _, grads, _ = model.loss_and_grads(X, Y, None)
-        clip_grad_norm(grads, max_norm)
-        optimizer.step(model.params, grads)
+        result = model.gradients(X, Y, None, dropout_rng=dropout_rng)
+        clip_grad_norm(result.grads, max_norm)
+        optimizer.step(model.params, result.grads)
 
     # as in training: while threads split the batch, BLAS stays single-threaded (parallel.py)
     with parallel.blas_context(batch_size, num_hiddens, model.threads):
@@ -74,6 +77,8 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
     return {'batch_size': int(batch_size), 'num_steps': int(num_steps),
             'num_hiddens': int(num_hiddens), 'vocab_size': int(vocab_size),
             'device': device_name(xp), 'dtype': model.dtype.name, 'threads': model.threads,
+            'cell': model.cell_name, 'num_layers': model.num_layers, 'dropout': model.dropout,
+            'embed_dim': model.embed_dim,
             'iters': int(iters),
             'seconds': seconds, 'step_ms': median * 1e3,
             'tokens_per_s': tokens / median, 'tokens_per_s_mean': tokens * iters / seconds}

@@ -220,3 +220,108 @@ def test_threads_are_checked_and_one_means_the_reference_path():
     assert RNNLM(5, 3).threads == parallel.cpu_count()
     assert parallel.plan(32, 512, 2) == 2 and parallel.plan(1, 256, 2) == 1
     assert parallel.plan(2, 8, 2) == 1       # too little work per step to pay for a thread
+
+
+# --- deep stacks and dropout -----------------------------------------------------------------
+
+def test_deeper_layers_are_named_with_a_layer_suffix(xp):
+    m = RNNLM(11, 6, num_layers=3, embed_dim=4, device=device_name(xp), seed=0)
+    assert {k: v.shape for k, v in m.params.items()} == {
+        'W_emb': (11, 4), 'W_xh': (4, 6), 'W_hh': (6, 6), 'b_h': (6,),
+        'W_xh_l1': (6, 6), 'W_hh_l1': (6, 6), 'b_h_l1': (6,),
+        'W_xh_l2': (6, 6), 'W_hh_l2': (6, 6), 'b_h_l2': (6,), 'W_hq': (6, 11), 'b_q': (11,)}
+    state = m.begin_state(2)
+    assert isinstance(state, tuple) and len(state) == 3 and all(s.shape == (2, 6) for s in state)
+    _, final = m.forward(np.zeros((2, 3), int))
+    assert len(final) == 3
+
+
+def test_one_layer_keeps_the_books_seeded_initialisation():
+    # adding layers must not change what a seed gives the one-layer model
+    one = RNNLM(9, 5, seed=3)
+    two = RNNLM(9, 5, seed=3, num_layers=2)
+    for k in ('W_xh', 'W_hh'):
+        np.testing.assert_array_equal(one.params[k], two.params[k])
+
+
+@pytest.mark.parametrize('kwargs', [dict(num_layers=2), dict(num_layers=2, dropout=0.4),
+                                    dict(num_layers=3, dropout=0.3, embed_dim=3, activation='relu')],
+                         ids=['two layers', 'two layers, dropout', 'three layers, dropout, embedding, relu'])
+def test_deep_stacks_match_finite_differences_with_a_fixed_dropout_mask(xp, kwargs):
+    from minirnn.gradcheck import numerical_gradient
+    from minirnn.tree import leaves
+    rng = np.random.default_rng(4)
+    m = RNNLM(7, 5, sigma=0.5, dtype='float64', device=device_name(xp), seed=4, **kwargs)
+    X, Y = data(rng, 7, 3, 4)
+    state = tuple(xp.asarray(rng.standard_normal((3, 5)) * 0.5) for _ in range(m.num_layers))
+    result = m.gradients(X, Y, state, dropout_rng=11)      # an int seed: the same masks every call
+
+    def f():
+        return m.loss(X, Y, state, dropout_rng=11).loss
+    checked = [(result.grads[k], p) for k, p in m.params.items()]
+    checked += list(zip(leaves(result.dstate), leaves(state)))
+    for analytic, x in checked:
+        a = to_numpy(analytic).reshape(-1)
+        n = numerical_gradient(f, x, np.arange(x.size))
+        # the error against the tensor's scale: a tiny entry's own relative error is rounding
+        assert np.abs(a - n).max() <= 1e-6 * np.abs(a).max()
+
+
+def test_dropout_applies_in_training_only_and_keeps_the_expectation():
+    rng = np.random.default_rng(5)
+    m = RNNLM(7, 64, sigma=0.3, dropout=0.5, seed=5, dtype='float64')
+    X, Y = data(rng, 7, 16, 8)
+    plain = m.loss(X, Y).loss
+    assert m.loss(X, Y, dropout_rng=None).loss == plain               # evaluation: no dropout
+    assert m.loss(X, Y, dropout_rng=1).loss != plain
+    assert m.loss(X, Y, dropout_rng=1).loss == m.loss(X, Y, dropout_rng=1).loss
+    from minirnn.layers import dropout_mask
+    mask = dropout_mask(np.random.default_rng(0), (200, 300), 0.3, np.dtype('float32'))
+    assert abs((mask == 0).mean() - 0.3) < 0.01 and abs(mask.mean() - 1) < 0.01
+    assert set(np.unique(mask)) == {0, np.float32(1 / 0.7)}
+
+
+def test_threads_with_dropout_give_the_reference_result(monkeypatch):
+    from minirnn import parallel
+    monkeypatch.setattr(parallel, 'MIN_WORK_PER_STEP', 1)
+    rng = np.random.default_rng(6)
+    X, Y = data(rng, 9, 6, 5)
+    ref = RNNLM(9, 8, sigma=0.3, dtype='float64', seed=6, threads=1, num_layers=2, dropout=0.3)
+    par = RNNLM(9, 8, sigma=0.3, dtype='float64', seed=6, threads=2, num_layers=2, dropout=0.3)
+    a = ref.gradients(X, Y, dropout_rng=3, record_steps=True)
+    b = par.gradients(X, Y, dropout_rng=3, record_steps=True)
+    assert b.loss == pytest.approx(a.loss, rel=1e-12)
+    for k in a.grads:
+        np.testing.assert_allclose(b.grads[k], a.grads[k], rtol=1e-10, atol=1e-14)
+    for x, y in zip(a.dH_steps, b.dH_steps):
+        np.testing.assert_allclose(y, x, rtol=1e-10, atol=1e-14)
+
+
+def test_gradients_names_its_result_and_keeps_the_state_out_of_grads():
+    rng = np.random.default_rng(7)
+    m = RNNLM(9, 4, sigma=0.3, dtype='float64', seed=7)
+    X, Y = data(rng, 9, 2, 3)
+    result = m.gradients(X, Y, record_steps=True)
+    assert set(result.grads) == set(m.params)
+    assert result.dstate.shape == (2, 4) and result.state.shape == (2, 4)
+    assert [d.shape for d in result.dH_steps] == [(3, 2, 4)]
+    loss, grads, state = m.loss_and_grads(X, Y)
+    assert loss == result.loss and set(grads) == set(m.params) | {'state'}
+    np.testing.assert_array_equal(grads['state'], result.dstate)
+
+
+def test_a_gradient_entering_through_the_final_state_is_backpropagated():
+    """d/dθ [L + sum(final_state * G)] equals gradients(..., dfinal_state=G)."""
+    from minirnn.gradcheck import numerical_gradient, relative_error
+    rng = np.random.default_rng(8)
+    m = RNNLM(6, 4, sigma=0.5, dtype='float64', seed=8, num_layers=2)
+    X, Y = data(rng, 6, 2, 3)
+    G = tuple(rng.standard_normal((2, 4)) for _ in range(2))
+    result = m.gradients(X, Y, dfinal_state=G)
+
+    def f():
+        loss, final = m.loss(X, Y)
+        return loss + sum(float((s * g).sum()) for s, g in zip(final, G))
+    for k, p in m.params.items():
+        err = relative_error(result.grads[k].reshape(-1), numerical_gradient(f, p, np.arange(p.size)))
+        assert err.max() < 1e-6, k

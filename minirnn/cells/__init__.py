@@ -27,9 +27,24 @@ A cell is a plain module found by name in CELLS. To add one, write a module with
                        those), dXW (T, B, G*H), dstate shaped as the state.
 
 The model, the trainer, generation, the thread split and the gradient checks use nothing else,
-so a new cell needs no change elsewhere (tests/test_cells.py adds a toy cell this way).
+so a new cell needs no change elsewhere: `register('mine', module)` makes it available as
+RNNLM(cell='mine') and TrainConfig(cell='mine') (tests/test_toy_cell.py adds one this way).
 Steps are numbered t = 1..T as in the book; arrays over steps hold step t at index t-1.
 """
+from ..errors import ConfigError
 from . import rnn
 
 CELLS = {'rnn': rnn}
+
+INTERFACE = ('GATES', 'ACTIVATIONS', 'INPUT_WEIGHTS', 'RECURRENT_WEIGHTS', 'init_params',
+             'begin_state', 'hidden', 'forward', 'backward')
+
+
+def register(name, cell):
+    """Make `cell` (a module, or any object with the INTERFACE attributes) available under `name`."""
+    missing = [a for a in INTERFACE if not hasattr(cell, a)]
+    if missing:
+        raise ConfigError(f'cell {name!r} lacks {", ".join(missing)}; see minirnn/cells/__init__.py')
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f'a cell needs a non-empty name, got {name!r}')
+    CELLS[name] = cell
