@@ -238,7 +238,7 @@ class RNNLM:
         masks = self._dropout_masks(dropout_rng, *X.shape)
         return parallel.split_rows(self._loss, self.threads, self.num_hiddens, X, Y, state, masks)
 
-    def gradients(self, X, Y, state=None, *, dropout_rng=None, dfinal_state=None, carry=None,
+    def gradients(self, X, Y, state=None, *, dropout_rng=None, dfinal_state=None, sweeps=None,
                   record_steps=False):
         """Mean cross-entropy over all B*T tokens and its gradient for every parameter.
 
@@ -249,18 +249,27 @@ class RNNLM:
         Args: X, Y (B, T) token ids, Y[:, t] the target after X[:, t]; state or None;
               dropout_rng: None or a seed / Generator for the dropout masks (training);
               dfinal_state: a gradient entering through the final state (shaped as the
-              state), or None; carry: None or T numbers scaling the gradient each step passes
-              back (see cells/__init__.py); record_steps: also return dH_steps.
+                  state), or None;
+              sweeps: None for exact BPTT, or a truncated one (truncation.py): a list of
+                  (loss_steps, carry) pairs, one backward pass of the same forward pass per
+                  pair (see backprop), whose gradients add up;
+              record_steps: also return dH_steps.
         Returns: Gradients(loss, grads, state, dstate, dH_steps).
         """
         X, Y, state = self._inputs(X, Y, state)
         if dfinal_state is not None:
+            if sweeps is not None:
+                raise ConfigError('dfinal_state belongs to exact BPTT; it cannot be combined with sweeps')
             dfinal_state = self._check_state('dfinal_state', dfinal_state, X.shape[0])
         masks = self._dropout_masks(dropout_rng, *X.shape)
 
         def reference(X, Y, state, masks, dfinal_state):
             tape = self._tape(self.params, X, Y, state, masks)
-            return self.backprop(tape, dfinal_state=dfinal_state, carry=carry, record_steps=record_steps)
+            if sweeps is None:
+                return self.backprop(tape, dfinal_state=dfinal_state, record_steps=record_steps)
+            return add_gradients([self.backprop(tape, loss_steps=loss_steps, carry=carry,
+                                                record_steps=record_steps)
+                                  for loss_steps, carry in sweeps])
         return parallel.split_rows(reference, self.threads, self.num_hiddens, X, Y, state, masks,
                                    dfinal_state)
 
@@ -372,3 +381,14 @@ class RNNLM:
         grads = {k: grads[k] for k in self.params}                          # the params' order
         return Gradients(tape.loss, grads, tape.state, self._model_state(dstate),
                          dH_steps if record_steps else None)
+
+
+def add_gradients(parts):
+    """One Gradients from several backward passes of the same forward pass (truncation sweeps):
+    their parameter, initial-state and per-step gradients add up; loss and final state are shared.
+    """
+    first = parts[0]
+    grads = {k: sum(p.grads[k] for p in parts) for k in first.grads}
+    dstate = tree_map(lambda *a: sum(a), *[p.dstate for p in parts])
+    dH_steps = None if first.dH_steps is None else [sum(layer) for layer in zip(*[p.dH_steps for p in parts])]
+    return Gradients(first.loss, grads, first.state, dstate, dH_steps)

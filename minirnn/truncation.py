@@ -1,0 +1,171 @@
+"""How far back BPTT carries a gradient: the truncation of backpropagation through time, as a choice.
+
+    detach    the book's: a batch's backward pass stops at its initial state, which the
+              sequential sampler hands over from the previous batch as a constant
+    full      no detach (the 1st edition's exercise): batch i's gradient flows on through
+              every earlier batch of the epoch, whose forward passes are kept (memory grows)
+    regular   k1/k2 truncation (Williams and Peng): every k1 steps, the loss terms of those
+              k1 steps are backpropagated k2 steps, never past the batch's start
+    random    randomized truncation (the 2nd edition's BPTT section, after Tallec and
+              Ollivier): what step t passes back to step t-1 is multiplied by xi_t, which is
+              0 with probability 1 - pi and 1/pi with probability pi, so E[gradient] is exact
+
+Each is a class with gradients(model, X, Y, state, dropout_rng) -> model.Gradients and
+start_epoch(); the trainer calls nothing else. regular and random are sums of backward passes
+of one forward pass (model.gradients(sweeps=...)), so they split over threads like the
+book's; full walks kept tapes on one thread.
+"""
+import numpy as np
+
+from . import checks
+from .backend import make_rng
+from .errors import ConfigError
+from .model import Gradients
+
+MODES = ('detach', 'full', 'regular', 'random')
+
+
+def regular_sweeps(num_steps, k1, k2):
+    """The (loss_steps, carry) pairs of k1/k2 truncation over one batch of T steps.
+
+    Chunk c holds the steps (s, e], s = 0, k1, 2 k1, ..., e = min(s + k1, T). Its sweep
+    differentiates only those steps' loss terms, through the k2 steps e - k2 + 1 .. e: the state
+    before them is a constant (what step e - k2 + 1 passes back is cut), as the book's detach
+    treats a batch's initial state. So each loss term reaches between k2 - k1 + 1 and k2 steps
+    back, and with k2 >= T the sweeps add up to the book's BPTT over the batch (k2 > T also
+    gives the same gradient w.r.t. the initial state).
+    Example: T=6, k1=2, k2=3 gives loss steps {1,2}, {3,4}, {5,6}, cut after step 0, 2, 4
+    (carry[1] = 0 means step 2 passes nothing back to step 1).
+    Returns: a list of (loss_steps (T,) bool array, carry list of T floats).
+    """
+    sweeps = []
+    for start in range(0, num_steps, k1):
+        end = min(start + k1, num_steps)
+        loss_steps = np.zeros(num_steps, dtype=bool)
+        loss_steps[start:end] = True                          # steps start+1 .. end
+        carry = [1.0] * num_steps
+        first = end - k2 + 1                                  # the earliest step the sweep reaches
+        if first >= 1:
+            carry[first - 1] = 0.0                            # step `first` passes nothing back
+        sweeps.append((loss_steps, carry))
+    return sweeps
+
+
+def random_carry(num_steps, keep_prob, rng):
+    """xi_1..xi_T of randomized truncation: 1/pi with probability pi, else 0 (E[xi_t] = 1).
+
+    xi_t multiplies what step t passes back to step t-1 (the state before the batch included),
+    so the sum over paths that BPTT computes keeps its expectation: each path's weight is a
+    product of independent xi's, each of mean 1.
+    """
+    keep = rng.random(num_steps) < keep_prob
+    return list(np.where(keep, 1.0 / keep_prob, 0.0))
+
+
+class Detach:
+    """The book's truncation: exact BPTT within a batch, a constant initial state."""
+    name = 'detach'
+
+    def start_epoch(self):
+        pass
+
+    def gradients(self, model, X, Y, state, dropout_rng):
+        return model.gradients(X, Y, state, dropout_rng=dropout_rng)
+
+
+class Regular(Detach):
+    """k1/k2 truncation within each batch (see regular_sweeps)."""
+    name = 'regular'
+
+    def __init__(self, k1, k2):
+        self.k1 = checks.integer('k1', k1)
+        self.k2 = checks.integer('k2', k2)
+        if self.k2 < self.k1:
+            raise ConfigError(f'k2 ({k2}) must be at least k1 ({k1}): each loss term is '
+                              'backpropagated at least through its own chunk')
+
+    def gradients(self, model, X, Y, state, dropout_rng):
+        sweeps = regular_sweeps(np.shape(X)[1], self.k1, self.k2)
+        return model.gradients(X, Y, state, dropout_rng=dropout_rng, sweeps=sweeps)
+
+
+class Random(Detach):
+    """Randomized truncation with keep probability pi, one draw of xi per batch and step."""
+    name = 'random'
+
+    def __init__(self, keep_prob, rng=None):
+        self.keep_prob = checks.number('keep_prob', keep_prob, above=0)
+        if self.keep_prob > 1:
+            raise ConfigError(f'keep_prob must be in (0, 1], got {keep_prob!r}')
+        self.rng = make_rng(rng)
+
+    def gradients(self, model, X, Y, state, dropout_rng):
+        carry = random_carry(np.shape(X)[1], self.keep_prob, self.rng)
+        return model.gradients(X, Y, state, dropout_rng=dropout_rng, sweeps=[(None, carry)])
+
+
+class Full(Detach):
+    """No detach: BPTT through every earlier batch of the epoch (the sequential sampler).
+
+    Each batch's forward pass is kept as a tape, with a copy of the parameters it used (the
+    optimizer changes them in place afterwards), until the epoch ends. Batch i's gradient is
+    its own backward pass plus, for j = i-1 down to 1, batch j's backward pass driven only by
+    the gradient arriving through its final state (its own loss terms were used at step j).
+    Memory grows with the batches kept; max_tape_bytes bounds it with a clear error. Runs on
+    one thread.
+    """
+    name = 'full'
+
+    def __init__(self, max_tape_bytes=2 ** 30):
+        self.max_tape_bytes = checks.integer('max_tape_bytes', max_tape_bytes)
+        self.tapes = []
+
+    def start_epoch(self):
+        self.tapes = []
+
+    def gradients(self, model, X, Y, state, dropout_rng):
+        tape = model.tape(X, Y, state, dropout_rng=dropout_rng, keep_params=True)
+        self.tapes.append(tape)
+        kept = sum(tape_bytes(t) for t in self.tapes)
+        if kept > self.max_tape_bytes:
+            raise ConfigError(
+                f'--truncation full keeps every batch of the epoch for its backward pass: '
+                f'{len(self.tapes)} batches need {kept / 2**20:,.0f} MiB, above the limit of '
+                f'{self.max_tape_bytes / 2**20:,.0f} MiB; use fewer tokens (--max-tokens), a '
+                f'smaller model, or another --truncation')
+        first = model.backprop(tape)
+        grads, dstate = dict(first.grads), first.dstate
+        no_loss = np.zeros(tape.softmax.y.shape[0] // tape.batch_size, dtype=bool)   # (T,): none
+        for earlier in reversed(self.tapes[:-1]):
+            part = model.backprop(earlier, dfinal_state=dstate, loss_steps=no_loss)
+            for k, g in part.grads.items():
+                grads[k] += g
+            dstate = part.dstate
+        return Gradients(first.loss, grads, first.state, dstate, None)
+
+
+def tape_bytes(tree):
+    """Bytes held by the arrays in a tape (NamedTuples, lists, dicts and arrays)."""
+    if hasattr(tree, 'nbytes') and hasattr(tree, 'shape'):
+        return int(tree.nbytes)
+    if isinstance(tree, dict):
+        return sum(tape_bytes(v) for v in tree.values())
+    if isinstance(tree, (tuple, list)):
+        return sum(tape_bytes(v) for v in tree)
+    return 0
+
+
+def make(mode, *, k1=None, k2=None, keep_prob=None, rng=None, max_tape_bytes=2 ** 30):
+    """The truncation named `mode` (one of MODES) with its settings."""
+    checks.one_of('truncation', mode, MODES)
+    if mode == 'regular':
+        if k1 is None or k2 is None:
+            raise ConfigError('--truncation regular needs --k1 and --k2')
+        return Regular(k1, k2)
+    if mode == 'random':
+        if keep_prob is None:
+            raise ConfigError('--truncation random needs --keep-prob')
+        return Random(keep_prob, rng)
+    if mode == 'full':
+        return Full(max_tape_bytes)
+    return Detach()

@@ -1,0 +1,103 @@
+"""The probe's per-step numbers against finite differences of the forward pass alone, for every cell."""
+import numpy as np
+import pytest
+
+from minirnn.cells import CELLS
+from minirnn.model import RNNLM
+from minirnn.probe import probe, spectra
+from minirnn.tree import leaves, unflatten
+
+BUILTIN = [name for name in CELLS if name in ('rnn', 'gru', 'lstm')]
+V, H, B, T = 6, 3, 2, 4
+
+
+def setup(cell, seed=0, sigma=0.6):
+    rng = np.random.default_rng(seed)
+    m = RNNLM(V, H, sigma=sigma, dtype='float64', seed=seed, cell=cell, threads=1)
+    X, Y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    return m, X, Y
+
+
+def nudged(model, state, b, i, h):
+    """The state with its hidden part's entry [b, i] moved by h (the rest, e.g. an LSTM's C, kept)."""
+    target = model.cell.hidden(state)
+    flat = [a.copy() for a in leaves(state)]
+    k = [j for j, a in enumerate(leaves(state)) if a is target][0]
+    flat[k][b, i] += h
+    return unflatten(state, flat)
+
+
+def last_step_loss(model, X, Y, t, state):
+    """l_T: the mean cross-entropy of the last step, running steps t+1..T from `state`."""
+    if t < T:
+        z = model.forward(X[:, t:], state)[0][:, -1, :]
+    else:                      # the state after the last step: only the output layer is left
+        z = model.cell.hidden(state) @ model.params['W_hq'] + model.params['b_q']
+    logp = z - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) - z.max(1, keepdims=True)
+    return -logp[np.arange(B), Y[:, -1]].mean()
+
+
+@pytest.mark.parametrize('cell', BUILTIN)
+def test_per_step_gradients_and_jacobians_match_finite_differences(cell):
+    m, X, Y = setup(cell)
+    result = probe(m, X, Y, jacobian_probes=H)        # probes >= H: the exact Jacobian
+    layer = result['layers'][0]
+    assert result['jacobian'] == 'exact' and layer['distance'] == [3, 2, 1, 0]
+    h = 1e-6
+    for t in range(1, T + 1):
+        _, state = m.forward(X[:, :t])                 # the state after step t
+        grad = np.zeros((B, H))
+        J = np.zeros((B, H, H))                        # J[b, i, :] = d H_T[b] / d H_t[b, i]
+        for b in range(B):
+            for i in range(H):
+                up, down = nudged(m, state, b, i, h), nudged(m, state, b, i, -h)
+                grad[b, i] = (last_step_loss(m, X, Y, t, up) - last_step_loss(m, X, Y, t, down)) / (2 * h)
+                if t < T:
+                    hi = m.cell.hidden(m.forward(X[:, t:], up)[1])[b]
+                    lo = m.cell.hidden(m.forward(X[:, t:], down)[1])[b]
+                    J[b, i] = (hi - lo) / (2 * h)
+                else:
+                    J[b, i, i] = 1
+        assert layer['grad_norm_last'][t - 1] == pytest.approx(np.linalg.norm(grad), rel=1e-6, abs=1e-12)
+        gain = np.sqrt((J ** 2).sum(axis=(1, 2)).mean() / H)
+        assert layer['jacobian_gain'][t - 1] == pytest.approx(gain, rel=1e-6)
+
+
+def test_the_random_jacobian_estimate_approaches_the_exact_value():
+    m, X, Y = setup('rnn', seed=1)
+    exact = probe(m, X, Y, jacobian_probes=H)['layers'][0]['jacobian_gain']
+    estimate = probe(m, X, Y, jacobian_probes=2000, seed=3)['layers'][0]['jacobian_gain']
+    np.testing.assert_allclose(estimate, exact, rtol=0.1)
+
+
+def test_full_loss_norms_are_what_the_backward_pass_records():
+    m, X, Y = setup('rnn', seed=2)
+    m2 = RNNLM(V, H, sigma=0.6, dtype='float64', seed=2, num_layers=2, threads=1)
+    for model in (m, m2):
+        result = probe(model, X, Y)
+        dH = model.gradients(X, Y, record_steps=True).dH_steps
+        for layer, d in zip(result['layers'], dH):
+            np.testing.assert_allclose(layer['grad_norm_full'], np.linalg.norm(d.reshape(T, -1), axis=1))
+            assert layer['grad_ratio_first_last'] == pytest.approx(layer['grad_norm_full'][0] / layer['grad_norm_full'][-1])
+
+
+def test_the_books_init_vanishes_and_a_large_one_explodes():
+    rng = np.random.default_rng(4)
+    X, Y = rng.integers(0, 28, (4, 35)), rng.integers(0, 28, (4, 35))
+    small = probe(RNNLM(28, 32, sigma=0.01, dtype='float64', seed=4), X, Y)['layers'][0]
+    large = probe(RNNLM(28, 32, sigma=0.5, dtype='float64', seed=4), X, Y)['layers'][0]
+    # 34 steps from the loss: sigma=0.01 has spectral radius ~0.06, so ~0.06^34
+    assert small['grad_norm_last'][0] < 1e-20 * small['grad_norm_last'][-1]
+    assert large['grad_norm_last'][0] > large['grad_norm_last'][-1]
+    assert small['recurrent_weights']['W_hh']['spectral_radius'] < 0.1 < 1 < \
+        large['recurrent_weights']['W_hh']['spectral_radius']
+
+
+def test_spectra_of_every_recurrent_weight_of_every_layer():
+    m = RNNLM(V, 5, seed=5, num_layers=2, sigma=0.3)
+    got = spectra(m)
+    assert set(got) == {'W_hh', 'W_hh_l1'}
+    W = m.params['W_hh_l1'].astype(np.float64)
+    assert got['W_hh_l1']['spectral_radius'] == pytest.approx(np.abs(np.linalg.eigvals(W)).max())
+    assert got['W_hh_l1']['max_singular_value'] == pytest.approx(np.linalg.svd(W, compute_uv=False)[0])
+    assert got['W_hh']['spectral_radius'] <= got['W_hh']['max_singular_value'] + 1e-12
