@@ -1,6 +1,6 @@
 """minirnn's command line: parses arguments, calls the package, prints results.
 
-Subcommands: train, generate, eval, gradcheck, bench, download (`python cli.py SUBCOMMAND -h`).
+Subcommands: train, generate, eval, gradcheck, probe, bench, download (`python cli.py SUBCOMMAND -h`).
 Results go to stdout, progress and diagnostics to stderr. Bad arguments exit 2 and package
 errors (MiniRNNError) exit 1, each with one line on stderr, never a traceback.
 """
@@ -158,6 +158,29 @@ def build_parser():
     p.add_argument('--seed', type=non_negative_int, default=0)
     p.set_defaults(func=cmd_gradcheck)
 
+    p = sub.add_parser('probe', help='gradient flow through time for one batch: per-step gradient norms, '
+                       'Jacobian gains, recurrent spectra (JSON lines on stdout, a PNG)')
+    p.add_argument('--checkpoint', nargs='+', default=None, metavar='FILE',
+                   help='model.npz files to probe (several: one line each in the plot); without it, '
+                   'a fresh model from the options below')
+    p.add_argument('--data', default=None, help='text of the batch (default: the checkpoint\'s own, or timemachine)')
+    p.add_argument('--batch-size', type=positive_int, default=32, help='sequences in the batch')
+    p.add_argument('--num-steps', type=positive_int, default=35, help='steps T of the batch')
+    p.add_argument('--cell', choices=sorted(CELLS), default='rnn', help='fresh model: recurrent cell')
+    p.add_argument('--num-layers', type=positive_int, default=1, help='fresh model: layers')
+    p.add_argument('--num-hiddens', type=positive_int, default=512, help='fresh model: hidden size H')
+    p.add_argument('--sigma', type=positive_float, default=0.01, help='fresh model: initial weights\' std')
+    p.add_argument('--activation', choices=activations, default='tanh', help='fresh model: the vanilla cell\'s nonlinearity')
+    p.add_argument('--embed-dim', type=positive_int, default=None, help='fresh model: embedding size')
+    p.add_argument('--seed', type=non_negative_int, default=0, help='fresh model\'s weights, the batch\'s position, the Jacobian probes')
+    p.add_argument('--jacobian-probes', type=positive_int, default=16,
+                   help='random vectors estimating each Jacobian norm (>= H: exact)')
+    p.add_argument('--dtype', choices=DTYPES, default='float64',
+                   help='float64 (default) so vanishing gradients are measured, not flushed to zero')
+    p.add_argument('--plot', default='probe.png', help='PNG to write')
+    p.add_argument('--device', choices=DEVICES, default='cpu')
+    p.set_defaults(func=cmd_probe)
+
     p = sub.add_parser('bench', help='training-step throughput; the last stdout line is JSON')
     p.add_argument('--batch-size', type=positive_int, default=32)
     p.add_argument('--num-steps', type=positive_int, default=35)
@@ -252,6 +275,26 @@ def cmd_gradcheck(args):
     results = run_default_cases(device=args.device, seed=args.seed)
     print(format_report(results))
     return 0 if all(r['ok'] for _, rows in results for r in rows) else 1
+
+
+def cmd_probe(args):
+    from minirnn.plots import plot_probe
+    from minirnn.probe import probe, probe_batch
+    labels, results = [], []
+    for label, model, X, Y in probe_batch(checkpoints=args.checkpoint, data=args.data,
+                                          batch_size=args.batch_size, num_steps=args.num_steps,
+                                          dtype=args.dtype, device=args.device, seed=args.seed,
+                                          model_options=dict(cell=args.cell, num_layers=args.num_layers,
+                                                             num_hiddens=args.num_hiddens, sigma=args.sigma,
+                                                             activation=args.activation,
+                                                             embed_dim=args.embed_dim)):
+        result = probe(model, X, Y, jacobian_probes=args.jacobian_probes, seed=args.seed)
+        print(json.dumps({'label': label, **result}), flush=True)
+        labels.append(label)
+        results.append(result)
+    plot_probe(results, args.plot, labels)
+    print(f'minirnn: wrote {args.plot}', file=sys.stderr)
+    return 0
 
 
 def cmd_bench(args):

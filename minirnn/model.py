@@ -19,7 +19,7 @@ from typing import List, NamedTuple, Optional
 import numpy as np
 
 from . import checks, layers, parallel
-from .backend import get_xp, make_rng, to_device
+from .backend import device_name, get_xp, make_rng, to_device, to_numpy
 from .cells import CELLS
 from .errors import ConfigError
 from .tree import structure, tree_map
@@ -131,6 +131,19 @@ class RNNLM:
 
     def _normal(self, rng, *shape):
         return self.xp.asarray((rng.standard_normal(shape) * self.sigma).astype(self.dtype))
+
+    def converted(self, dtype=None, device=None):
+        """A copy of this model with another dtype and/or device, same parameters (cast).
+
+        Probes and gradient checks run float64 copies of float32 models: in float32 a
+        vanishing gradient underflows to zero and finite differences drown in rounding.
+        """
+        config = {**self.config(), 'dtype': dtype or self.dtype.name}
+        copy = RNNLM(**config, device=device or device_name(self.xp), seed=0,
+                     threads=self.threads)
+        for name, p in copy.params.items():
+            p[...] = to_device(to_numpy(self.params[name]), copy.xp, copy.dtype)
+        return copy
 
     def config(self):
         """The constructor arguments (without device, seed and threads), for checkpoints."""

@@ -62,3 +62,42 @@ def _points(rows, key):
     points = [(row['epoch'], row[key]) for row in rows
               if row.get(key) is not None and math.isfinite(row[key]) and row[key] > 0]
     return [e for e, _ in points], [v for _, v in points]
+
+
+def plot_probe(results, path, labels=None):
+    """Gradient flow through time: per-step norms against the distance to the end of the batch.
+
+    Three log-scale panels: ||dl_T/dH_t|| (the last step's loss), ||dL/dH_t|| (the whole loss)
+    and the Jacobian product's gain, each against T - t. One colour per result (a checkpoint,
+    an epoch), one line style per layer.
+
+    Args: results, dicts from probe.probe; path of the PNG, replaced atomically; labels, one
+    legend entry per result (default: the cell and hidden size).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = labels or [f'{r["cell"]} H={r["num_hiddens"]}' for r in results]
+    panels = (('grad_norm_last', '||dl_T / dH_t||  (last step\'s loss)'),
+              ('grad_norm_full', '||dL / dH_t||  (whole loss)'),
+              ('jacobian_gain', '||dH_T / dH_t||_F / sqrt(H)'))
+    fig = Figure(figsize=(13, 4), layout='constrained')
+    FigureCanvasAgg(fig)
+    styles = ('-', '--', ':', '-.')
+    for k, (key, title) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, k + 1)
+        for i, (result, label) in enumerate(zip(results, labels)):
+            for layer in result['layers']:
+                points = [(d, v) for d, v in zip(layer['distance'], layer[key]) if v and v > 0]
+                if not points:
+                    continue
+                name = label if result['num_layers'] == 1 else f'{label}, layer {layer["layer"]}'
+                ax.plot(*zip(*points), styles[layer['layer'] % len(styles)], color=f'C{i % 10}',
+                        label=name if k == 0 else None)
+        ax.set_yscale('log')
+        ax.set_xlabel('distance to the end of the batch, T - t')
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+    fig.legend(loc='outside lower center', ncol=min(4, max(1, len(fig.axes[0].get_lines()))), fontsize=8)
+    with atomic_write(path) as f:
+        fig.savefig(f, format='png', dpi=100)

@@ -116,3 +116,44 @@ def probe(model, X, Y, state=None, *, jacobian_probes=16, seed=0):
     return {'cell': model.cell_name, 'num_layers': model.num_layers, 'num_hiddens': model.num_hiddens,
             'activation': model.activation, 'batch_size': int(np.shape(X)[0]), 'num_steps': int(T),
             'loss': full.loss, 'jacobian': how, 'layers': layers}
+
+
+def probe_batch(*, checkpoints=None, data=None, batch_size=32, num_steps=35, dtype='float64',
+                device='cpu', seed=0, model_options=None):
+    """What `cli.py probe` measures: (label, model, X, Y) for each checkpoint, or one fresh model.
+
+    A checkpoint's model is converted to `dtype`, and its batch is cut from its own training
+    text (or `data`) with its own preprocessing and vocabulary; a fresh model
+    (RNNLM(**model_options)) reads `data` (default timemachine). The batch is B rows of T
+    tokens from a seeded position in each of B equal parts of the text.
+    """
+    from . import checkpoint, text
+    from .model import RNNLM
+    checks.integer('batch_size', batch_size)
+    checks.integer('num_steps', num_steps)
+    rng = make_rng(seed)
+    if checkpoints:
+        for path in checkpoints:
+            ckpt = checkpoint.load(path, device=device)
+            preprocess, token = checkpoint.text_options(ckpt)
+            source = data or ckpt.meta['train']['data']
+            corpus = text.encode_corpus(source, ckpt.vocab, preprocess=preprocess, token=token)
+            X, Y = _batch(corpus, batch_size, num_steps, rng)
+            yield str(path), ckpt.model.converted(dtype=dtype), X, Y
+        return
+    corpus, vocab = text.load_corpus(data or 'timemachine')
+    model = RNNLM(len(vocab), dtype=dtype, device=device, seed=seed, **(model_options or {}))
+    X, Y = _batch(corpus, batch_size, num_steps, rng)
+    yield f'{model.cell_name} H={model.num_hiddens} sigma={model.sigma:g}', model, X, Y
+
+
+def _batch(corpus, batch_size, num_steps, rng):
+    """(X, Y) (B, T): row b starts at a random offset inside the b-th of B equal parts of the text."""
+    from .errors import DataError
+    part = (len(corpus) - 1) // batch_size
+    if part < num_steps:
+        raise DataError(f'the text has {len(corpus)} tokens, too few for {batch_size} rows of '
+                        f'{num_steps} steps; use a smaller --batch-size or --num-steps')
+    starts = np.arange(batch_size) * part + rng.integers(0, part - num_steps + 1, batch_size)
+    idx = starts[:, None] + np.arange(num_steps)
+    return corpus[idx], corpus[idx + 1]

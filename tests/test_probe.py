@@ -101,3 +101,38 @@ def test_spectra_of_every_recurrent_weight_of_every_layer():
     assert got['W_hh_l1']['spectral_radius'] == pytest.approx(np.abs(np.linalg.eigvals(W)).max())
     assert got['W_hh_l1']['max_singular_value'] == pytest.approx(np.linalg.svd(W, compute_uv=False)[0])
     assert got['W_hh']['spectral_radius'] <= got['W_hh']['max_singular_value'] + 1e-12
+
+
+def test_cli_probe_of_two_checkpoints_prints_two_json_lines_and_draws_one_png(tmp_path, data_dir, monkeypatch, capsys):
+    import json
+    from cli import main
+    from minirnn.config import TrainConfig
+    from minirnn.train import fit
+    monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))
+    paths = []
+    for cell, layers in (('rnn', 1), ('rnn', 2)):
+        config = TrainConfig(max_tokens=2000, batch_size=4, num_steps=8, num_hiddens=8, num_epochs=1,
+                             cell=cell, num_layers=layers, prefixes=())
+        fit(config, tmp_path / f'{cell}{layers}', quiet=True)
+        paths.append(str(tmp_path / f'{cell}{layers}' / 'model.npz'))
+    png = tmp_path / 'flow.png'
+    assert main(['probe', '--checkpoint', *paths, '--batch-size', '3', '--num-steps', '6',
+                 '--plot', str(png)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r['label'] for r in lines] == paths and [r['num_layers'] for r in lines] == [1, 2]
+    assert all(len(layer['grad_norm_full']) == 6 for r in lines for layer in r['layers'])
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_cli_probe_of_a_fresh_model_and_a_batch_too_long_for_the_text(tmp_path, data_dir, monkeypatch, capsys):
+    import json
+    from cli import main
+    monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))
+    assert main(['probe', '--cell', 'rnn', '--num-hiddens', '8', '--num-steps', '5', '--batch-size', '2',
+                 '--sigma', '0.5', '--plot', str(tmp_path / 'p.png')]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result['layers'][0]['recurrent_weights']['W_hh']['spectral_radius'] > 0
+    text = tmp_path / 'short.txt'
+    text.write_text('a tiny text')
+    assert main(['probe', '--data', str(text), '--num-steps', '50', '--plot', str(tmp_path / 'q.png')]) == 1
+    assert 'too few' in capsys.readouterr().err
