@@ -307,9 +307,8 @@ def check_generate(args):
 
 def cmd_train(args):
     from minirnn.config import TrainConfig, make_config
-    from minirnn.errors import ConfigError, MiniRNNError
+    from minirnn.errors import ConfigError
     from minirnn.rundir import RunDir
-    from minirnn.feedback import format_ppl
     from minirnn.train import fit
     options = {k: v for k, v in vars(args).items()
                if k not in ('command', 'func', 'preset', 'out', 'resume', 'overwrite', 'quiet')}
@@ -324,6 +323,14 @@ def cmd_train(args):
     else:
         config = make_config(getattr(args, 'preset', None), **options)
     result = fit(config, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+    print_results(result, config, out)
+    return 0 if result.finished else 130   # an early stop is finished too
+
+
+def print_results(result, config, out):
+    """The last epoch's numbers, the continuations of the prefixes, and the files saved."""
+    from minirnn.errors import MiniRNNError
+    from minirnn.feedback import format_ppl
     if result.history:
         last = result.history[-1]
         val = '' if 'val_ppl' not in last or last['val_ppl'] is None else \
@@ -338,8 +345,11 @@ def cmd_train(args):
                               preprocess=config.preprocess, token=config.token))
             except MiniRNNError as exc:
                 print(f'minirnn: warning: no continuation of {prefix!r}: {exc}', file=sys.stderr)
+    best = [r for r in result.history if r.get('best')]
+    if best and out.best_path.exists():
+        print(f'saved {out.best_path} (epoch {best[-1]["epoch"]}, validation perplexity '
+              f'{format_ppl(best[-1]["val_ppl"])})')
     print(f'saved {out.checkpoint_path}')
-    return 0 if result.finished else 130   # an early stop is finished too
 
 
 def cmd_generate(args):

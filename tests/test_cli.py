@@ -291,10 +291,13 @@ def test_every_help_shows_every_default_and_an_example(capsys):
 
 def test_best_npz_from_the_cli_works_with_eval_and_generate(capsys, tmp_path):
     out = tmp_path / 'r'
-    code, _, err = run(capsys, 'train', *TINY, '--val-fraction', '0.2', '--early-stop', '5', '--eval-every', '4',
-                       '--num-preds', '0', '--out', str(out))
+    code, stdout, err = run(capsys, 'train', *TINY, '--val-fraction', '0.2', '--early-stop', '5',
+                            '--eval-every', '4', '--num-preds', '0', '--out', str(out))
     assert code == 0, err
     assert (out / 'best.npz').is_file()
+    best = [r for r in map(json.loads, (out / 'history.jsonl').read_text().splitlines()) if r['best']][-1]
+    assert stdout.splitlines()[-2] == f'saved {out / "best.npz"} (epoch {best["epoch"]}, validation perplexity ' \
+        f'{best["val_ppl"]:.2f})'
     code, stdout, _ = run(capsys, 'eval', '--checkpoint', str(out / 'best.npz'), '--data', 'timemachine',
                           '--max-tokens', '1000')
     assert code == 0 and json.loads(stdout)['perplexity'] < 28
