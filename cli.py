@@ -295,8 +295,9 @@ def check_generate(args):
     given = [flag for flag, value in (('--temperature', args.temperature), ('--alpha', args.alpha),
                                       ('--top-k', args.top_k)) if value is not None]
     if given and args.strategy == 'greedy':
-        return (f'{" and ".join(given)} shape sampling, which --strategy greedy does not do; drop '
-                f'--strategy greedy (they imply --strategy sample) or drop {" and ".join(given)}')
+        flags = ' and '.join(given)
+        return (f'{flags} only {"affects" if len(given) == 1 else "affect"} sampling, and --strategy greedy '
+                f'does not sample; drop --strategy greedy to sample, or drop {flags}')
     args.strategy = args.strategy or ('sample' if given else 'greedy')
     args.temperature = 1.0 if args.temperature is None else args.temperature
     args.alpha = 1.0 if args.alpha is None else args.alpha

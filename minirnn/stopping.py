@@ -51,10 +51,10 @@ def divergence_advice(config, epoch, saved):
                 else f'gradient clipping at --clip {config.clip:g} did not hold it')
     default = DEFAULT_LR[config.optimizer]
     above = f', above {config.optimizer}\'s default {default:g}' if config.lr > default else ''
-    disk = (f'nothing of epoch {epoch} was saved; start over with --overwrite' if saved
-            else 'nothing was saved; start again')
+    disk = (f'Nothing of epoch {epoch} was saved; start over with --overwrite and' if saved
+            else 'Nothing was saved; start again with')
     return (f'likely causes: {clipping}, and the learning rate is too high (--lr {config.lr:g}{above}). '
-            f'{disk[0].upper()}{disk[1:]} and a lower --lr' + ('' if config.clip else ' or --clip 1'))
+            f'{disk} a lower --lr' + ('' if config.clip else ' or --clip 1'))
 
 
 def finite_params(model):
