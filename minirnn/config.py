@@ -144,12 +144,14 @@ class TrainConfig:
 PRESETS = {
     # 1st edition, section 8.5: The Time Machine, first 10,000 tokens, sequential partitioning
     'd2l-v1': dict(data='timemachine', max_tokens=10000, batch_size=32, num_steps=35,
-                   num_hiddens=512, optimizer='sgd', lr=1.0, num_epochs=500, clip=1.0, sampler='sequential',
-                   prefixes=('time traveller', 'the planet mars i scarcely'), num_preds=50),
+                   num_hiddens=512, optimizer='sgd', lr=1.0, num_epochs=500, clip=1.0,
+                   sampler='sequential', prefixes=('time traveller', 'the planet mars i scarcely'),
+                   num_preds=50),
     # 2nd edition, section 9.5: all windows of 33 characters, 10,000 train / 5,000 validate
     'd2l-v2': dict(data='timemachine', max_tokens=None, batch_size=1024, num_steps=32,
-                   num_hiddens=32, optimizer='sgd', lr=1.0, num_epochs=100, clip=1.0, sampler='windows',
-                   num_train_windows=10000, num_val_windows=5000, prefixes=('it has',), num_preds=20),
+                   num_hiddens=32, optimizer='sgd', lr=1.0, num_epochs=100, clip=1.0,
+                   sampler='windows', num_train_windows=10000, num_val_windows=5000,
+                   prefixes=('it has',), num_preds=20),
 }
 DEFAULT_PRESET = 'd2l-v1'
 

@@ -309,12 +309,12 @@ def test_best_npz_from_the_cli_works_with_eval_and_generate(capsys, tmp_path):
 def test_min_freq_through_the_cli(capsys, tmp_path):
     out = tmp_path / 'r'
     code, _, err = run(capsys, 'train', *TINY, '--token', 'word', '--batch-size', '4', '--num-steps', '5',
-                       '--max-tokens', '2000', '--min-freq', '3', '--num-epochs', '1', '--num-preds', '0',
+                       '--max-tokens', '500', '--min-freq', '10', '--num-epochs', '1', '--num-preds', '0',
                        '--out', str(out))
     assert code == 0, err
     ckpt = __import__('minirnn').checkpoint.load(out / 'model.npz')
     counts = dict(ckpt.vocab.token_freqs)
-    assert ckpt.meta['train']['min_freq'] == 3 and all(counts[t] >= 3 for t in ckpt.vocab.idx_to_token[1:])
+    assert ckpt.meta['train']['min_freq'] == 10 and all(counts[t] >= 10 for t in ckpt.vocab.idx_to_token[1:])
     code, stdout, _ = run(capsys, 'eval', '--checkpoint', str(out / 'model.npz'), '--data', 'timemachine',
                           '--max-tokens', '500')
     assert code == 0 and json.loads(stdout)['unknown_fraction'] > 0
