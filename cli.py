@@ -1,8 +1,10 @@
 """minirnn's command line: parses arguments, calls the package, prints results.
 
 Subcommands: train, generate, eval, gradcheck, probe, bench, download (`python cli.py SUBCOMMAND -h`).
-Results go to stdout, progress and diagnostics to stderr. Bad arguments exit 2 and package
-errors (MiniRNNError) exit 1, each with one line on stderr, never a traceback.
+Results go to stdout, progress and diagnostics to stderr. Exit status: 0 done; 1 a package
+error (MiniRNNError); 2 bad arguments; 3 training diverged (DivergenceError: a loss or gradient
+NaN, infinite or above train.DIVERGENCE_FACTOR x max(log V, the untrained model's loss)); 130
+interrupted. Each error is one line on stderr, never a traceback.
 """
 import argparse
 import json
@@ -13,7 +15,18 @@ from pathlib import Path
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line on stderr (no usage block) and exit code 2."""
+    """argparse, but an error is one line on stderr (no usage block) and exit code 2, and
+    the help shows every default (HelpFormatter)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault('formatter_class', HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        # argparse lists an option without help text bare; give it a line with its default
+        if kwargs.get('help') is None and kwargs.get('default') not in (None, argparse.SUPPRESS):
+            kwargs['help'] = '(default: %(default)s)'
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f'{self.prog}: error: {message}\n')
@@ -71,86 +84,184 @@ def optional_positive_int(s):
 
 # --- the parser ------------------------------------------------------------------------------
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (unless its help states it already, or it is a flag) and
+    keeps the examples in the epilogs as written."""
+
+    def _get_help_string(self, action):
+        if 'default' in (action.help or '') or action.nargs == 0 or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+EXIT_STATUS = """exit status: 0 done, 1 an error (one line on stderr), 2 bad arguments, 3 training
+diverged (train; or a model with NaN or infinite weights), 130 interrupted"""
+
+EXAMPLES = {
+    'train': """examples:
+  python cli.py train                              # the book's 1st-edition run (--preset d2l-v1)
+  python cli.py train --data sherlock_holmes --max-tokens all --val-fraction 0.1 --num-hiddens 256 \\
+      --optimizer adam --lr-schedule cosine --warmup-steps 200 --early-stop 3 --eval-every 500 \\
+      --sample-every 500 --num-epochs 20 --out runs/sherlock
+  python cli.py train --resume --out runs/sherlock --num-epochs 30
+
+Without --lr each optimizer takes its own default; a preset's lr is its SGD's.
+Divergence: a batch whose mean loss is NaN, infinite or above 3 x max(log V, the untrained
+model's loss) (V: the vocabulary size; log V is uniform guessing), or a NaN/infinite gradient
+norm, ends the run with exit status 3; model.npz and best.npz keep the last finished epoch.
+
+""" + EXIT_STATUS,
+    'generate': """example:
+  python cli.py generate --checkpoint runs/sherlock/best.npz --prefix 'the door' --num-preds 200 \\
+      --temperature 0.8 --seed 1""",
+    'eval': """example:
+  python cli.py eval --checkpoint runs/sherlock/best.npz --data war_of_the_worlds""",
+    'gradcheck': """example:
+  python cli.py gradcheck --seed 1""",
+    'probe': """examples:
+  python cli.py probe --sigma 0.1 --num-hiddens 256 --plot probe.png   # a fresh model at the book's shapes
+  python cli.py probe --checkpoint runs/a/model.npz runs/b/model.npz --plot flow.png
+
+One JSON line per model on stdout: per layer and step t, ||dL/dH_t||, ||dl_T/dH_t|| and
+||dH_T/dH_t||_F / sqrt(H), and each recurrent weight's spectral radius and largest singular value.""",
+    'bench': """example:
+  python cli.py bench --num-hiddens 256 --batch-size 64 --iters 50""",
+    'download': """example:
+  python cli.py download war_of_the_worlds""",
+}
+
+
 def build_parser():
+    import minirnn
     from minirnn.backend import DEVICES
     from minirnn.batching import SAMPLERS
     from minirnn.cells import CELLS
-    from minirnn.config import PRESETS
+    from minirnn.config import PRESETS, make_config
+    from minirnn.generate import STRATEGIES
     from minirnn.model import DTYPES
-    from minirnn.optim import OPTIMIZERS
+    from minirnn.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
+    from minirnn.train import SAMPLE_NUM_PREDS
     from minirnn.text import PREPROCESS_MODES, TOKEN_KINDS
     activations = sorted({a for cell in CELLS.values() for a in cell.ACTIVATIONS})
 
     parser = Parser(prog='minirnn', description='Recurrent language models with hand-written '
-                    'backpropagation through time on NumPy (CPU) and CuPy (GPU).')
+                    'backpropagation through time on NumPy (CPU) and CuPy (GPU).',
+                    epilog='`python cli.py COMMAND -h` shows a command\'s options, with an example.\n\n'
+                    + EXIT_STATUS)
+    parser.add_argument('--version', action='version', version=f'%(prog)s {minirnn.__version__}')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
-    sub.required = True
-    S = argparse.SUPPRESS   # train options left out keep the preset's value
 
-    p = sub.add_parser('train', help='train a model; writes DIR/model.npz, history.jsonl, perplexity.png',
+    # train: an option left out keeps the preset's value (SUPPRESS), so argparse knows no
+    # defaults; the help shows d2l-v1's (and d2l-v2's where it differs)
+    S = argparse.SUPPRESS
+    v1, v2 = make_config('d2l-v1'), make_config('d2l-v2')
+
+    def option(group, flag, help, none='none', **kwargs):
+        name = kwargs.get('dest', flag[2:].replace('-', '_'))
+
+        def show(value):
+            if value is None:
+                return none
+            if isinstance(value, tuple):
+                return ', '.join(repr(v) for v in value)
+            return f'{value:g}' if isinstance(value, float) else str(value)
+        default = f'default: {show(getattr(v1, name))}'
+        if getattr(v2, name) != getattr(v1, name):
+            default += f'; d2l-v2: {show(getattr(v2, name))}'
+        group.add_argument(flag, help=f'{help} ({default})', **kwargs)
+
+    p = sub.add_parser('train', help='train a model; writes DIR/model.npz, best.npz, history.jsonl, perplexity.png',
                        argument_default=S)
-    p.add_argument('--preset', choices=sorted(PRESETS), help='the book\'s run to start from (default d2l-v1)')
+    p.add_argument('--preset', choices=sorted(PRESETS), help='the book\'s run to start from (default: d2l-v1)')
     g = p.add_argument_group('data')
-    g.add_argument('--data', help='a registered corpus (timemachine, war_of_the_worlds, sherlock_holmes) or a text file')
-    g.add_argument('--encoding', help='text encoding of --data (default utf-8)')
-    g.add_argument('--preprocess', choices=PREPROCESS_MODES, help='letters: the book (lowercase letters and spaces); raw: every character')
-    g.add_argument('--token', choices=TOKEN_KINDS, help='character or word tokens')
-    g.add_argument('--max-tokens', type=max_tokens, help='use the first N tokens ("all" for the whole text)')
-    g.add_argument('--val-fraction', type=fraction, help='hold out this tail of the corpus for validation')
-    g.add_argument('--num-train-windows', type=optional_positive_int,
-                   help='windows sampler: train on the first N windows ("none": all; d2l-v2: 10000)')
-    g.add_argument('--num-val-windows', type=optional_positive_int,
-                   help='windows sampler: validate on the next N windows ("none": no validation; d2l-v2: 5000)')
+    option(g, '--data', 'a registered corpus (timemachine, war_of_the_worlds, sherlock_holmes) or a text file')
+    option(g, '--encoding', 'text encoding of --data')
+    option(g, '--preprocess', 'letters: the book (lowercase letters and spaces); raw: every character',
+           choices=PREPROCESS_MODES)
+    option(g, '--token', 'character or word tokens', choices=TOKEN_KINDS)
+    option(g, '--min-freq', 'tokens seen fewer times become <unk> (for --token word)', type=non_negative_int)
+    option(g, '--max-tokens', 'use the first N tokens ("all" for the whole text)', none='all', type=max_tokens)
+    option(g, '--val-fraction', 'hold out this tail of the corpus for validation', type=fraction)
+    option(g, '--num-train-windows', 'windows sampler: train on the first N windows ("none": all)',
+           type=optional_positive_int)
+    option(g, '--num-val-windows', 'windows sampler: validate on the next N windows ("none": no validation)',
+           type=optional_positive_int)
     g = p.add_argument_group('model')
-    g.add_argument('--cell', choices=sorted(CELLS), help='recurrent cell: rnn (the book\'s vanilla cell), gru or lstm')
-    g.add_argument('--num-layers', type=positive_int, help='recurrent layers stacked (the book\'s deep RNN)')
-    g.add_argument('--num-hiddens', type=positive_int, help='hidden state size H')
-    g.add_argument('--activation', choices=activations, help='the vanilla cell\'s nonlinearity (gated cells: tanh)')
-    g.add_argument('--embed-dim', type=positive_int, help='learn an embedding of this size instead of one-hot input')
-    g.add_argument('--sigma', type=positive_float, help='standard deviation of the initial weights (default 0.01)')
-    g.add_argument('--dropout', type=fraction, help='inverted dropout on each layer\'s output, in training (default 0)')
+    option(g, '--cell', 'recurrent cell (rnn: the book\'s vanilla cell)', choices=sorted(CELLS))
+    option(g, '--num-layers', 'recurrent layers stacked (the book\'s deep RNN)', type=positive_int)
+    option(g, '--num-hiddens', 'hidden state size H', type=positive_int)
+    option(g, '--activation', 'the vanilla cell\'s nonlinearity (gated cells: tanh)', choices=activations)
+    option(g, '--embed-dim', 'learn an embedding of this size instead of one-hot input', none='one-hot',
+           type=positive_int)
+    option(g, '--sigma', 'standard deviation of the initial weights', type=positive_float)
+    option(g, '--dropout', 'inverted dropout on each layer\'s output, in training', type=fraction)
     g = p.add_argument_group('optimization')
-    g.add_argument('--batch-size', type=positive_int, help='sequences per minibatch')
-    g.add_argument('--num-steps', type=positive_int, help='time steps per sequence (BPTT length)')
-    g.add_argument('--sampler', choices=SAMPLERS, help='sequential (state carried), random, or windows (the 2nd edition)')
-    g.add_argument('--optimizer', choices=sorted(OPTIMIZERS), help='sgd (the book), adagrad or adam')
-    g.add_argument('--lr', type=positive_float, help='learning rate')
-    g.add_argument('--num-epochs', type=positive_int, help='epochs to train (with --resume: the new total)')
-    g.add_argument('--clip', type=non_negative_float, help='max global gradient norm; 0 disables clipping')
+    option(g, '--batch-size', 'sequences per minibatch', type=positive_int)
+    option(g, '--num-steps', 'time steps per sequence (BPTT length)', type=positive_int)
+    option(g, '--sampler', 'sequential (state carried), random, or windows (the 2nd edition)', choices=SAMPLERS)
+    option(g, '--optimizer', 'sgd (the book), adagrad (min-char-rnn) or adam', choices=sorted(OPTIMIZERS))
+    g.add_argument('--lr', type=positive_float, help='learning rate (default: the optimizer\'s: ' + ', '.join(
+        f'{name} {lr:g}' for name, lr in DEFAULT_LR.items()) + '; a preset\'s lr goes with its optimizer)')
+    option(g, '--lr-schedule', 'constant; step: times --lr-decay after epoch --lr-decay-after and every '
+           '--lr-decay-every epochs after it (char-rnn); cosine: to 0 over --num-epochs', choices=SCHEDULES)
+    g.add_argument('--lr-decay', type=positive_float,
+                   help='step schedule: factor per decay, in (0, 1] (default: 0.97, char-rnn\'s)')
+    g.add_argument('--lr-decay-every', type=positive_int, help='step schedule: epochs between decays (default: 1)')
+    g.add_argument('--lr-decay-after', type=non_negative_int,
+                   help='step schedule: the first decay ends this epoch (default: --lr-decay-every)')
+    option(g, '--warmup-steps', 'raise the learning rate linearly over the first N optimizer steps '
+           '(any schedule)', type=non_negative_int)
+    option(g, '--weight-decay', 'shrink the weight matrices (not biases): L2 for sgd and adagrad, '
+           'decoupled for adam (AdamW)', type=non_negative_float)
+    option(g, '--num-epochs', 'epochs to train (with --resume: the new total)', type=positive_int)
+    option(g, '--clip', 'max global gradient norm; 0 disables clipping', type=non_negative_float)
+    option(g, '--early-stop', 'stop after N epochs without a better validation perplexity',
+           type=positive_int)
     g = p.add_argument_group('bookkeeping')
-    g.add_argument('--out', default=None, help='run directory (default runs/<date-time>)')
+    g.add_argument('--out', default=None, help='run directory (default: runs/<date-time>)')
     g.add_argument('--resume', action='store_true', default=False, help='continue the run in --out')
-    g.add_argument('--overwrite', action='store_true', default=False, help='start over in an --out that holds a checkpoint')
-    g.add_argument('--seed', type=non_negative_int, help='seed for initialisation and batching (default 0)')
-    g.add_argument('--prefix', dest='prefixes', action='append', help='text to continue after training (repeatable)')
-    g.add_argument('--num-preds', type=non_negative_int, help='tokens to generate after each prefix')
-    g.add_argument('--quiet', action='store_true', default=False, help='no progress output')
+    g.add_argument('--overwrite', action='store_true', default=False, help='start over in an --out that holds a run')
+    option(g, '--seed', 'seed for initialisation and batching', type=non_negative_int)
+    option(g, '--prefix', 'text to continue after training (repeatable)', dest='prefixes', action='append')
+    option(g, '--num-preds', 'tokens to generate after each prefix', type=non_negative_int)
+    option(g, '--eval-every', 'print and record the validation perplexity every N optimizer steps',
+           type=positive_int)
+    option(g, '--sample-every', f'print and record {SAMPLE_NUM_PREDS} tokens sampled after the first '
+           '--prefix (seeded by --seed and the step) every N optimizer steps', type=positive_int)
+    g.add_argument('--quiet', action='store_true', default=False,
+                   help='no progress bar or progress lines (the bar shows only on a terminal anyway)')
     g = p.add_argument_group('device')
-    g.add_argument('--device', choices=DEVICES, help='cpu (NumPy), gpu (CuPy) or auto')
-    g.add_argument('--dtype', choices=DTYPES, help='float32 (default) or float64')
-    g.add_argument('--threads', type=positive_int, help='CPU threads splitting each batch (default: every core)')
+    option(g, '--device', 'cpu (NumPy), gpu (CuPy) or auto', choices=DEVICES)
+    option(g, '--dtype', 'floating-point type of parameters and activations', choices=DTYPES)
+    option(g, '--threads', 'CPU threads splitting each batch', none='every core', type=positive_int)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser('generate', help='continue a prefix with a trained model')
-    p.add_argument('--checkpoint', required=True, help='a model.npz written by train')
+    p.add_argument('--checkpoint', required=True, help='a model.npz or best.npz written by train')
     p.add_argument('--prefix', required=True, help='text to continue')
-    p.add_argument('--num-preds', type=non_negative_int, default=50, help='tokens to generate (default 50)')
-    p.add_argument('--strategy', choices=('greedy', 'sample'), default='greedy', help='greedy (the book) or sample')
-    p.add_argument('--temperature', type=positive_float, default=1.0, help='sampling temperature')
-    p.add_argument('--alpha', type=positive_float, default=1.0, help='sharpening: sample from P^alpha')
-    p.add_argument('--top-k', type=positive_int, default=None, help='sample among the k most likely tokens')
-    p.add_argument('--seed', type=non_negative_int, default=None, help='seed for sampling')
-    p.add_argument('--device', choices=DEVICES, default='cpu')
-    p.set_defaults(func=cmd_generate)
+    p.add_argument('--num-preds', type=non_negative_int, default=50, help='tokens to generate')
+    p.add_argument('--strategy', choices=STRATEGIES, default=None,
+                   help='greedy (argmax, the book) or sample (default: greedy; sample when --temperature, '
+                   '--alpha or --top-k is given)')
+    p.add_argument('--temperature', type=positive_float, default=None,
+                   help='sample from softmax(logits / temperature) (default: 1; implies --strategy sample)')
+    p.add_argument('--alpha', type=positive_float, default=None,
+                   help='sharpening: sample from P^alpha (default: 1; implies --strategy sample)')
+    p.add_argument('--top-k', type=positive_int, default=None,
+                   help='sample among the k most likely tokens (default: all; implies --strategy sample)')
+    p.add_argument('--seed', type=non_negative_int, default=None, help='seed for sampling (default: fresh entropy)')
+    p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
+    p.set_defaults(func=cmd_generate, check=check_generate)
 
     p = sub.add_parser('eval', help='perplexity of a text under a trained model')
-    p.add_argument('--checkpoint', required=True, help='a model.npz written by train')
+    p.add_argument('--checkpoint', required=True, help='a model.npz or best.npz written by train')
     p.add_argument('--data', required=True, help='a registered corpus or a text file')
-    p.add_argument('--encoding', default='utf-8')
-    p.add_argument('--max-tokens', type=max_tokens, default=None, help='evaluate the first N tokens only')
+    p.add_argument('--encoding', default='utf-8', help='text encoding of --data')
+    p.add_argument('--max-tokens', type=max_tokens, default=None,
+                   help='evaluate the first N tokens only (default: all)')
     p.add_argument('--batch-size', type=positive_int, default=64, help='rows evaluated in parallel')
     p.add_argument('--num-steps', type=positive_int, default=64, help='steps per forward call')
-    p.add_argument('--device', choices=DEVICES, default='cpu')
+    p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser('gradcheck', help='check every gradient against finite differences (float64)')
@@ -201,16 +312,34 @@ def build_parser():
     p = sub.add_parser('download', help='fetch a registered corpus into data/ and verify its checksum')
     p.add_argument('name', help='timemachine, war_of_the_worlds or sherlock_holmes')
     p.set_defaults(func=cmd_download)
+
+    for name, subparser in sub.choices.items():
+        subparser.epilog = EXAMPLES.get(name)
+    parser.commands = dict(sub.choices)     # name -> its parser
     return parser
+
+
+def check_generate(args):
+    """Sampling options imply --strategy sample; with an explicit greedy they are a mistake."""
+    given = [flag for flag, value in (('--temperature', args.temperature), ('--alpha', args.alpha),
+                                      ('--top-k', args.top_k)) if value is not None]
+    if given and args.strategy == 'greedy':
+        flags = ' and '.join(given)
+        return (f'{flags} only {"affects" if len(given) == 1 else "affect"} sampling, and --strategy greedy '
+                f'does not sample; drop --strategy greedy to sample, or drop {flags}')
+    args.strategy = args.strategy or ('sample' if given else 'greedy')
+    args.temperature = 1.0 if args.temperature is None else args.temperature
+    args.alpha = 1.0 if args.alpha is None else args.alpha
+    return None
 
 
 # --- one function per subcommand: no math, only calls into the package -------------------------
 
 def cmd_train(args):
     from minirnn.config import TrainConfig, make_config
-    from minirnn.errors import ConfigError, MiniRNNError
+    from minirnn.errors import ConfigError
     from minirnn.rundir import RunDir
-    from minirnn.train import fit, format_ppl
+    from minirnn.train import fit
     options = {k: v for k, v in vars(args).items()
                if k not in ('command', 'func', 'preset', 'out', 'resume', 'overwrite', 'quiet')}
     if args.resume:
@@ -224,6 +353,14 @@ def cmd_train(args):
     else:
         config = make_config(getattr(args, 'preset', None), **options)
     result = fit(config, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+    print_results(result, config, out)
+    return 0 if result.finished else 130   # an early stop is finished too
+
+
+def print_results(result, config, out):
+    """The last epoch's numbers, the continuations of the prefixes, and the files saved."""
+    from minirnn.errors import MiniRNNError
+    from minirnn.feedback import format_ppl
     if result.history:
         last = result.history[-1]
         val = '' if 'val_ppl' not in last or last['val_ppl'] is None else \
@@ -238,8 +375,11 @@ def cmd_train(args):
                               preprocess=config.preprocess, token=config.token))
             except MiniRNNError as exc:
                 print(f'minirnn: warning: no continuation of {prefix!r}: {exc}', file=sys.stderr)
+    best = [r for r in result.history if r.get('best')]
+    if best and out.best_path.exists():
+        print(f'saved {out.best_path} (epoch {best[-1]["epoch"]}, validation perplexity '
+              f'{format_ppl(best[-1]["val_ppl"])})')
     print(f'saved {out.checkpoint_path}')
-    return 0 if result.finished else 130
 
 
 def cmd_generate(args):
@@ -316,13 +456,26 @@ def cmd_download(args):
 
 def main(argv=None):
     """Run one subcommand; returns the exit code (tests call this in-process)."""
-    from minirnn.errors import MiniRNNError
+    from minirnn.errors import DivergenceError, MiniRNNError
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:      # argparse: --help (0) or a bad argument (2)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:      # argparse: --help, --version (0) or a bad argument (2)
         return exc.code
+    if args.command is None:
+        commands = ', '.join(parser.commands)
+        print(f'minirnn: error: choose a command: {commands} (`python cli.py COMMAND -h` for its '
+              'options, `-h` for an overview)', file=sys.stderr)
+        return 2
+    problem = args.check(args) if hasattr(args, 'check') else None
+    if problem:
+        print(f'minirnn {args.command}: error: {problem}', file=sys.stderr)
+        return 2
     try:
         return args.func(args)
+    except DivergenceError as exc:   # a run whose numbers blew up: its own status, for scripts
+        print(f'minirnn: error: {exc}', file=sys.stderr)
+        return 3
     except MiniRNNError as exc:
         print(f'minirnn: error: {exc}', file=sys.stderr)
         return 1

@@ -222,6 +222,11 @@ class SeqDataLoader:
         return _num_batches(self.sampler, len(self.corpus), self.batch_size, self.num_steps,
                             self._offset, self.num_windows)
 
+    def max_len(self):
+        """The most batches any epoch yields (offset 0), the same for every epoch of the run."""
+        return _num_batches(self.sampler, len(self.corpus), self.batch_size, self.num_steps,
+                            None if self.sampler == 'windows' else 0, self.num_windows)
+
     def __iter__(self):
         # all of this epoch's draws (and the next offset) happen here, so an epoch cut short
         # leaves the Generator exactly where a finished one would

@@ -23,7 +23,11 @@ FORMAT = 'minirnn-checkpoint'
 # 2: cell, num_layers and dropout in the model settings; a carried state saved as the list of
 #    its arrays (tree.leaves), so an LSTM's (H, C) or a deep stack's states fit. Version 1
 #    files load unchanged: their settings mean the one-layer vanilla cell (see _migrate).
-VERSION = 2
+# 3: the trainer's settings may hold a learning-rate schedule, weight decay and min_freq, and
+#    its position the divergence bound and an epoch's evaluations: a minirnn that knew only
+#    version 2 would resume such a run without them, so it must refuse it. Version 2 files
+#    load unchanged (a constant rate, no decay, the bound of uniform guessing).
+VERSION = 3
 _OWN_KEYS = ('format', 'version', 'model', 'vocab', 'optim_steps')
 
 
@@ -184,6 +188,8 @@ def _migrate(meta):
         if progress.get('state') is not None:       # one (B, H) array -> the list of its arrays
             progress['state'] = [progress['state']]
         meta['version'] = 2
+    if meta['version'] == 2:        # nothing moved: version 3 only added optional settings
+        meta['version'] = 3
     return meta
 
 

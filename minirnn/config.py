@@ -1,8 +1,8 @@
 """What a training run depends on: TrainConfig, and the book's runs as presets of it.
 
 TrainConfig is a frozen dataclass, saved in every checkpoint and checked once here, at the
-boundary. A preset is a plain dict of overrides; explicit options win over it. How a run is
-carried out is train.py's business.
+boundary. A preset is a plain dict of overrides; explicit options win over it, and a preset's
+learning rate goes with its optimizer. How a run is carried out is train.py's business.
 """
 import dataclasses
 from typing import Optional, Tuple
@@ -13,7 +13,7 @@ from .batching import SAMPLERS
 from .cells import CELLS
 from .errors import ConfigError
 from .model import DTYPES
-from .optim import OPTIMIZERS
+from .optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +25,7 @@ class TrainConfig:
     preprocess: str = 'letters'
     token: str = 'char'
     max_tokens: Optional[int] = 10000
+    min_freq: int = 0          # tokens seen fewer times become <unk> (the book's Vocab min_freq)
     val_fraction: float = 0.0
     num_train_windows: Optional[int] = None   # windows sampler: the book's fixed train/val split
     num_val_windows: Optional[int] = None
@@ -41,9 +42,19 @@ class TrainConfig:
     num_steps: int = 35
     sampler: str = 'sequential'
     optimizer: str = 'sgd'
-    lr: float = 1.0
+    lr: Optional[float] = None       # None: the optimizer's default (optim.DEFAULT_LR); the rate used is kept
+    lr_schedule: str = 'constant'    # constant | step | cosine (optim.Schedule)
+    lr_decay: Optional[float] = None       # step: factor per decay (default 0.97, char-rnn's)
+    lr_decay_every: Optional[int] = None   # step: epochs between decays (default 1)
+    lr_decay_after: Optional[int] = None   # step: the first decay ends this epoch (default lr_decay_every)
+    warmup_steps: int = 0            # linear warm-up over this many optimizer steps (any schedule)
+    weight_decay: float = 0.0        # L2 for sgd and adagrad, decoupled for adam (AdamW); weights only
     num_epochs: int = 500
     clip: float = 1.0          # max global gradient norm; 0 disables clipping
+    early_stop: Optional[int] = None   # stop after this many epochs without a better val_ppl
+    # feedback during training (none of it changes what is trained)
+    eval_every: Optional[int] = None     # validation perplexity every N optimizer steps
+    sample_every: Optional[int] = None   # a sampled continuation of the first prefix every N steps
     # device and reproducibility
     device: str = 'cpu'
     dtype: str = 'float32'
@@ -57,16 +68,22 @@ class TrainConfig:
         object.__setattr__(self, 'prefixes', tuple(self.prefixes))
         for name in ('num_hiddens', 'num_layers', 'batch_size', 'num_steps', 'num_epochs'):
             checks.integer(name, getattr(self, name))
-        for name in ('max_tokens', 'num_train_windows', 'num_val_windows', 'embed_dim', 'threads'):
+        for name in ('max_tokens', 'num_train_windows', 'num_val_windows', 'embed_dim', 'threads',
+                     'early_stop', 'eval_every', 'sample_every'):
             checks.integer(name, getattr(self, name), optional=True)
-        checks.integer('num_preds', self.num_preds, minimum=0)
-        checks.integer('seed', self.seed, minimum=0)
+        for name in ('num_preds', 'seed', 'min_freq', 'warmup_steps'):
+            checks.integer(name, getattr(self, name), minimum=0)
+        checks.one_of('optimizer', self.optimizer, OPTIMIZERS)
+        if self.lr is None:
+            object.__setattr__(self, 'lr', DEFAULT_LR[self.optimizer])
         checks.number('lr', self.lr, above=0)
+        checks.number('weight_decay', self.weight_decay, minimum=0)
+        self._check_schedule()
         checks.number('clip', self.clip, minimum=0)
         checks.number('val_fraction', self.val_fraction, minimum=0, below=1)
         checks.number('sigma', self.sigma, above=0)
         checks.number('dropout', self.dropout, minimum=0, below=1)
-        for name, allowed in (('sampler', SAMPLERS), ('optimizer', OPTIMIZERS), ('device', DEVICES),
+        for name, allowed in (('sampler', SAMPLERS), ('device', DEVICES),
                               ('dtype', DTYPES), ('preprocess', text.PREPROCESS_MODES),
                               ('token', text.TOKEN_KINDS), ('cell', CELLS)):
             checks.one_of(name, getattr(self, name), allowed)
@@ -76,6 +93,39 @@ class TrainConfig:
             raise ConfigError('num_train_windows/num_val_windows apply to the windows sampler only')
         if windows_split and self.val_fraction:
             raise ConfigError('choose either val_fraction or num_train_windows/num_val_windows, not both')
+        for name in ('early_stop', 'eval_every'):
+            if getattr(self, name) is not None and not self.validates:
+                raise ConfigError(f'{name} needs a validation split: set val_fraction (--val-fraction) '
+                                  'or, with the windows sampler, num_val_windows')
+
+    def _check_schedule(self):
+        """The step schedule's settings get char-rnn's defaults; other schedules refuse them."""
+        checks.one_of('lr_schedule', self.lr_schedule, SCHEDULES)
+        step_settings = ('lr_decay', 'lr_decay_every', 'lr_decay_after')
+        if self.lr_schedule != 'step':
+            given = [name for name in step_settings if getattr(self, name) is not None]
+            if given:
+                raise ConfigError(f'{", ".join(given)} apply to the step schedule only; '
+                                  f'add lr_schedule=step (--lr-schedule step) or drop them')
+            return
+        if self.lr_decay is None:
+            object.__setattr__(self, 'lr_decay', 0.97)
+        if self.lr_decay_every is None:
+            object.__setattr__(self, 'lr_decay_every', 1)
+        if self.lr_decay_after is None:
+            object.__setattr__(self, 'lr_decay_after', self.lr_decay_every)
+        checks.number('lr_decay', self.lr_decay, above=0)
+        if self.lr_decay > 1:
+            raise ConfigError(f'lr_decay must be in (0, 1], got {self.lr_decay!r}')
+        checks.integer('lr_decay_every', self.lr_decay_every)
+        checks.integer('lr_decay_after', self.lr_decay_after, minimum=0)
+
+    @property
+    def validates(self):
+        """Whether the run holds out data for validation (a val_fraction tail or validation windows)."""
+        if self.num_train_windows is not None:
+            return bool(self.num_val_windows)
+        return self.val_fraction > 0
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -94,20 +144,28 @@ class TrainConfig:
 PRESETS = {
     # 1st edition, section 8.5: The Time Machine, first 10,000 tokens, sequential partitioning
     'd2l-v1': dict(data='timemachine', max_tokens=10000, batch_size=32, num_steps=35,
-                   num_hiddens=512, lr=1.0, num_epochs=500, clip=1.0, sampler='sequential',
-                   prefixes=('time traveller', 'the planet mars i scarcely'), num_preds=50),
+                   num_hiddens=512, optimizer='sgd', lr=1.0, num_epochs=500, clip=1.0,
+                   sampler='sequential', prefixes=('time traveller', 'the planet mars i scarcely'),
+                   num_preds=50),
     # 2nd edition, section 9.5: all windows of 33 characters, 10,000 train / 5,000 validate
     'd2l-v2': dict(data='timemachine', max_tokens=None, batch_size=1024, num_steps=32,
-                   num_hiddens=32, lr=1.0, num_epochs=100, clip=1.0, sampler='windows',
-                   num_train_windows=10000, num_val_windows=5000, prefixes=('it has',), num_preds=20),
+                   num_hiddens=32, optimizer='sgd', lr=1.0, num_epochs=100, clip=1.0,
+                   sampler='windows', num_train_windows=10000, num_val_windows=5000,
+                   prefixes=('it has',), num_preds=20),
 }
 DEFAULT_PRESET = 'd2l-v1'
 
 
 def make_config(preset=None, **overrides):
-    """TrainConfig from a preset (default d2l-v1) with explicit overrides on top."""
+    """TrainConfig from a preset (default d2l-v1) with explicit overrides on top.
+
+    A preset's lr belongs to its optimizer: choosing another optimizer without an lr takes
+    that optimizer's default (optim.DEFAULT_LR), not the preset's SGD rate.
+    """
     name = checks.one_of('preset', preset or DEFAULT_PRESET, PRESETS)
     values = dict(PRESETS[name])
+    if 'lr' not in overrides and overrides.get('optimizer', values['optimizer']) != values['optimizer']:
+        del values['lr']
     # the preset's window split belongs to its windows sampler: choosing another sampler or a
     # val_fraction drops it (unless the window counts are given explicitly too)
     if overrides.get('sampler', 'windows') != 'windows' or overrides.get('val_fraction'):

@@ -1,8 +1,9 @@
-"""Gradient clipping and the optimizers: SGD (the book), Adagrad (min-char-rnn) and Adam.
+"""Gradient clipping, the optimizers (SGD as the book, Adagrad as min-char-rnn, Adam), and Schedule.
 
 Optimizers update the model's parameter dict in place and keep their slots (running sums,
 moments) per parameter name, on the parameters' device. `state_dict`/`load_state_dict` move
-that state in and out of checkpoints as host NumPy arrays.
+that state in and out of checkpoints as host NumPy arrays. A Schedule gives the learning rate
+of each step from the step count and the epoch, which checkpoints already hold.
 """
 import math
 import numbers
@@ -40,28 +41,49 @@ def perplexity(mean_loss):
     return math.exp(mean_loss) if mean_loss < 709 else math.inf
 
 
+def _positive(name, value):
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+        raise ConfigError(f'{name} must be a positive number, got {value!r}')
+    return float(value)
+
+
 class Optimizer:
-    """Base class: holds lr and per-parameter slots; subclasses define `_update`."""
+    """Base class: holds lr, weight decay and per-parameter slots; subclasses define `_update`.
+
+    Args: lr, the learning rate (None: the class's default_lr); weight_decay >= 0, applied to
+    the weight matrices (2-D parameters: W_xh, W_hh, W_hq, W_emb), never to the biases, as
+    nanoGPT does; each subclass says how (L2 in the gradient, or decoupled).
+    """
 
     slot_names = ()
+    default_lr = None
 
-    def __init__(self, lr):
-        if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) and math.isfinite(lr) and lr > 0):
-            raise ConfigError(f'learning rate must be a positive number, got {lr!r}')
-        self.lr = float(lr)
+    def __init__(self, lr=None, *, weight_decay=0.0):
+        self.lr = _positive('learning rate', self.default_lr if lr is None else lr)
+        if isinstance(weight_decay, bool) or not (isinstance(weight_decay, numbers.Real)
+                                                  and math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ConfigError(f'weight decay must be a number >= 0, got {weight_decay!r}')
+        self.weight_decay = float(weight_decay)
         self.steps = 0
+        self.last_lr = None  # the learning rate of the latest step
         self.slots = {}      # name -> {slot: array}
 
-    def step(self, params, grads):
-        """Update every parameter in `params` from `grads` (same keys; 'state' is ignored)."""
+    def step(self, params, grads, lr=None):
+        """Update every parameter in `params` from `grads` (same keys; 'state' is ignored).
+
+        lr: this step's learning rate (a Schedule's), or None for self.lr.
+        """
+        lr = self.lr if lr is None else float(lr)
         self.steps += 1
+        self.last_lr = lr
         for name, p in params.items():
             if name not in self.slots:
                 xp = xp_of(p)
                 self.slots[name] = {s: xp.zeros_like(p) for s in self.slot_names}
-            self._update(p, grads[name], self.slots[name])
+            decay = self.weight_decay if p.ndim >= 2 else 0.0
+            self._update(p, grads[name], self.slots[name], lr, decay)
 
-    def _update(self, p, g, slots):
+    def _update(self, p, g, slots, lr, decay):
         raise NotImplementedError
 
     def state_dict(self):
@@ -78,47 +100,115 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """The book's minibatch SGD: p <- p - lr * g (the loss is already a mean over tokens)."""
+    """The book's minibatch SGD: p <- p - lr * g (the loss is already a mean over tokens).
 
-    def _update(self, p, g, slots):
-        p -= self.lr * g
+    Weight decay wd is L2: g + wd * p in place of g, i.e. p <- (1 - lr * wd) p - lr * g
+    (for SGD the L2 term and decoupled decay are the same update).
+    """
+
+    default_lr = 1.0     # the book's (both editions)
+
+    def _update(self, p, g, slots, lr, decay):
+        if decay:
+            p *= 1 - lr * decay
+        p -= lr * g
 
 
 class Adagrad(Optimizer):
-    """Adagrad as in min-char-rnn: m <- m + g^2; p <- p - lr * g / sqrt(m + eps)."""
+    """Adagrad as in min-char-rnn: m <- m + g^2; p <- p - lr * g / sqrt(m + eps).
+
+    Weight decay wd is L2, as PyTorch's Adagrad: g + wd * p in place of g, in both lines.
+    """
 
     slot_names = ('sum_sq',)
+    default_lr = 0.1     # min-char-rnn's learning_rate
 
-    def __init__(self, lr, eps=1e-8):
-        super().__init__(lr)
+    def __init__(self, lr=None, eps=1e-8, *, weight_decay=0.0):
+        super().__init__(lr, weight_decay=weight_decay)
         self.eps = eps
 
-    def _update(self, p, g, slots):
+    def _update(self, p, g, slots, lr, decay):
         xp = xp_of(p)
+        if decay:
+            g = g + decay * p
         m = slots['sum_sq']
         m += g * g
-        p -= self.lr * g / xp.sqrt(m + self.eps)
+        p -= lr * g / xp.sqrt(m + self.eps)
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba) with bias correction."""
+    """Adam (Kingma & Ba) with bias correction; with weight decay, AdamW (Loshchilov & Hutter).
+
+    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  t = steps so far (this one included);
+    p <- (1 - lr * wd) p  (decoupled: the decay never enters m or v), then
+    p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+    """
 
     slot_names = ('m', 'v')
+    default_lr = 2e-3    # char-rnn's and torch-rnn's learning_rate
 
-    def __init__(self, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        super().__init__(lr)
+    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, *, weight_decay=0.0):
+        super().__init__(lr, weight_decay=weight_decay)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def _update(self, p, g, slots):
+    def _update(self, p, g, slots, lr, decay):
         xp = xp_of(p)
         m, v = slots['m'], slots['v']
         m *= self.beta1
         m += (1 - self.beta1) * g
         v *= self.beta2
         v += (1 - self.beta2) * g * g
+        if decay:
+            p *= 1 - lr * decay
         m_hat_scale = 1 / (1 - self.beta1 ** self.steps)
         v_hat_scale = 1 / (1 - self.beta2 ** self.steps)
-        p -= self.lr * (m * m_hat_scale) / (xp.sqrt(v * v_hat_scale) + self.eps)
+        p -= lr * (m * m_hat_scale) / (xp.sqrt(v * v_hat_scale) + self.eps)
 
 
 OPTIMIZERS = {'sgd': SGD, 'adagrad': Adagrad, 'adam': Adam}
+DEFAULT_LR = {name: cls.default_lr for name, cls in OPTIMIZERS.items()}
+
+
+# --- learning-rate schedules ----------------------------------------------------------------
+
+SCHEDULES = ('constant', 'step', 'cosine')
+
+
+class Schedule:
+    """The learning rate of each optimizer step: base_lr x warm-up x decay.
+
+    For the step that follows `step` finished updates (0 for the first), in epoch `epoch` (1, 2, ...):
+      warm-up (any kind): min(1, (step + 1) / warmup_steps), a linear ramp to base_lr;
+      constant: no decay;
+      step (char-rnn's): decay ** n, n = how many decays have happened, one at the end of epoch
+        decay_after and of every decay_every-th epoch after it: n = 0 while epoch <= decay_after,
+        else (epoch - 1 - decay_after) // decay_every + 1;
+      cosine: (1 + cos(pi * s)) / 2, s = (step - warmup_steps) / (total_steps - warmup_steps)
+        clipped to [0, 1]: from base_lr after the warm-up to 0 at total_steps.
+    Both arguments are saved in every checkpoint, so a resumed run gets the same rates.
+    """
+
+    def __init__(self, base_lr, kind='constant', *, warmup_steps=0, decay=None, decay_every=None,
+                 decay_after=None, total_steps=None):
+        if kind not in SCHEDULES:
+            raise ConfigError(f'unknown lr schedule {kind!r}; choose one of {", ".join(SCHEDULES)}')
+        if kind == 'step' and None in (decay, decay_every, decay_after):
+            raise ConfigError('the step schedule needs decay, decay_every and decay_after')
+        if kind == 'cosine' and total_steps is None:
+            raise ConfigError('the cosine schedule needs total_steps')
+        self.base_lr, self.kind, self.warmup_steps = _positive('learning rate', base_lr), kind, warmup_steps
+        self.decay, self.decay_every, self.decay_after = decay, decay_every, decay_after
+        self.total_steps = total_steps
+
+    def __call__(self, step, epoch):
+        """The learning rate of the update after `step` finished ones, in epoch `epoch`."""
+        lr = self.base_lr
+        if self.warmup_steps:
+            lr *= min(1.0, (step + 1) / self.warmup_steps)
+        if self.kind == 'step' and epoch > self.decay_after:
+            lr *= self.decay ** ((epoch - 1 - self.decay_after) // self.decay_every + 1)
+        elif self.kind == 'cosine':
+            span = max(1, self.total_steps - self.warmup_steps)
+            s = min(1.0, max(0.0, (step - self.warmup_steps) / span))
+            lr *= (1 + math.cos(math.pi * s)) / 2
+        return lr

@@ -10,6 +10,7 @@ many times (training, the benchmark) hold `single_threaded_blas()` around the wh
 The single-threaded pass is the reference; tests hold the two together.
 """
 import contextlib
+import contextvars
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -91,8 +92,11 @@ def map_rows(fn, slices, *args):
     bounds = np.linspace(0, batch_size, slices + 1).astype(int)
     jobs = [[None if a is None else tree_map(lambda x, lo=lo, hi=hi: x[lo:hi], a) for a in args]
             for lo, hi in zip(bounds[:-1], bounds[1:])]
+    # each job runs in a copy of the caller's context: NumPy's errstate is a context variable,
+    # and a pool thread would otherwise warn (or not raise) where the caller asked otherwise
+    contexts = [contextvars.copy_context() for _ in jobs]
     with single_threaded_blas(slices):
-        results = list(_pool(slices).map(lambda job: fn(*job), jobs))
+        results = list(_pool(slices).map(lambda ctx, job: ctx.run(fn, *job), contexts, jobs))
     # Python floats: a NumPy float64 weight would promote float32 gradients to float64
     return [int(hi - lo) / batch_size for lo, hi in zip(bounds[:-1], bounds[1:])], results
 

@@ -1,4 +1,4 @@
-"""The run directory: model.npz, history.jsonl and perplexity.png, and the rules for touching them.
+"""The run directory: model.npz, best.npz, history.jsonl, perplexity.png, and the rules for touching them.
 
 A fresh run refuses a directory that holds a run (unless told to overwrite it); a resumed run
 reads its checkpoint once and may change only what RESUMABLE_CHANGES lists; every file is
@@ -17,11 +17,15 @@ from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .files import write_text_atomic
 
-# what a run directory holds; a fresh run refuses a directory with any of them
-RUN_FILES = ('model.npz', 'history.jsonl', 'perplexity.png')
+# every file a run writes; a fresh run refuses a directory with any of them.
+# model.npz: the latest epoch (what --resume continues); best.npz: the epoch with the lowest
+# validation perplexity so far (runs with a validation split only), the same kind of checkpoint
+RUN_FILES = ('model.npz', 'best.npz', 'history.jsonl', 'perplexity.png')
 
-# what --resume may change: everything else must match the saved run
-RESUMABLE_CHANGES = ('num_epochs', 'device', 'threads', 'prefixes', 'num_preds')
+# what --resume may change: everything else must match the saved run (none of these changes
+# an update; num_epochs may not change under the cosine schedule, which spans it)
+RESUMABLE_CHANGES = ('num_epochs', 'device', 'threads', 'prefixes', 'num_preds', 'early_stop',
+                     'eval_every', 'sample_every')
 
 PLOT_EVERY_S = 5.0   # perplexity.png is redrawn at most this often (and after the last epoch)
 
@@ -32,6 +36,7 @@ class RunDir:
     def __init__(self, path):
         self.path = Path(path)
         self.checkpoint_path = self.path / 'model.npz'
+        self.best_path = self.path / 'best.npz'
         self._contents = None
         self._last_plot = -math.inf
 
@@ -69,6 +74,10 @@ class RunDir:
                 if name not in RESUMABLE_CHANGES and name in before and before[name] != value:
                     raise ConfigError(f'--resume continues the saved run, whose {name} is {before[name]!r}, '
                                       f'not {value!r}; drop that option or train into a new --out')
+            if before.get('lr_schedule') == 'cosine' and before['num_epochs'] != config.num_epochs:
+                raise ConfigError(f'the saved run\'s cosine schedule spans its num_epochs, '
+                                  f'{before["num_epochs"]}; another --num-epochs would change the learning '
+                                  f'rates mid-run: keep it, or start a new run')
         elif not overwrite and any((self.path / name).exists() for name in RUN_FILES):
             found = ', '.join(name for name in RUN_FILES if (self.path / name).exists())
             raise ConfigError(f'{self.path} already holds a run ({found}); continue it with --resume, '
@@ -78,7 +87,8 @@ class RunDir:
         """Create the directory, prove it writable, and remove stale temporary files of ours.
 
         atomic_write names its temporary files .<name>.<random>.tmp; any such file of a run
-        file is left over from a run killed mid-write (a finished write renames it).
+        file (RUN_FILES: every file a run writes) is left over from a run killed mid-write (a
+        finished write renames it).
         """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -91,11 +101,21 @@ class RunDir:
 
     # --- writing ------------------------------------------------------------------------------------
 
-    def save(self, model, vocab, optimizer, config, history, position):
-        """Checkpoint (with the history and the position in the data) and history.jsonl."""
-        checkpoint.save(self.checkpoint_path, model, vocab, optimizer_state=optimizer.state_dict(),
-                        meta={'train': config.to_dict(), 'epoch': len(history),
-                              'position': position, 'history': history})
+    def save(self, model, vocab, optimizer, config, history, position, *, best=False):
+        """Checkpoint (with the history and the position in the data) and history.jsonl.
+
+        best: this epoch is the best so far; best.npz gets the same checkpoint first, so a
+        crash between the two writes leaves a best.npz that the epoch's replay rewrites.
+        A history with no best epoch (no validation, or an overwritten run's first save)
+        removes an older best.npz, which belongs to another run.
+        """
+        state = optimizer.state_dict()
+        meta = {'train': config.to_dict(), 'epoch': len(history), 'position': position, 'history': history}
+        if best:
+            checkpoint.save(self.best_path, model, vocab, optimizer_state=state, meta=meta)
+        elif not any(r.get('best') for r in history):
+            self.best_path.unlink(missing_ok=True)
+        checkpoint.save(self.checkpoint_path, model, vocab, optimizer_state=state, meta=meta)
         write_text_atomic(self.path / 'history.jsonl', ''.join(json.dumps(r) + '\n' for r in history))
 
     def plot(self, history, config, *, force=False):

@@ -315,17 +315,18 @@ def _prepared_text(name_or_path, mode, token, max_tokens, encoding):
 
 
 def load_corpus(name_or_path, *, preprocess='letters', token='char', max_tokens=None,
-                encoding='utf-8'):
+                encoding='utf-8', min_freq=0):
     """Read, strip Gutenberg boilerplate, preprocess and tokenize a text; build its Vocab.
 
-    As in the book, the vocab is built on all tokens of the text and the corpus is then cut
-    to its first `max_tokens`. Returns (corpus (N,) int32 NumPy array, Vocab).
+    As in the book, the vocab is built on all tokens of the text (keeping those seen at least
+    `min_freq` times; the rest become <unk>, index 0) and the corpus is then cut to its first
+    `max_tokens`. Returns (corpus (N,) int32 NumPy array, Vocab).
     """
     text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding)
     ids, keys, tokens, counts = _index_chars(text) if token == 'char' else _index_words(text)
     del text
-    vocab = Vocab.from_counter(dict(zip(tokens, counts.tolist())))
-    lut = np.zeros(int(keys[-1]) + 1, np.int32)  # first-pass id -> vocab index
+    vocab = Vocab.from_counter(dict(zip(tokens, counts.tolist())), min_freq=min_freq)
+    lut = np.zeros(int(keys[-1]) + 1, np.int32)  # first-pass id -> vocab index (<unk> when dropped)
     lut[keys] = vocab[tokens]
     return _chunked_lookup(lut, ids[:max_tokens]), vocab
 

@@ -1,16 +1,15 @@
 """Training: one epoch of BPTT, and fit(), the whole run.
 
-fit() runs the data flow of DESIGN.md: corpus -> loader -> gradients -> clip -> step. The
-sequential sampler carries the hidden state from batch to batch as a constant (the book's
-detach: BPTT is truncated at batch boundaries); the random and window samplers start every
-batch from zeros. After each epoch the run directory (rundir.py) is written. Ctrl-C stops
-after the current batch and saves a checkpoint that --resume continues exactly.
-The settings live in config.py, held-out evaluation in evaluation.py.
+fit() runs the data flow of DESIGN.md: corpus -> loader -> gradients -> clip -> step, at the
+learning rate of optim.Schedule. The sequential sampler carries the hidden state from batch to
+batch as a constant (the book's detach: BPTT is truncated at batch boundaries); the others
+start every batch from zeros. After each epoch the run directory (rundir.py) is written. A
+diverged run stops with DivergenceError; Ctrl-C stops after the current batch and saves a
+checkpoint that --resume continues exactly. Settings live in config.py, held-out evaluation in
+evaluation.py, what the user sees meanwhile in feedback.py.
 """
 import dataclasses
 import math
-import signal
-import sys
 import time
 from typing import NamedTuple, Optional
 
@@ -19,12 +18,17 @@ import numpy as np
 from . import parallel, text
 from .backend import to_device, to_numpy, tune_host_allocator
 from .batching import SeqDataLoader
-from .errors import DataError, DivergenceError
+from .errors import ConfigError, DataError, DivergenceError
 from .evaluation import corpus_batches, evaluate
+from .feedback import Interrupt, Reporter, format_ppl  # noqa: F401 (format_ppl: re-exported)
 from .model import RNNLM
-from .optim import OPTIMIZERS, clip_grad_norm, perplexity
+from .optim import OPTIMIZERS, Schedule, clip_grad_norm, perplexity
 from .rundir import RunDir
+from .stopping import (divergence_advice, divergence_facts, early_stop_line, finite_params, improves,
+                       loss_bound, uniform_bound)
 from .tree import leaves, unflatten
+
+SAMPLE_NUM_PREDS = 40   # tokens in each sample taken while training (--sample-every)
 
 
 @dataclasses.dataclass
@@ -36,42 +40,35 @@ class EpochProgress:
     norm_sum: float = 0.0
     norm_max: float = 0.0
     clipped: int = 0
-    seconds: float = 0.0        # training time only (batching included, evaluation and I/O not)
+    seconds: float = 0.0        # training time only (batching included; evaluation, sampling, I/O not)
     state: Optional[list] = None  # the carried state (sequential sampler): its arrays as lists
+    evals: list = dataclasses.field(default_factory=list)    # {'step', 'val_ppl'} (--eval-every)
+    samples: list = dataclasses.field(default_factory=list)  # {'step', 'text'} (--sample-every)
+
+    def record(self, result, norm, clip, tokens):
+        """Add one batch: result, the model's Gradients; norm, the gradient norm before clipping.
+
+        The one place where per-batch results are accumulated into the epoch's history row.
+        """
+        self.batches += 1
+        self.tokens += tokens
+        self.loss_sum += result.loss * tokens
+        self.norm_sum += norm
+        self.norm_max = max(self.norm_max, norm)
+        self.clipped += bool(clip and norm > clip)
 
 
-class Interrupt:
-    """SIGINT handler: the first Ctrl-C asks to stop after the current batch, the second stops now."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:       # not the main thread: leave Ctrl-C as it is
-            self._previous = None
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print('\nminirnn: stopping after this batch (Ctrl-C again to stop at once)', file=sys.stderr)
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
-
-
-def train_epoch(model, loader, optimizer, clip, epoch, progress, interrupt=None, dropout_rng=None):
+def train_epoch(model, loader, optimizer, clip, epoch, progress, interrupt=None, dropout_rng=None, *,
+                schedule=None, max_loss=math.inf, on_batch=None):
     """One pass over the loader, continuing `progress` (batches already done are skipped).
 
+    Per batch: gradients (BPTT within the batch), clipping to `clip`, the divergence check,
+    progress.record, one optimizer step at schedule(steps, epoch) (None: the optimizer's lr),
+    then on_batch(progress) (feedback; its time is not counted as training time).
     dropout_rng: the Generator that draws the dropout masks (None: no dropout).
     Returns True when the epoch finished, False when an interrupt stopped it early.
-    Raises DivergenceError, before any update, on a NaN or infinite loss or gradient.
+    Raises DivergenceError, before that batch's update, when the loss is NaN, infinite or above
+    max_loss, or the gradient norm is not finite; `progress` then includes that batch.
     """
     carry = loader.sampler == 'sequential'
     state = None
@@ -79,55 +76,56 @@ def train_epoch(model, loader, optimizer, clip, epoch, progress, interrupt=None,
         state = unflatten(model.begin_state(loader.batch_size),
                           [to_device(np.asarray(a), model.xp, model.dtype) for a in progress.state])
     stopped = False
-    start = time.perf_counter()
+    tick = time.perf_counter()
     for i, (X, Y) in enumerate(loader):
         if i < progress.batches:
+            tick = time.perf_counter()
             continue         # replaying an interrupted epoch: these batches were done
         # the carried state enters as a constant, so BPTT stops at the batch boundary
         result = model.gradients(X, Y, state if carry else None, dropout_rng=dropout_rng)
         norm = clip_grad_norm(result.grads, clip)
-        if not (math.isfinite(result.loss) and math.isfinite(norm)):
-            raise DivergenceError(
-                f'training diverged at epoch {epoch}, batch {i + 1}: loss {result.loss}, gradient norm '
-                f'{norm}; the run directory was left as the last finished epoch wrote it. Try '
-                f'gradient clipping (--clip 1) or a lower learning rate (--lr)')
-        optimizer.step(model.params, result.grads)
+        progress.record(result, norm, clip, X.size)
+        if not (math.isfinite(result.loss) and math.isfinite(norm)) or result.loss > max_loss:
+            progress.seconds += time.perf_counter() - tick
+            raise DivergenceError(f'training diverged at epoch {epoch}, batch {i + 1}: '
+                                  f'{divergence_facts(result.loss, norm, max_loss)}')
+        lr = None if schedule is None else schedule(optimizer.steps, epoch)
+        optimizer.step(model.params, result.grads, lr)
         state = result.state if carry else None
-        progress.batches += 1
-        progress.tokens += X.size
-        progress.loss_sum += result.loss * X.size
-        progress.norm_sum += norm
-        progress.norm_max = max(progress.norm_max, norm)
-        progress.clipped += bool(clip and norm > clip)
+        progress.seconds += time.perf_counter() - tick
+        if on_batch is not None:
+            on_batch(progress)
+        tick = time.perf_counter()
         if interrupt is not None and interrupt.requested:
             stopped = True
             break
-    progress.seconds += time.perf_counter() - start
+    progress.seconds += time.perf_counter() - tick
     if stopped and state is not None:     # kept for --resume to carry on mid-epoch
         progress.state = [to_numpy(a).tolist() for a in leaves(state)]
     return not stopped
 
 
 def _finite(x):
-    """x, or None where JSON has no number for it (a perplexity past float range)."""
-    return x if math.isfinite(x) else None
+    """x, or None where JSON has no number for it (a perplexity past float range, a NaN norm)."""
+    return x if x is not None and math.isfinite(x) else None
 
 
-def format_ppl(x):
-    """A perplexity from a history row for people: 2 decimals, 'inf' for null."""
-    return 'inf' if x is None else f'{x:.2f}'
+def history_row(epoch, progress, val_loss, seconds, *, optimizer_steps=None, lr=None):
+    """The history.jsonl record of one epoch (numbers beyond float range are null).
 
-
-def history_row(epoch, progress, val_loss, seconds):
-    """The history.jsonl record of one finished epoch (perplexities beyond float range are null)."""
+    batches: this epoch's; optimizer_steps: the run's total after it; lr: its last step's rate.
+    """
     return {'epoch': epoch,
             'train_ppl': _finite(perplexity(progress.loss_sum / progress.tokens)),
             'val_ppl': None if val_loss is None else _finite(perplexity(val_loss)),
             'tokens_per_s': progress.tokens / progress.seconds if progress.seconds else None,
-            'grad_norm_mean': progress.norm_sum / progress.batches,
-            'grad_norm_max': progress.norm_max,
+            'grad_norm_mean': _finite(progress.norm_sum / progress.batches),
+            'grad_norm_max': _finite(progress.norm_max),
             'clipped_fraction': progress.clipped / progress.batches,
-            'seconds': seconds}
+            'seconds': seconds,
+            'batches': progress.batches,
+            'optimizer_steps': optimizer_steps,
+            'lr': lr}
 
 
 class FitResult(NamedTuple):
@@ -135,6 +133,7 @@ class FitResult(NamedTuple):
     vocab: text.Vocab
     history: list           # one dict per finished epoch (history_row)
     finished: bool          # False when Ctrl-C stopped the run (a checkpoint was saved)
+    stopped_early: bool = False   # early_stop ended the run before num_epochs
 
 
 def _split(config, corpus, model):
@@ -165,11 +164,28 @@ def _split(config, corpus, model):
 
 def _check_finite(model, epoch):
     """Before a save: an update that made the parameters non-finite must never reach the disk."""
-    if not all(bool(model.xp.isfinite(p).all()) for p in model.params.values()):
+    if not finite_params(model):
         raise DivergenceError(
             f'training diverged in epoch {epoch}: an update made the parameters NaN or infinite; '
             f'the run directory was left as the last finished epoch wrote it. Try gradient '
             f'clipping (--clip 1) or a lower learning rate (--lr)')
+
+
+def _schedule(config, loader):
+    return Schedule(config.lr, config.lr_schedule, warmup_steps=config.warmup_steps,
+                    decay=config.lr_decay, decay_every=config.lr_decay_every,
+                    decay_after=config.lr_decay_after, total_steps=config.num_epochs * loader.max_len())
+
+
+def _sample_prefix(config, model, vocab, train_corpus):
+    """The text --sample-every continues: the first prefix (else the text's first token), checked now."""
+    from .generate import predict
+    prefix = config.prefixes[0] if config.prefixes else vocab.to_tokens(int(train_corpus[0]))
+    try:
+        predict(model, vocab, prefix, 0, preprocess=config.preprocess, token=config.token)
+    except ConfigError as exc:
+        raise ConfigError(f'--sample-every continues the first --prefix {prefix!r}, but {exc}') from None
+    return prefix
 
 
 def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
@@ -180,16 +196,18 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
     the fields in rundir.RESUMABLE_CHANGES may differ from the saved config). Without resume,
     an existing run in DIR is an error unless overwrite. Nothing in DIR changes before the
     first epoch ends, so a run that fails early leaves the directory as it was.
-    Returns a FitResult.
+    quiet: no progress bar and no progress lines on stderr (outcomes are still printed).
+    Returns a FitResult. Raises DivergenceError when training diverges (see train_epoch); its
+    `row` attribute is the history row of the diverged epoch, with "diverged": true.
     """
-    from tqdm import tqdm
     tune_host_allocator()
     run = out_dir if isinstance(out_dir, RunDir) else RunDir(out_dir)
     run.check(config, resume=resume, overwrite=overwrite)
     saved = run.load(config.device) if resume else None
 
     corpus, vocab = text.load_corpus(config.data, preprocess=config.preprocess, token=config.token,
-                                     max_tokens=config.max_tokens, encoding=config.encoding)
+                                     max_tokens=config.max_tokens, encoding=config.encoding,
+                                     min_freq=config.min_freq)
     init_rng, data_rng, dropout_rng = [np.random.default_rng(s) for s in
                                        np.random.SeedSequence(config.seed).spawn(3)]
     if saved is not None:
@@ -203,11 +221,12 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                       embed_dim=config.embed_dim, sigma=config.sigma, dtype=config.dtype,
                       device=config.device, seed=init_rng, cell=config.cell,
                       num_layers=config.num_layers, dropout=config.dropout, threads=config.threads)
-    optimizer = OPTIMIZERS[config.optimizer](config.lr)
+    optimizer = OPTIMIZERS[config.optimizer](config.lr, weight_decay=config.weight_decay)
     (train_corpus, window_options), validate = _split(config, corpus, model)
     loader = SeqDataLoader(train_corpus, config.batch_size, config.num_steps, config.sampler,
                            data_rng, model.xp, **window_options)
-    history, epoch, progress = [], 1, EpochProgress()
+    schedule = _schedule(config, loader)
+    history, epoch, progress, max_loss = [], 1, EpochProgress(), None
     if saved is not None:
         if saved.optimizer_state is not None:
             optimizer.load_state_dict(saved.optimizer_state, model.xp)
@@ -217,50 +236,99 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
             dropout_rng.bit_generator.state = position['dropout_rng']
         history, epoch = list(saved.meta['history']), position['epoch']
         progress = EpochProgress(**position['progress'])
+        max_loss = position.get('loss_bound') or uniform_bound(len(vocab))
+    with np.errstate(all='ignore'):     # an overflow shows as a non-finite loss: reported once, below
+        if max_loss is None:
+            max_loss = loss_bound(model, train_corpus, config.batch_size, config.num_steps)
+        sample_prefix = _sample_prefix(config, model, vocab, train_corpus) if config.sample_every else None
 
-    def save(epoch, next_epoch, loader_state, progress):
+    def save(epoch, next_epoch, loader_state, progress, best=False):
         """Save after `epoch`; a resume starts at `next_epoch` from `loader_state` and `progress`."""
         _check_finite(model, epoch)
         # the dropout Generator as it is now: a replayed epoch skips its finished batches
         # without drawing masks, so it continues from exactly here
         run.save(model, vocab, optimizer, config, history,
                  {'epoch': next_epoch, 'loader': loader_state, 'progress': dataclasses.asdict(progress),
-                  'dropout_rng': dropout_rng.bit_generator.state})
+                  'dropout_rng': dropout_rng.bit_generator.state, 'loss_bound': max_loss}, best=best)
+
+    def give_up(epoch, row, reason):
+        """End a diverged run: nothing is saved; the exception carries the epoch's row."""
+        row['diverged'] = True
+        error = DivergenceError(f'{reason}; {divergence_advice(config, epoch, run.checkpoint_path.exists())}')
+        error.row = row
+        raise error
+
+    def on_batch(epoch, progress):
+        """Feedback after each optimizer step: evaluations and samples every N steps, the bar."""
+        step = optimizer.steps
+        if config.eval_every and step % config.eval_every == 0:
+            ppl = _finite(perplexity(validate()))
+            progress.evals.append({'step': step, 'val_ppl': ppl})
+            report.line(f'step {step} (epoch {epoch}): val ppl {format_ppl(ppl)}')
+        if config.sample_every and step % config.sample_every == 0:
+            from .generate import predict
+            # drawn (as min-char-rnn does: greedy text of a young model repeats itself) from its
+            # own Generator, so a sample is reproducible and no training draw changes
+            sample = predict(model, vocab, sample_prefix, SAMPLE_NUM_PREDS, preprocess=config.preprocess,
+                             token=config.token, strategy='sample', rng=np.random.default_rng([config.seed, step]))
+            progress.samples.append({'step': step, 'text': sample})
+            report.line(f'step {step} (epoch {epoch}) sample:{chr(10) if chr(10) in sample else " "}{sample}')
+        report.batch(progress)
 
     run.open()                        # fail now, not after the first epoch's work
-    if not quiet:
-        print(f'minirnn: training into {run.path}: {len(train_corpus):,} tokens, vocabulary {len(vocab)}, '
-              f'{len(loader)} batches per epoch on {config.device}', file=sys.stderr)
+    report = Reporter(config.num_epochs, quiet=quiet)
+    report.line(f'minirnn: training into {run.path}: {len(train_corpus):,} tokens, vocabulary {len(vocab)}, '
+                f'{len(loader)} batches per epoch on {config.device}')
     log_every = max(1, config.num_epochs // 10)
-    bar = tqdm(total=config.num_epochs, initial=epoch - 1, unit='epoch', file=sys.stderr,
-               disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+    stopped_early = False
     try:
-        with Interrupt() as interrupt, parallel.blas_context(config.batch_size, config.num_hiddens,
-                                                             model.threads):
+        with Interrupt() as interrupt, np.errstate(all='ignore'), \
+                parallel.blas_context(config.batch_size, config.num_hiddens, model.threads):
             while epoch <= config.num_epochs:
+                stop = early_stop_line(config, history)
+                if stop:
+                    report.line(stop, always=True)
+                    stopped_early = True
+                    break
                 loader_state = loader.state_dict()   # replays this epoch if it is interrupted
-                if not train_epoch(model, loader, optimizer, config.clip, epoch, progress, interrupt,
-                                   dropout_rng if config.dropout else None):
+                report.start_epoch(epoch, len(loader), progress.batches)
+                try:
+                    finished = train_epoch(model, loader, optimizer, config.clip, epoch, progress, interrupt,
+                                           dropout_rng if config.dropout else None, schedule=schedule,
+                                           max_loss=max_loss,
+                                           on_batch=lambda p, epoch=epoch: on_batch(epoch, p))
+                except DivergenceError as exc:
+                    give_up(epoch, history_row(epoch, progress, None, progress.seconds,
+                                               optimizer_steps=optimizer.steps, lr=optimizer.last_lr), str(exc))
+                if not finished:
                     save(epoch, epoch, loader_state, progress)
                     run.plot(history, config, force=True)
-                    print(f'minirnn: interrupted in epoch {epoch}; {run.checkpoint_path} saved, '
-                          f'continue with --resume', file=sys.stderr)
+                    report.line(f'minirnn: interrupted in epoch {epoch}; {run.checkpoint_path} saved, '
+                                f'continue with --resume', always=True)
                     return FitResult(model, vocab, history, False)
                 start = time.perf_counter()
                 val_loss = validate() if validate else None
-                history.append(history_row(epoch, progress, val_loss,
-                                           progress.seconds + time.perf_counter() - start))
-                save(epoch, epoch + 1, loader.state_dict(), EpochProgress())
+                row = history_row(epoch, progress, val_loss, progress.seconds + time.perf_counter() - start,
+                                  optimizer_steps=optimizer.steps, lr=optimizer.last_lr)
+                if not finite_params(model):
+                    give_up(epoch, row, f'training diverged in epoch {epoch}: an update made the '
+                                        f'parameters NaN or infinite')
+                best = validate is not None and improves(row['val_ppl'], history)
+                if validate is not None:
+                    row['best'] = best
+                if config.eval_every:
+                    row['evals'] = progress.evals
+                if config.sample_every:
+                    row['samples'] = progress.samples
+                history.append(row)
+                save(epoch, epoch + 1, loader.state_dict(), EpochProgress(), best=best)
                 run.plot(history, config, force=epoch == config.num_epochs)
-                row = history[-1]
-                bar.set_postfix_str(f'ppl {format_ppl(row["train_ppl"])}', refresh=False)
-                bar.update(1)
-                if not quiet and (epoch % log_every == 0 or epoch == config.num_epochs):
+                if epoch % log_every == 0 or epoch == config.num_epochs:
                     val = '' if validate is None else f'  val ppl {format_ppl(row["val_ppl"])}'
-                    tqdm.write(f'epoch {epoch}/{config.num_epochs}  train ppl {format_ppl(row["train_ppl"])}'
-                               f'{val}  {row["tokens_per_s"]:,.0f} tokens/s', file=sys.stderr)
+                    report.line(f'epoch {epoch}/{config.num_epochs}  train ppl {format_ppl(row["train_ppl"])}'
+                                f'{val}  {row["tokens_per_s"]:,.0f} tokens/s')
                 epoch += 1
                 progress = EpochProgress()
     finally:
-        bar.close()
-    return FitResult(model, vocab, history, True)
+        report.close()
+    return FitResult(model, vocab, history, True, stopped_early)

@@ -310,3 +310,26 @@ def test_a_version_1_checkpoint_loads_and_its_carried_state_is_migrated(saved):
     assert ck.meta['version'] == checkpoint.VERSION
     assert (ck.model.cell_name, ck.model.num_layers, ck.model.dropout) == ('rnn', 1, 0.0)
     assert ck.meta['position']['progress']['state'] == [state]
+
+
+def test_a_version_2_run_resumes_with_the_settings_it_had(tmp_path, data_dir, monkeypatch):
+    """Version 3 added optional training settings; a version 2 run means none of them."""
+    from minirnn.config import TrainConfig
+    from minirnn.train import fit
+    monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))
+    config = TrainConfig(max_tokens=2000, batch_size=4, num_steps=5, num_hiddens=8, num_epochs=1,
+                         prefixes=())
+    out = tmp_path / 'run'
+    fit(config, out, quiet=True)
+
+    def as_version_2(arrays, meta):
+        meta['version'] = 2
+        for key in ('lr_schedule', 'lr_decay', 'lr_decay_every', 'lr_decay_after', 'warmup_steps',
+                    'weight_decay', 'early_stop', 'eval_every', 'sample_every', 'min_freq'):
+            del meta['train'][key]
+        del meta['position']['loss_bound']
+        return arrays
+    rewrite(out / 'model.npz', as_version_2)
+    assert checkpoint.load(out / 'model.npz').meta['version'] == checkpoint.VERSION
+    result = fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 2}), out, resume=True, quiet=True)
+    assert [r['epoch'] for r in result.history] == [1, 2]

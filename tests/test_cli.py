@@ -218,3 +218,111 @@ def test_the_console_script_and_python_cli_py_are_the_same_program():
                  '--sampler', '--optimizer', '--activation', '--embed-dim', '--device', '--dtype',
                  '--seed', '--preset', '--out', '--resume'):
         assert flag in help_text
+
+
+# --- what a char-rnn user reaches for first ----------------------------------------------------
+
+def saved_config(out):
+    return __import__('minirnn').checkpoint.load(out / 'model.npz').meta['train']
+
+
+def test_adam_without_lr_takes_adams_default_not_the_presets(capsys, tmp_path):
+    """--optimizer adam kept d2l-v1's SGD rate of 1 and ended at perplexity 1.5e8 with exit 0."""
+    code, _, err = run(capsys, 'train', *TINY, '--num-epochs', '1', '--num-preds', '0',
+                       '--optimizer', 'adam', '--out', str(tmp_path / 'a'))
+    assert code == 0, err
+    assert saved_config(tmp_path / 'a')['lr'] == 0.002
+    assert run(capsys, 'train', *TINY, '--num-epochs', '1', '--num-preds', '0', '--optimizer', 'adam',
+               '--lr', '0.01', '--out', str(tmp_path / 'b'))[0] == 0
+    assert saved_config(tmp_path / 'b')['lr'] == 0.01
+
+
+@pytest.mark.parametrize('options', [['--lr', '1000'], ['--clip', '0', '--lr', '1000'],
+                                     ['--optimizer', 'adam', '--lr', '1']])
+def test_a_diverging_run_exits_3_naming_the_cause_and_saves_nothing(capsys, tmp_path, options):
+    code, out, err = run(capsys, 'train', *TINY, '--out', str(tmp_path / 'r'), *options)
+    assert code == 3
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('minirnn: error: training diverged at epoch 1')
+    assert 'learning rate is too high' in err and ('clipping is off' in err) == ('--clip' in options)
+    assert 'Warning' not in err and 'Traceback' not in err and out == ''
+    assert not (tmp_path / 'r' / 'model.npz').exists()
+
+
+def test_sampling_options_imply_sampling_and_contradict_greedy(capsys, trained):
+    ckpt = str(trained / 'model.npz')
+    implied = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the', '--temperature', '0.8',
+                  '--seed', '3', '--num-preds', '30')
+    explicit = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the', '--strategy', 'sample',
+                   '--temperature', '0.8', '--seed', '3', '--num-preds', '30')
+    greedy = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the', '--num-preds', '30')
+    assert implied == explicit and implied[0] == 0 and implied[1] != greedy[1]
+    for flag, value in (('--temperature', '0.8'), ('--alpha', '2'), ('--top-k', '3')):
+        code, out, err = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the',
+                             '--strategy', 'greedy', flag, value)
+        assert code == 2 and out == '' and len(err.strip().splitlines()) == 1
+        assert flag in err and 'greedy' in err
+
+
+def test_version_and_the_bare_command(capsys):
+    code, out, _ = run(capsys, '--version')
+    assert code == 0 and out.strip() == f'minirnn {__import__("minirnn").__version__}'
+    code, out, err = run(capsys)
+    assert code == 2 and out == '' and len(err.strip().splitlines()) == 1
+    for command in ('train', 'generate', 'eval', 'gradcheck', 'bench', 'download'):
+        assert command in err
+
+
+def test_every_help_shows_every_default_and_an_example(capsys):
+    for name, subparser in cli.build_parser().commands.items():
+        code, out, _ = run(capsys, name, '-h')
+        assert code == 0 and 'example' in out and f'python cli.py {name}' in out, name
+        formatter = subparser._get_formatter()
+        for action in subparser._actions:
+            if action.option_strings and action.nargs != 0 and not action.required:
+                assert 'default' in formatter._get_help_string(action), (name, action.option_strings)
+    _, out, _ = run(capsys, 'train', '-h')
+    flat = ' '.join(out.split())
+    for shown in ('sequences per minibatch (default: 32; d2l-v2: 1024)', 'sgd 1, adagrad 0.1, adam 0.002',
+                  '(default: 500; d2l-v2: 100)', '--lr-schedule', '--early-stop', '--eval-every',
+                  '--sample-every', '--min-freq', '--weight-decay', '--warmup-steps', '3 training diverged'):
+        assert shown in flat, shown
+
+
+def test_best_npz_from_the_cli_works_with_eval_and_generate(capsys, tmp_path):
+    out = tmp_path / 'r'
+    code, stdout, err = run(capsys, 'train', *TINY, '--val-fraction', '0.2', '--early-stop', '5',
+                            '--eval-every', '4', '--num-preds', '0', '--out', str(out))
+    assert code == 0, err
+    assert (out / 'best.npz').is_file()
+    best = [r for r in map(json.loads, (out / 'history.jsonl').read_text().splitlines()) if r['best']][-1]
+    assert stdout.splitlines()[-2] == f'saved {out / "best.npz"} (epoch {best["epoch"]}, validation perplexity ' \
+        f'{best["val_ppl"]:.2f})'
+    code, stdout, _ = run(capsys, 'eval', '--checkpoint', str(out / 'best.npz'), '--data', 'timemachine',
+                          '--max-tokens', '1000')
+    assert code == 0 and json.loads(stdout)['perplexity'] < 28
+    code, stdout, _ = run(capsys, 'generate', '--checkpoint', str(out / 'best.npz'), '--prefix', 'the',
+                          '--num-preds', '5')
+    assert code == 0 and len(stdout.strip()) == len('the') + 5
+
+
+def test_min_freq_through_the_cli(capsys, tmp_path):
+    out = tmp_path / 'r'
+    code, _, err = run(capsys, 'train', *TINY, '--token', 'word', '--batch-size', '4', '--num-steps', '5',
+                       '--max-tokens', '500', '--min-freq', '10', '--num-epochs', '1', '--num-preds', '0',
+                       '--out', str(out))
+    assert code == 0, err
+    ckpt = __import__('minirnn').checkpoint.load(out / 'model.npz')
+    counts = dict(ckpt.vocab.token_freqs)
+    assert ckpt.meta['train']['min_freq'] == 10 and all(counts[t] >= 10 for t in ckpt.vocab.idx_to_token[1:])
+    code, stdout, _ = run(capsys, 'eval', '--checkpoint', str(out / 'model.npz'), '--data', 'timemachine',
+                          '--max-tokens', '500')
+    assert code == 0 and json.loads(stdout)['unknown_fraction'] > 0
+
+
+def test_settings_that_would_be_ignored_are_refused(capsys, tmp_path):
+    for options, word in ((['--early-stop', '3'], 'validation split'), (['--eval-every', '3'], 'validation split'),
+                          (['--lr-decay', '0.5'], 'step schedule')):
+        code, _, err = run(capsys, 'train', *TINY, '--out', str(tmp_path / 'x'), *options)
+        assert code == 1 and word in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / 'x').exists()

@@ -1,4 +1,7 @@
 """RNNLM: the API contract, every gradient against finite differences, and learning behaviour."""
+import math
+import warnings
+
 import numpy as np
 import pytest
 
@@ -210,6 +213,21 @@ def test_threads_splitting_the_batch_give_the_reference_result(monkeypatch, dtyp
         np.testing.assert_allclose(g2[k], g1[k], rtol=rtol, atol=rtol * scale, err_msg=k)
     loss, last = par.loss(X, Y, state)
     assert loss == pytest.approx(l1, rel=rtol) and last.shape == (batch_size, 12)
+
+
+def test_threads_splitting_the_batch_keep_the_callers_floating_point_error_handling(monkeypatch):
+    from minirnn import parallel
+    monkeypatch.setattr(parallel, 'MIN_WORK_PER_STEP', 1)
+    X, Y = data(np.random.default_rng(0), 5, 4, 3)
+    model = RNNLM(5, 6, seed=0, threads=2, dtype='float32')
+    model.params['W_xh'][...] = 10.0          # H_t = tanh(...) = 1 everywhere
+    model.params['W_hq'][...] = 3e38          # so H W_hq = 6 x 3e38 overflows float32
+    with np.errstate(over='raise', invalid='raise'):   # as np.errstate asks, in every thread
+        with pytest.raises(FloatingPointError):
+            model.loss(X, Y)
+    with np.errstate(all='ignore'), warnings.catch_warnings():
+        warnings.simplefilter('error')        # a RuntimeWarning from a pool thread would fail here
+        assert not math.isfinite(model.loss(X, Y)[0])
 
 
 def test_threads_are_checked_and_one_means_the_reference_path():

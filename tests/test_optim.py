@@ -1,4 +1,4 @@
-"""Clipping, the optimizers' update rules and perplexity, on known numbers."""
+"""Clipping, the optimizers' update rules, weight decay, schedules and perplexity, on known numbers."""
 import math
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from minirnn.backend import to_numpy
 from minirnn.errors import ConfigError
-from minirnn.optim import SGD, Adagrad, Adam, clip_grad_norm, perplexity
+from minirnn.optim import DEFAULT_LR, SGD, Adagrad, Adam, Schedule, clip_grad_norm, perplexity
 
 
 def test_clip_scales_all_gradients_together(xp):
@@ -75,3 +75,91 @@ def test_perplexity():
     assert perplexity(math.log(28)) == pytest.approx(28)
     assert perplexity(0.0) == 1.0
     assert perplexity(1e6) == math.inf
+
+
+# --- default learning rates, weight decay, schedules --------------------------------------------
+
+def test_each_optimizer_has_its_own_default_learning_rate():
+    assert (SGD().lr, Adagrad().lr, Adam().lr) == (1.0, 0.1, 2e-3)    # the book, min-char-rnn, char-rnn
+    assert DEFAULT_LR == {'sgd': 1.0, 'adagrad': 0.1, 'adam': 2e-3}
+    assert Adam(0.01).lr == 0.01
+
+
+def test_a_step_may_take_its_learning_rate_from_a_schedule(xp):
+    p = {'w': xp.asarray([1.0])}
+    opt = SGD(0.5)
+    opt.step(p, {'w': xp.asarray([1.0])}, lr=0.25)
+    assert float(p['w'][0]) == pytest.approx(0.75) and opt.last_lr == 0.25 and opt.lr == 0.5
+    opt.step(p, {'w': xp.asarray([1.0])})
+    assert float(p['w'][0]) == pytest.approx(0.25) and opt.last_lr == 0.5
+
+
+def test_sgd_weight_decay_is_l2_on_the_weight_matrices_only(xp):
+    W, b = xp.asarray([[2.0, -4.0]]), xp.asarray([2.0])
+    gW, gb = xp.asarray([[1.0, 1.0]]), xp.asarray([1.0])
+    SGD(0.1, weight_decay=0.5).step({'W': W, 'b': b}, {'W': gW, 'b': gb})
+    # W - lr * (g + wd * W): [2 - 0.1 * (1 + 1), -4 - 0.1 * (1 - 2)]; the bias only sees its gradient
+    np.testing.assert_allclose(to_numpy(W), [[1.8, -3.9]])
+    np.testing.assert_allclose(to_numpy(b), [1.9])
+
+
+def test_adagrad_weight_decay_is_l2_in_both_lines(xp):
+    W = xp.asarray([[2.0]])
+    Adagrad(0.1, eps=0.0, weight_decay=0.5).step({'W': W}, {'W': xp.asarray([[1.0]])})
+    g = 1.0 + 0.5 * 2.0                      # the L2 term joins the gradient, and so the sum of squares
+    assert float(W[0, 0]) == pytest.approx(2.0 - 0.1 * g / math.sqrt(g * g))
+
+
+def test_adam_weight_decay_is_decoupled(xp):
+    plain, decayed = Adam(0.1, eps=0.0), Adam(0.1, eps=0.0, weight_decay=0.2)
+    p, q = {'W': xp.asarray([[1.0]])}, {'W': xp.asarray([[1.0]])}
+    for g in [0.5, -1.0, 2.0]:
+        before_p, before_q = float(p['W'][0, 0]), float(q['W'][0, 0])
+        plain.step(p, {'W': xp.asarray([[g]])})
+        decayed.step(q, {'W': xp.asarray([[g]])})
+        adam_step = float(p['W'][0, 0]) - before_p       # a function of the gradients only
+        # AdamW: p <- (1 - lr * wd) p, then the very step Adam takes without decay
+        assert float(q['W'][0, 0]) == pytest.approx((1 - 0.1 * 0.2) * before_q + adam_step, rel=1e-12)
+    for slot in ('m', 'v'):       # the decay never enters the moments
+        np.testing.assert_array_equal(to_numpy(plain.slots['W'][slot]), to_numpy(decayed.slots['W'][slot]))
+
+
+@pytest.mark.parametrize('wd', [-0.1, float('nan'), True])
+def test_bad_weight_decay(wd):
+    with pytest.raises(ConfigError, match='weight decay'):
+        Adam(weight_decay=wd)
+
+
+def test_constant_schedule_with_a_linear_warm_up():
+    s = Schedule(0.4, 'constant', warmup_steps=4)
+    assert [s(step, 1) for step in range(6)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
+    assert Schedule(0.4)(1000, 99) == 0.4
+
+
+def test_step_schedule_decays_as_char_rnn():
+    # char-rnn: learning_rate_decay 0.97 after epoch 10, then every epoch
+    s = Schedule(2e-3, 'step', decay=0.97, decay_every=1, decay_after=10)
+    assert [s(0, e) for e in (1, 10, 11, 12, 20)] == pytest.approx(
+        [2e-3, 2e-3, 2e-3 * 0.97, 2e-3 * 0.97 ** 2, 2e-3 * 0.97 ** 10])
+    # halve every 3 epochs (decay_after = decay_every): epochs 1-3, 4-6, 7-9 ...
+    s = Schedule(1.0, 'step', decay=0.5, decay_every=3, decay_after=3)
+    assert [s(0, e) for e in range(1, 10)] == [1, 1, 1, .5, .5, .5, .25, .25, .25]
+    assert Schedule(1.0, 'step', decay=0.5, decay_every=1, decay_after=0)(0, 1) == 0.5
+
+
+def test_cosine_schedule_falls_to_zero_after_its_warm_up():
+    s = Schedule(1.0, 'cosine', warmup_steps=10, total_steps=110)
+    assert s(0, 1) == pytest.approx(0.1) and s(9, 1) == pytest.approx(1.0)     # warm-up
+    assert s(10, 1) == pytest.approx(1.0)
+    assert s(60, 1) == pytest.approx(0.5)                                      # half way: (1 + cos(pi/2)) / 2
+    assert s(110, 9) == pytest.approx(0.0, abs=1e-12) and s(500, 9) == pytest.approx(0.0, abs=1e-12)
+    lrs = [s(step, 1) for step in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))                          # never rises again
+
+
+@pytest.mark.parametrize('kind, kwargs, match', [
+    ('linear', {}, 'unknown lr schedule'), ('step', {'decay': 0.5}, 'step schedule needs'),
+    ('cosine', {}, 'total_steps')])
+def test_bad_schedules(kind, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        Schedule(1.0, kind, **kwargs)

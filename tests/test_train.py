@@ -1,5 +1,8 @@
-"""The training loop: presets, evaluation, short real runs, exact resume, divergence, run-dir safety."""
+"""The training loop: presets, schedules, evaluation, best.npz and early stopping, feedback,
+short real runs, exact resume, divergence, run-dir safety."""
 import json
+import math
+import warnings
 
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ from minirnn import checkpoint, train
 from minirnn.config import TrainConfig, make_config
 from minirnn.errors import CheckpointError, ConfigError, DataError, DivergenceError
 from minirnn.evaluation import corpus_batches, evaluate
+from minirnn.feedback import format_ppl
 from minirnn.model import RNNLM
 from minirnn.rundir import RunDir
 from minirnn.train import fit
@@ -19,6 +23,8 @@ SMALL = dict(data='timemachine', max_tokens=3000, batch_size=8, num_steps=10, nu
 
 @pytest.fixture(autouse=True)
 def _books(data_dir, monkeypatch):
+    global _data_dir
+    _data_dir = data_dir
     monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))
 
 
@@ -256,3 +262,207 @@ def test_a_run_that_fails_on_its_data_creates_nothing(tmp_path):
     with pytest.raises(DataError):
         fit(TrainConfig(**{**SMALL, 'data': str(tmp_path / 'missing.txt')}), out, quiet=True)
     assert not out.exists()
+
+
+# --- learning rates, schedules and weight decay in a run ----------------------------------------
+
+def test_each_optimizer_gets_its_own_learning_rate_unless_one_is_given():
+    assert TrainConfig().lr == 1.0 and TrainConfig(optimizer='adam').lr == 2e-3
+    assert make_config(optimizer='adam').lr == 2e-3           # not d2l-v1's SGD rate of 1
+    assert make_config('d2l-v2', optimizer='adagrad').lr == 0.1
+    assert make_config(optimizer='adam', lr=0.01).lr == 0.01  # an explicit lr wins
+    assert make_config(optimizer='sgd').lr == 1.0             # the preset's own optimizer keeps its rate
+    c = make_config(optimizer='adam')
+    assert c.to_dict()['lr'] == 2e-3 and TrainConfig.from_dict(c.to_dict()) == c   # the rate used is recorded
+
+
+def test_step_schedule_settings_get_char_rnns_defaults_and_other_schedules_refuse_them():
+    c = TrainConfig(lr_schedule='step')
+    assert (c.lr_decay, c.lr_decay_every, c.lr_decay_after) == (0.97, 1, 1)
+    assert TrainConfig(lr_schedule='step', lr_decay_every=5).lr_decay_after == 5
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ConfigError, match='lr_decay apply to the step schedule'):
+        TrainConfig(lr_decay=0.5)                 # silently ignored before: refused
+    with pytest.raises(ConfigError, match='lr_decay must be in'):
+        TrainConfig(lr_schedule='step', lr_decay=1.5)
+
+
+@pytest.mark.parametrize('bad, match', [
+    ({'early_stop': 3}, 'validation split'), ({'eval_every': 10}, 'validation split'),
+    ({'early_stop': 0, 'val_fraction': 0.1}, 'early_stop'), ({'weight_decay': -1}, 'weight_decay'),
+    ({'min_freq': -1}, 'min_freq'), ({'lr_schedule': 'linear'}, 'lr_schedule'), ({'warmup_steps': -1}, 'warmup')])
+def test_bad_new_settings_are_config_errors(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**bad)
+
+
+def test_rows_count_batches_and_optimizer_steps_and_follow_the_schedule(tmp_path):
+    config = TrainConfig(**{**SMALL, 'num_epochs': 3, 'lr_schedule': 'step', 'lr_decay': 0.5,
+                            'lr_decay_every': 1, 'lr_decay_after': 1})
+    rows = fit(config, tmp_path / 'run', quiet=True).history
+    assert all(r['batches'] > 0 for r in rows)
+    assert [r['optimizer_steps'] for r in rows] == list(np.cumsum([r['batches'] for r in rows]))
+    assert [r['lr'] for r in rows] == [1.0, 0.5, 0.25]       # epoch 1 as given, then halved per epoch
+
+
+@pytest.mark.parametrize('options', [
+    {'optimizer': 'adam', 'lr': 0.01, 'weight_decay': 0.1, 'lr_schedule': 'step', 'lr_decay': 0.5},
+    {'optimizer': 'sgd', 'weight_decay': 1e-3, 'lr_schedule': 'constant', 'warmup_steps': 30}],
+    ids=['adamw-step', 'sgd-l2-warmup'])
+def test_schedules_and_weight_decay_resume_exactly(tmp_path, options):
+    config = TrainConfig(**{**SMALL, **options})
+    fit(config, tmp_path / 'a', quiet=True)
+    four = TrainConfig(**{**config.to_dict(), 'num_epochs': 4})
+    fit(four, tmp_path / 'a', resume=True, quiet=True)
+    full = fit(four, tmp_path / 'b', quiet=True)
+    resumed = params_of(tmp_path / 'a')
+    for k, v in full.model.params.items():
+        np.testing.assert_array_equal(resumed[k], v)
+
+
+def test_a_cosine_run_resumes_exactly_after_ctrl_c_and_keeps_its_span(tmp_path, monkeypatch):
+    config = TrainConfig(**{**SMALL, 'num_epochs': 3, 'lr_schedule': 'cosine', 'warmup_steps': 20})
+    full = fit(config, tmp_path / 'full', quiet=True)
+    assert full.history[0]['lr'] > 0.5 and full.history[-1]['lr'] < 0.01     # down to ~0 at the end
+    monkeypatch.setattr(train, 'Interrupt', lambda: InterruptAfter(batches=50))
+    assert not fit(config, tmp_path / 'cut', quiet=True).finished
+    monkeypatch.setattr(train, 'Interrupt', _real_interrupt)
+    with pytest.raises(ConfigError, match='cosine schedule spans'):
+        fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 5}), tmp_path / 'cut', resume=True, quiet=True)
+    fit(config, tmp_path / 'cut', resume=True, quiet=True)
+    resumed = params_of(tmp_path / 'cut')
+    for k, v in full.model.params.items():
+        np.testing.assert_array_equal(resumed[k], v)
+
+
+# --- best.npz and early stopping ------------------------------------------------------------------
+
+def scripted_validation(monkeypatch, losses):
+    """Validation that returns these mean losses, one per call, whatever the model."""
+    losses = iter(losses)
+    monkeypatch.setattr(train, 'evaluate', lambda *args, **kwargs: next(losses))
+
+
+def test_best_npz_keeps_the_best_epoch_and_early_stop_ends_the_run(tmp_path, monkeypatch, capsys):
+    # validation improves for two epochs, then gets worse: the overfitting best.npz is for
+    scripted_validation(monkeypatch, [3.0, 2.0, 2.5, 2.6, 2.7])
+    config = TrainConfig(**{**SMALL, 'num_epochs': 6, 'val_fraction': 0.1, 'early_stop': 2})
+    result = fit(config, tmp_path / 'run', quiet=True)
+    assert result.finished and result.stopped_early and len(result.history) == 4
+    assert [r['best'] for r in result.history] == [True, True, False, False]
+    assert 'stopping early after epoch 4' in capsys.readouterr().err       # even with quiet
+    best = checkpoint.load(tmp_path / 'run' / 'best.npz')
+    assert best.meta['epoch'] == 2 and checkpoint.load(tmp_path / 'run' / 'model.npz').meta['epoch'] == 4
+    monkeypatch.undo()
+    monkeypatch.setenv('MINIRNN_DATA_DIR', str(_data_dir))
+    two = fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 2, 'early_stop': None}), tmp_path / 'two', quiet=True)
+    for k, v in two.model.params.items():                                # best.npz is epoch 2's model
+        np.testing.assert_array_equal(best.model.params[k], v)
+    # a resumed run that already waited long enough stops before training anything
+    again = fit(config, tmp_path / 'run', resume=True, quiet=True)
+    assert again.stopped_early and again.history == result.history
+    # a longer patience continues it
+    assert not fit(TrainConfig(**{**config.to_dict(), 'early_stop': 5, 'num_epochs': 5}), tmp_path / 'run',
+                   resume=True, quiet=True).stopped_early
+
+
+def test_a_run_without_validation_writes_no_best_npz_and_drops_an_old_one(tmp_path):
+    out = tmp_path / 'run'
+    fit(TrainConfig(**{**SMALL, 'num_epochs': 1, 'val_fraction': 0.1}), out, quiet=True)
+    assert (out / 'best.npz').exists()
+    fit(TrainConfig(**{**SMALL, 'num_epochs': 1}), out, overwrite=True, quiet=True)
+    assert not (out / 'best.npz').exists()          # it belonged to the overwritten run
+
+
+def test_a_folder_with_only_a_best_npz_is_not_taken_over(tmp_path):
+    out = tmp_path / 'run'
+    out.mkdir()
+    (out / 'best.npz').write_bytes(b'a model')
+    with pytest.raises(ConfigError, match='best.npz'):
+        fit(TrainConfig(**{**SMALL, 'num_epochs': 1}), out, quiet=True)
+
+
+# --- feedback during training ---------------------------------------------------------------------
+
+def test_eval_and_sample_every_n_steps_are_printed_recorded_and_change_nothing(tmp_path, capsys):
+    config = TrainConfig(**{**SMALL, 'val_fraction': 0.1, 'prefixes': ('time',)})
+    plain = fit(config, tmp_path / 'plain', quiet=True)
+    watched = fit(TrainConfig(**{**config.to_dict(), 'eval_every': 7, 'sample_every': 20}),
+                  tmp_path / 'watched')
+    err = capsys.readouterr().err
+    for k, v in plain.model.params.items():        # evaluating and sampling leave training alone
+        np.testing.assert_array_equal(watched.model.params[k], v)
+    steps = watched.history[-1]['optimizer_steps']
+    evals = [e for r in watched.history for e in r['evals']]
+    samples = [s for r in watched.history for s in r['samples']]
+    assert [e['step'] for e in evals] == list(range(7, steps + 1, 7))
+    assert [s['step'] for s in samples] == list(range(20, steps + 1, 20))
+    assert all(s['text'].startswith('time') and len(s['text']) == len('time') + train.SAMPLE_NUM_PREDS
+               for s in samples)
+    assert f'step 7 (epoch 1): val ppl {format_ppl(evals[0]["val_ppl"])}' in err
+    assert f'step 20 (epoch 1) sample: {samples[0]["text"]}' in err
+    rows = [json.loads(line) for line in (tmp_path / 'watched' / 'history.jsonl').read_text().splitlines()]
+    assert rows == watched.history and 'evals' not in plain.history[0]
+
+
+def test_sample_every_checks_its_prefix_before_training(tmp_path):
+    config = TrainConfig(**{**SMALL, 'token': 'word', 'prefixes': ('zyzzyva',), 'sample_every': 5})
+    with pytest.raises(ConfigError, match='--sample-every.*zyzzyva'):
+        fit(config, tmp_path / 'run', quiet=True)
+    assert not (tmp_path / 'run').exists()
+
+
+# --- divergence -----------------------------------------------------------------------------------
+
+def test_a_finite_explosion_is_a_divergence_without_raw_warnings(tmp_path, monkeypatch):
+    """--lr 1e3 ran to perplexity 1.7e25 and saved it; and overflow warnings reached stderr."""
+    from minirnn import parallel
+    monkeypatch.setattr(parallel, 'MIN_WORK_PER_STEP', 1)     # pool threads too (their errstate)
+    config = TrainConfig(**{**SMALL, 'lr': 1e3, 'clip': 0.0, 'threads': 2, 'activation': 'relu'})
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        with pytest.raises(DivergenceError, match=r'epoch 1, batch \d+: the loss .* is above 3 x max\(log V') as info:
+            fit(config, tmp_path / 'run', quiet=True)
+    message = str(info.value)
+    assert 'gradient clipping is off (--clip 0' in message and 'learning rate is too high (--lr 1000' in message
+    assert info.value.row['diverged'] is True and info.value.row['epoch'] == 1
+    assert [p.name for p in (tmp_path / 'run').iterdir()] == []        # nothing saved
+
+
+def test_divergence_keeps_best_npz_and_model_npz(tmp_path, monkeypatch):
+    out = tmp_path / 'run'
+    config = TrainConfig(**{**SMALL, 'num_epochs': 1, 'val_fraction': 0.1})
+    fit(config, out, quiet=True)
+    before = {name: (out / name).read_bytes() for name in ('model.npz', 'best.npz', 'history.jsonl')}
+    real = RNNLM.gradients
+
+    def exploding(self, X, Y, state=None, **kwargs):
+        result = real(self, X, Y, state, **kwargs)
+        return result._replace(loss=1e6)          # finite, far above 3 log V
+    monkeypatch.setattr(RNNLM, 'gradients', exploding)
+    with pytest.raises(DivergenceError, match='(?i)epoch 2, batch 1.*nothing of epoch 2 was saved') as info:
+        fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 2}), out, resume=True, quiet=True)
+    assert info.value.row['diverged'] and info.value.row['train_ppl'] is None
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_a_large_initial_sigma_is_not_taken_for_a_divergence(tmp_path):
+    # sigma 1 starts far above 3 log V (uniform guessing); the bound follows the untrained model
+    result = fit(TrainConfig(**{**SMALL, 'sigma': 1.0, 'num_hiddens': 64, 'num_epochs': 1}),
+                 tmp_path / 'run', quiet=True)
+    bound = checkpoint.load(tmp_path / 'run' / 'model.npz').meta['position']['loss_bound']
+    assert bound > 3 * math.log(28) and math.log(result.history[0]['train_ppl']) > 3 * math.log(28)
+
+
+def test_min_freq_maps_rare_words_to_unk_and_round_trips(tmp_path):
+    from minirnn import load_corpus
+    full_corpus, full = load_corpus('timemachine', token='word')
+    corpus, vocab = load_corpus('timemachine', token='word', min_freq=10)
+    assert len(vocab) < len(full) and (corpus == vocab.unk).any() and len(corpus) == len(full_corpus)
+    counts = dict(vocab.token_freqs)
+    assert all(counts[t] >= 10 for t in vocab.idx_to_token[1:])
+    config = TrainConfig(**{**SMALL, 'token': 'word', 'min_freq': 10, 'num_epochs': 1, 'max_tokens': 1000})
+    fit(config, tmp_path / 'run', quiet=True)
+    saved = checkpoint.load(tmp_path / 'run' / 'model.npz')
+    assert saved.meta['train']['min_freq'] == 10 and saved.vocab.idx_to_token == vocab.idx_to_token
+    fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 2}), tmp_path / 'run', resume=True, quiet=True)

@@ -1,0 +1,88 @@
+"""The run directory after a crash: a `cli.py train` killed (SIGKILL) in the middle of a write
+leaves the previous files loadable and one temporary file, which the next start removes."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import cli
+from minirnn import checkpoint
+from minirnn.rundir import RUN_FILES, RunDir
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ['--max-tokens', '2000', '--batch-size', '8', '--num-steps', '10', '--num-hiddens', '24',
+        '--sigma', '0.1', '--num-preds', '0', '--val-fraction', '0.2', '--quiet']
+
+# `python cli.py train ...` with one change: the nth atomic write of one file stalls after its
+# bytes are in the temporary file and before the rename, and says so through a marker file
+STALLED_WRITE = r'''
+import contextlib, os, runpy, sys, time
+from pathlib import Path
+import minirnn.checkpoint, minirnn.files
+
+real = minirnn.files.atomic_write
+target, nth, marker = os.environ['STALL_FILE'], int(os.environ['STALL_AT']), Path(os.environ['STALL_MARKER'])
+seen = []
+
+@contextlib.contextmanager
+def stalling(path, mode='wb'):
+    with real(path, mode) as f:
+        yield f
+        if Path(path).name == target:
+            seen.append(path)
+            if len(seen) == nth:
+                f.flush()
+                marker.write_text(str(path))
+                time.sleep(600)
+
+minirnn.files.atomic_write = minirnn.checkpoint.atomic_write = stalling
+sys.argv = [os.environ['CLI'], *sys.argv[1:]]
+runpy.run_path(os.environ['CLI'], run_name='__main__')
+'''
+
+
+@pytest.mark.parametrize('target, nth', [('model.npz', 2), ('best.npz', 1), ('perplexity.png', 1)])
+def test_a_run_killed_mid_write_leaves_a_temp_file_that_the_next_start_removes(tmp_path, data_dir, target, nth):
+    out, marker = tmp_path / 'run', tmp_path / 'stalled'
+    env = {**os.environ, 'MINIRNN_DATA_DIR': str(data_dir), 'CLI': str(REPO / 'cli.py'),
+           'STALL_FILE': target, 'STALL_AT': str(nth), 'STALL_MARKER': str(marker)}
+    proc = subprocess.Popen([sys.executable, '-c', STALLED_WRITE, 'train', *TINY, '--num-epochs', '3',
+                             '--out', str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None, f'the run ended before the stalled write: {proc.stderr.read()}'
+            assert time.monotonic() < deadline, 'the stalled write never came'
+            time.sleep(0.02)
+        proc.kill()                                     # SIGKILL: no handler, no cleanup
+        assert proc.wait() == -9
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+    stale = list(out.glob(f'.{target}.*.tmp'))
+    assert len(stale) == 1 and stale[0].stat().st_size > 0
+    for name in ('model.npz', 'best.npz'):             # what the killed run had finished still loads
+        if (out / name).exists():
+            checkpoint.load(out / name)
+    resume = ['--resume'] if (out / 'model.npz').exists() else ['--overwrite', *TINY]
+    assert cli.main(['train', *resume, '--num-epochs', '3', '--out', str(out), '--quiet']) == 0
+    assert not list(out.glob('.*.tmp'))
+    assert checkpoint.load(out / 'model.npz').meta['epoch'] == 3
+    assert checkpoint.load(out / 'best.npz').meta['epoch'] <= 3
+
+
+def test_opening_a_run_directory_removes_stale_temp_files_of_every_run_file(tmp_path):
+    for name in RUN_FILES:
+        (tmp_path / f'.{name}.k3j_x9.tmp').write_bytes(b'half a file')
+    keep = [tmp_path / 'notes.tmp', tmp_path / '.notes.txt.abc.tmp', tmp_path / 'model.npz']
+    for path in keep:
+        path.write_bytes(b'not ours')
+    RunDir(tmp_path).open()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in keep)
+    assert set(RUN_FILES) == {'model.npz', 'best.npz', 'history.jsonl', 'perplexity.png'}
