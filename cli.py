@@ -136,7 +136,7 @@ def build_parser():
     from minirnn.backend import DEVICES
     from minirnn.batching import SAMPLERS
     from minirnn.cells import CELLS
-    from minirnn.config import PRESETS, make_config
+    from minirnn.config import PRESETS, TRUNCATIONS, make_config
     from minirnn.generate import STRATEGIES
     from minirnn.model import DTYPES
     from minirnn.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
@@ -217,6 +217,18 @@ def build_parser():
     option(g, '--clip', 'max global gradient norm; 0 disables clipping', type=non_negative_float)
     option(g, '--early-stop', 'stop after N epochs without a better validation perplexity',
            type=positive_int)
+    option(g, '--max-minutes', 'start no epoch that would end past this much wall time (the last '
+           'epoch\'s time is the estimate)', type=positive_float)
+    g = p.add_argument_group('backpropagation through time')
+    option(g, '--truncation', 'detach: BPTT within each batch, the carried state a constant (the book); '
+           'full: on through every earlier batch of the epoch (sequential sampler); regular: every --k1 '
+           'steps, the last k1 losses backpropagated --k2 steps; random: what a step passes back is '
+           'multiplied by 0 or 1/--keep-prob (unbiased)', choices=TRUNCATIONS)
+    option(g, '--k1', 'regular truncation: steps per chunk of losses', type=positive_int)
+    option(g, '--k2', 'regular truncation: steps each chunk is backpropagated (>= k1)', type=positive_int)
+    option(g, '--keep-prob', 'random truncation: probability pi that a step passes its gradient back',
+           type=positive_float)
+    option(g, '--max-tape-mb', 'full truncation: memory for the epoch\'s kept batches', type=positive_int)
     g = p.add_argument_group('bookkeeping')
     g.add_argument('--out', default=None, help='run directory (default: runs/<date-time>)')
     g.add_argument('--resume', action='store_true', default=False, help='continue the run in --out')

@@ -7,13 +7,14 @@ learning rate goes with its optimizer. How a run is carried out is train.py's bu
 import dataclasses
 from typing import Optional, Tuple
 
-from . import checks, text
+from . import checks, text, truncation
 from .backend import DEVICES
 from .batching import SAMPLERS
 from .cells import CELLS
 from .errors import ConfigError
 from .model import DTYPES
 from .optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
+from .truncation import MODES as TRUNCATIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +53,13 @@ class TrainConfig:
     num_epochs: int = 500
     clip: float = 1.0          # max global gradient norm; 0 disables clipping
     early_stop: Optional[int] = None   # stop after this many epochs without a better val_ppl
+    max_minutes: Optional[float] = None  # no epoch starts that would end past this much wall time
+    # how far back BPTT reaches (truncation.py)
+    truncation: str = 'detach'       # detach (the book) | full | regular | random
+    k1: Optional[int] = None         # regular: every k1 steps ...
+    k2: Optional[int] = None         # ... backpropagate the last k1 losses k2 steps
+    keep_prob: Optional[float] = None  # random: the probability pi that a step passes its gradient back
+    max_tape_mb: int = 1024          # full: memory for the kept batches of an epoch
     # feedback during training (none of it changes what is trained)
     eval_every: Optional[int] = None     # validation perplexity every N optimizer steps
     sample_every: Optional[int] = None   # a sampled continuation of the first prefix every N steps
@@ -93,10 +101,27 @@ class TrainConfig:
             raise ConfigError('num_train_windows/num_val_windows apply to the windows sampler only')
         if windows_split and self.val_fraction:
             raise ConfigError('choose either val_fraction or num_train_windows/num_val_windows, not both')
+        self._check_truncation()
+        checks.number('max_minutes', self.max_minutes, above=0, optional=True)
         for name in ('early_stop', 'eval_every'):
             if getattr(self, name) is not None and not self.validates:
                 raise ConfigError(f'{name} needs a validation split: set val_fraction (--val-fraction) '
                                   'or, with the windows sampler, num_val_windows')
+
+    def _check_truncation(self):
+        """Each truncation takes its own settings and refuses the others'."""
+        checks.one_of('truncation', self.truncation, TRUNCATIONS)
+        checks.integer('max_tape_mb', self.max_tape_mb)
+        own = {'detach': (), 'full': (), 'regular': ('k1', 'k2'), 'random': ('keep_prob',)}[self.truncation]
+        foreign = [n for n in ('k1', 'k2', 'keep_prob') if n not in own and getattr(self, n) is not None]
+        if foreign:
+            raise ConfigError(f'{", ".join(foreign)} apply to truncation '
+                              f'{"regular" if foreign[0] != "keep_prob" else "random"} only, '
+                              f'not {self.truncation}')
+        if self.truncation == 'full' and self.sampler != 'sequential':
+            raise ConfigError('truncation full carries the gradient across batches, which only the '
+                              'sequential sampler connects; use sampler sequential')
+        truncation.make(self.truncation, k1=self.k1, k2=self.k2, keep_prob=self.keep_prob)   # checks them
 
     def _check_schedule(self):
         """The step schedule's settings get char-rnn's defaults; other schedules refuse them."""

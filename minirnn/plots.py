@@ -101,3 +101,70 @@ def plot_probe(results, path, labels=None):
     fig.legend(loc='outside lower center', ncol=min(4, max(1, len(fig.axes[0].get_lines()))), fontsize=8)
     with atomic_write(path) as f:
         fig.savefig(f, format='png', dpi=100)
+
+
+def plot_bptt(rows, path, title=None):
+    """BPTT's instrumentation over a run, from history rows (monitor.py), as a 2 x 2 PNG.
+
+    Panels against the epoch: each parameter's mean gradient norm (before clipping); the decay
+    ||dL/dH_1|| / ||dL/dH_T|| of each layer; the recurrent weights' spectral radius (solid) and
+    largest singular value (dashed), where computed; and ||dL/dH_t|| against T - t for up to
+    six epochs spread over the run (layer 0), the one panel against distance. Rows without
+    these fields (older runs) are skipped; a run with none of them draws nothing.
+    Returns True when the PNG was written.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    rows = [r for r in rows if r.get('grad_norms')]
+    if not rows:
+        return False
+    fig = Figure(figsize=(11, 7.5))
+    # placed by hand: constrained layout measures every log tick label twice (~2 s here)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.92, hspace=0.3, wspace=0.2)
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(2, 2, k + 1) for k in range(4)]
+    epochs = [r['epoch'] for r in rows]
+    for name in rows[-1]['grad_norms']:
+        axes[0].plot(epochs, [r['grad_norms'].get(name) for r in rows], label=name, linewidth=1)
+    axes[0].set_title('gradient norm per parameter (before clipping)', fontsize=10)
+    axes[0].legend(fontsize=6, ncol=2)
+    for layer in range(len(rows[-1].get('grad_decay') or [])):
+        points = [(r['epoch'], r['grad_decay'][layer]) for r in rows
+                  if r.get('grad_decay') and r['grad_decay'][layer]]
+        if points:
+            axes[1].plot(*zip(*points), label=f'layer {layer}')
+    axes[1].set_title('||dL/dH_1|| / ||dL/dH_T||, one batch per epoch', fontsize=10)
+    axes[1].legend(fontsize=7)
+    spectral = [r for r in rows if r.get('spectra')]
+    for i, name in enumerate(spectral[-1]['spectra'] if spectral else ()):
+        x = [r['epoch'] for r in spectral]
+        axes[2].plot(x, [r['spectra'][name]['spectral_radius'] for r in spectral], '-o', markersize=2,
+                     color=f'C{i % 10}', label=f'{name} radius')
+        axes[2].plot(x, [r['spectra'][name]['max_singular_value'] for r in spectral], '--',
+                     color=f'C{i % 10}', label=f'{name} largest singular value')
+    axes[2].axhline(1, color='gray', linewidth=0.5)
+    axes[2].set_title('recurrent weights: spectral radius, largest singular value', fontsize=10)
+    axes[2].legend(fontsize=6)
+    profiled = [r for r in rows if r.get('grad_norm_by_step')]
+    for i, r in enumerate(profiled[::max(1, -(-len(profiled) // 6))]):
+        norms = r['grad_norm_by_step'][0]
+        T = len(norms)
+        axes[3].plot([T - t for t in range(1, T + 1)], norms, color=f'C{i % 10}', label=f'epoch {r["epoch"]}')
+    axes[3].set_xlabel('distance to the end of the batch, T - t')
+    axes[3].set_title('||dL/dH_t||, layer 0, first batch of the epoch', fontsize=10)
+    axes[3].legend(fontsize=7)
+    for ax in axes:
+        ax.set_yscale('log')
+        # plain labels: the default 10^k ones go through mathtext, most of the drawing time
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f'{y:g}'))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.grid(True, alpha=0.3)
+        if ax is not axes[3]:
+            ax.set_xlabel('epoch')
+    if title:
+        fig.suptitle(title, fontsize=11)
+    with atomic_write(path) as f:
+        fig.savefig(f, format='png', dpi=90)
+    return True

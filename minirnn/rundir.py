@@ -19,13 +19,14 @@ from .files import write_text_atomic
 
 # every file a run writes; a fresh run refuses a directory with any of them.
 # model.npz: the latest epoch (what --resume continues); best.npz: the epoch with the lowest
-# validation perplexity so far (runs with a validation split only), the same kind of checkpoint
-RUN_FILES = ('model.npz', 'best.npz', 'history.jsonl', 'perplexity.png')
+# validation perplexity so far (runs with a validation split only), the same kind of checkpoint;
+# bptt.png: the instrumentation of BPTT (plots.plot_bptt)
+RUN_FILES = ('model.npz', 'best.npz', 'history.jsonl', 'perplexity.png', 'bptt.png')
 
 # what --resume may change: everything else must match the saved run (none of these changes
 # an update; num_epochs may not change under the cosine schedule, which spans it)
 RESUMABLE_CHANGES = ('num_epochs', 'device', 'threads', 'prefixes', 'num_preds', 'early_stop',
-                     'eval_every', 'sample_every')
+                     'eval_every', 'sample_every', 'max_minutes', 'max_tape_mb')
 
 PLOT_EVERY_S = 5.0   # perplexity.png is redrawn at most this often (and after the last epoch)
 
@@ -121,7 +122,9 @@ class RunDir:
     def plot(self, history, config, *, force=False):
         """Redraw perplexity.png from the history, at most every PLOT_EVERY_S unless forced.
 
-        Drawing costs ~0.1 s, a large share of a short epoch (d2l-v1's take a quarter second).
+        bptt.png (plots.plot_bptt: gradient norms, their decay over time, spectra) is drawn
+        beside it. Drawing costs ~0.1 s, a large share of a short epoch (d2l-v1's take a quarter
+        second).
         With no finite perplexity to draw, an old curve (of an overwritten run) is removed.
         """
         if not force and time.monotonic() - self._last_plot < PLOT_EVERY_S:
@@ -130,7 +133,8 @@ class RunDir:
         if all(r['train_ppl'] is None and r['val_ppl'] is None for r in history):
             path.unlink(missing_ok=True)
             return
-        from .plots import plot_history
-        plot_history(history, path,
-                     title=f'{config.data}: {config.sampler} sampler, {config.cell} H={config.num_hiddens}')
+        from .plots import plot_bptt, plot_history
+        title = f'{config.data}: {config.sampler} sampler, {config.cell} H={config.num_hiddens}'
+        plot_history(history, path, title=title)
+        plot_bptt(history, self.path / 'bptt.png', title=title)
         self._last_plot = time.monotonic()

@@ -22,11 +22,13 @@ from .errors import ConfigError, DataError, DivergenceError
 from .evaluation import corpus_batches, evaluate
 from .feedback import Interrupt, Reporter, format_ppl  # noqa: F401 (format_ppl: re-exported)
 from .model import RNNLM
+from .monitor import EpochMonitor
 from .optim import OPTIMIZERS, Schedule, clip_grad_norm, perplexity
 from .rundir import RunDir
 from .stopping import (divergence_advice, divergence_facts, early_stop_line, finite_params, improves,
                        loss_bound, uniform_bound)
 from .tree import leaves, unflatten
+from .truncation import Detach, from_config
 
 SAMPLE_NUM_PREDS = 40   # tokens in each sample taken while training (--sample-every)
 
@@ -59,18 +61,22 @@ class EpochProgress:
 
 
 def train_epoch(model, loader, optimizer, clip, epoch, progress, interrupt=None, dropout_rng=None, *,
-                schedule=None, max_loss=math.inf, on_batch=None):
+                schedule=None, max_loss=math.inf, on_batch=None, truncation=None, monitor=None):
     """One pass over the loader, continuing `progress` (batches already done are skipped).
 
-    Per batch: gradients (BPTT within the batch), clipping to `clip`, the divergence check,
-    progress.record, one optimizer step at schedule(steps, epoch) (None: the optimizer's lr),
-    then on_batch(progress) (feedback; its time is not counted as training time).
+    Per batch: gradients (BPTT as `truncation` says: a truncation.py strategy, None for the
+    book's detach), monitor.add_batch (per-epoch instrumentation, monitor.py; before clipping),
+    clipping to `clip`, the divergence check, progress.record, one optimizer step at
+    schedule(steps, epoch) (None: the optimizer's lr), then on_batch(progress) (feedback; its
+    time is not counted as training time).
     dropout_rng: the Generator that draws the dropout masks (None: no dropout).
     Returns True when the epoch finished, False when an interrupt stopped it early.
     Raises DivergenceError, before that batch's update, when the loss is NaN, infinite or above
     max_loss, or the gradient norm is not finite; `progress` then includes that batch.
     """
     carry = loader.sampler == 'sequential'
+    bptt = truncation or Detach()
+    bptt.start_epoch()       # a replayed epoch's full BPTT restarts at the resumed batch
     state = None
     if progress.state is not None:
         state = unflatten(model.begin_state(loader.batch_size),
@@ -81,8 +87,12 @@ def train_epoch(model, loader, optimizer, clip, epoch, progress, interrupt=None,
         if i < progress.batches:
             tick = time.perf_counter()
             continue         # replaying an interrupted epoch: these batches were done
-        # the carried state enters as a constant, so BPTT stops at the batch boundary
-        result = model.gradients(X, Y, state if carry else None, dropout_rng=dropout_rng)
+        # the carried state enters as a constant: BPTT stops at the batch boundary (unless
+        # truncation 'full' carries the gradient on through the kept earlier batches)
+        result = bptt.gradients(model, X, Y, state if carry else None, dropout_rng,
+                                record_steps=monitor is not None and monitor.wants_steps())
+        if monitor is not None:
+            monitor.add_batch(result)                   # before clipping scales the gradients
         norm = clip_grad_norm(result.grads, clip)
         progress.record(result, norm, clip, X.size)
         if not (math.isfinite(result.loss) and math.isfinite(norm)) or result.loss > max_loss:
@@ -171,6 +181,21 @@ def _check_finite(model, epoch):
             f'clipping (--clip 1) or a lower learning rate (--lr)')
 
 
+def _budget_line(config, started, last_epoch_seconds):
+    """The line that ends the run before an epoch that would end past config.max_minutes, else None.
+
+    The next epoch is expected to take as long as the last one did (training, validation and
+    saving), so whole epochs only are trained and the budget is not overrun.
+    """
+    if config.max_minutes is None:
+        return None
+    elapsed = time.monotonic() - started
+    if elapsed + last_epoch_seconds <= 60 * config.max_minutes:
+        return None
+    return (f'minirnn: stopping: another epoch would end past --max-minutes {config.max_minutes:g} '
+            f'({elapsed / 60:.1f} min trained, the last epoch took {last_epoch_seconds:.0f} s)')
+
+
 def _schedule(config, loader):
     return Schedule(config.lr, config.lr_schedule, warmup_steps=config.warmup_steps,
                     decay=config.lr_decay, decay_every=config.lr_decay_every,
@@ -208,8 +233,8 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
     corpus, vocab = text.load_corpus(config.data, preprocess=config.preprocess, token=config.token,
                                      max_tokens=config.max_tokens, encoding=config.encoding,
                                      min_freq=config.min_freq)
-    init_rng, data_rng, dropout_rng = [np.random.default_rng(s) for s in
-                                       np.random.SeedSequence(config.seed).spawn(3)]
+    init_rng, data_rng, dropout_rng, truncation_rng = [
+        np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(4)]
     if saved is not None:
         if saved.vocab.idx_to_token != vocab.idx_to_token:
             raise DataError(f'{config.data} no longer gives the vocabulary of the saved run; '
@@ -232,8 +257,9 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
             optimizer.load_state_dict(saved.optimizer_state, model.xp)
         position = saved.meta['position']
         loader.load_state_dict(position['loader'])
-        if 'dropout_rng' in position:
-            dropout_rng.bit_generator.state = position['dropout_rng']
+        for name, rng in (('dropout_rng', dropout_rng), ('truncation_rng', truncation_rng)):
+            if name in position:
+                rng.bit_generator.state = position[name]
         history, epoch = list(saved.meta['history']), position['epoch']
         progress = EpochProgress(**position['progress'])
         max_loss = position.get('loss_bound') or uniform_bound(len(vocab))
@@ -249,7 +275,8 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
         # without drawing masks, so it continues from exactly here
         run.save(model, vocab, optimizer, config, history,
                  {'epoch': next_epoch, 'loader': loader_state, 'progress': dataclasses.asdict(progress),
-                  'dropout_rng': dropout_rng.bit_generator.state, 'loss_bound': max_loss}, best=best)
+                  'dropout_rng': dropout_rng.bit_generator.state,
+                  'truncation_rng': truncation_rng.bit_generator.state, 'loss_bound': max_loss}, best=best)
 
     def give_up(epoch, row, reason):
         """End a diverged run: nothing is saved; the exception carries the epoch's row."""
@@ -281,21 +308,26 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                 f'{len(loader)} batches per epoch on {config.device}')
     log_every = max(1, config.num_epochs // 10)
     stopped_early = False
+    bptt = from_config(config, truncation_rng)
+    monitor = EpochMonitor()
+    started, last_epoch_seconds = time.monotonic(), 0.0
     try:
         with Interrupt() as interrupt, np.errstate(all='ignore'), \
                 parallel.blas_context(config.batch_size, config.num_hiddens, model.threads):
             while epoch <= config.num_epochs:
-                stop = early_stop_line(config, history)
+                stop = early_stop_line(config, history) or _budget_line(config, started, last_epoch_seconds)
                 if stop:
                     report.line(stop, always=True)
                     stopped_early = True
                     break
                 loader_state = loader.state_dict()   # replays this epoch if it is interrupted
+                epoch_started = time.monotonic()
+                monitor.start_epoch()
                 report.start_epoch(epoch, len(loader), progress.batches)
                 try:
                     finished = train_epoch(model, loader, optimizer, config.clip, epoch, progress, interrupt,
                                            dropout_rng if config.dropout else None, schedule=schedule,
-                                           max_loss=max_loss,
+                                           max_loss=max_loss, truncation=bptt, monitor=monitor,
                                            on_batch=lambda p, epoch=epoch: on_batch(epoch, p))
                 except DivergenceError as exc:
                     give_up(epoch, history_row(epoch, progress, None, progress.seconds,
@@ -320,6 +352,8 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                     row['evals'] = progress.evals
                 if config.sample_every:
                     row['samples'] = progress.samples
+                row.update(monitor.row(model, progress.seconds,
+                                       force_spectra=epoch in (1, config.num_epochs)))
                 history.append(row)
                 save(epoch, epoch + 1, loader.state_dict(), EpochProgress(), best=best)
                 run.plot(history, config, force=epoch == config.num_epochs)
@@ -329,6 +363,7 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                                 f'{val}  {row["tokens_per_s"]:,.0f} tokens/s')
                 epoch += 1
                 progress = EpochProgress()
+                last_epoch_seconds = time.monotonic() - epoch_started
     finally:
         report.close()
     return FitResult(model, vocab, history, True, stopped_early)

@@ -10,8 +10,8 @@
               Ollivier): what step t passes back to step t-1 is multiplied by xi_t, which is
               0 with probability 1 - pi and 1/pi with probability pi, so E[gradient] is exact
 
-Each is a class with gradients(model, X, Y, state, dropout_rng) -> model.Gradients and
-start_epoch(); the trainer calls nothing else. regular and random are sums of backward passes
+Each is a class with gradients(model, X, Y, state, dropout_rng, record_steps=False) ->
+model.Gradients and start_epoch(); the trainer calls nothing else. regular and random are sums of backward passes
 of one forward pass (model.gradients(sweeps=...)), so they split over threads like the
 book's; full walks kept tapes on one thread.
 """
@@ -69,8 +69,8 @@ class Detach:
     def start_epoch(self):
         pass
 
-    def gradients(self, model, X, Y, state, dropout_rng):
-        return model.gradients(X, Y, state, dropout_rng=dropout_rng)
+    def gradients(self, model, X, Y, state, dropout_rng, record_steps=False):
+        return model.gradients(X, Y, state, dropout_rng=dropout_rng, record_steps=record_steps)
 
 
 class Regular(Detach):
@@ -84,9 +84,9 @@ class Regular(Detach):
             raise ConfigError(f'k2 ({k2}) must be at least k1 ({k1}): each loss term is '
                               'backpropagated at least through its own chunk')
 
-    def gradients(self, model, X, Y, state, dropout_rng):
+    def gradients(self, model, X, Y, state, dropout_rng, record_steps=False):
         sweeps = regular_sweeps(np.shape(X)[1], self.k1, self.k2)
-        return model.gradients(X, Y, state, dropout_rng=dropout_rng, sweeps=sweeps)
+        return model.gradients(X, Y, state, dropout_rng=dropout_rng, sweeps=sweeps, record_steps=record_steps)
 
 
 class Random(Detach):
@@ -99,9 +99,10 @@ class Random(Detach):
             raise ConfigError(f'keep_prob must be in (0, 1], got {keep_prob!r}')
         self.rng = make_rng(rng)
 
-    def gradients(self, model, X, Y, state, dropout_rng):
+    def gradients(self, model, X, Y, state, dropout_rng, record_steps=False):
         carry = random_carry(np.shape(X)[1], self.keep_prob, self.rng)
-        return model.gradients(X, Y, state, dropout_rng=dropout_rng, sweeps=[(None, carry)])
+        return model.gradients(X, Y, state, dropout_rng=dropout_rng, sweeps=[(None, carry)],
+                               record_steps=record_steps)
 
 
 class Full(Detach):
@@ -123,7 +124,7 @@ class Full(Detach):
     def start_epoch(self):
         self.tapes = []
 
-    def gradients(self, model, X, Y, state, dropout_rng):
+    def gradients(self, model, X, Y, state, dropout_rng, record_steps=False):
         tape = model.tape(X, Y, state, dropout_rng=dropout_rng, keep_params=True)
         self.tapes.append(tape)
         kept = sum(tape_bytes(t) for t in self.tapes)
@@ -133,7 +134,7 @@ class Full(Detach):
                 f'{len(self.tapes)} batches need {kept / 2**20:,.0f} MiB, above the limit of '
                 f'{self.max_tape_bytes / 2**20:,.0f} MiB; use fewer tokens (--max-tokens), a '
                 f'smaller model, or another --truncation')
-        first = model.backprop(tape)
+        first = model.backprop(tape, record_steps=record_steps)    # dH_steps: this batch's
         grads, dstate = dict(first.grads), first.dstate
         no_loss = np.zeros(tape.softmax.y.shape[0] // tape.batch_size, dtype=bool)   # (T,): none
         for earlier in reversed(self.tapes[:-1]):
@@ -141,7 +142,7 @@ class Full(Detach):
             for k, g in part.grads.items():
                 grads[k] += g
             dstate = part.dstate
-        return Gradients(first.loss, grads, first.state, dstate, None)
+        return Gradients(first.loss, grads, first.state, dstate, first.dH_steps)
 
 
 def tape_bytes(tree):
@@ -153,6 +154,12 @@ def tape_bytes(tree):
     if isinstance(tree, (tuple, list)):
         return sum(tape_bytes(v) for v in tree)
     return 0
+
+
+def from_config(config, rng=None):
+    """The truncation a TrainConfig asks for; rng draws randomized truncation's xi."""
+    return make(config.truncation, k1=config.k1, k2=config.k2, keep_prob=config.keep_prob, rng=rng,
+                max_tape_bytes=config.max_tape_mb * 2 ** 20)
 
 
 def make(mode, *, k1=None, k2=None, keep_prob=None, rng=None, max_tape_bytes=2 ** 30):

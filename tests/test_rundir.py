@@ -85,4 +85,4 @@ def test_opening_a_run_directory_removes_stale_temp_files_of_every_run_file(tmp_
         path.write_bytes(b'not ours')
     RunDir(tmp_path).open()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in keep)
-    assert set(RUN_FILES) == {'model.npz', 'best.npz', 'history.jsonl', 'perplexity.png'}
+    assert set(RUN_FILES) == {'model.npz', 'best.npz', 'history.jsonl', 'perplexity.png', 'bptt.png'}

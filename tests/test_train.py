@@ -466,3 +466,62 @@ def test_min_freq_maps_rare_words_to_unk_and_round_trips(tmp_path):
     saved = checkpoint.load(tmp_path / 'run' / 'model.npz')
     assert saved.meta['train']['min_freq'] == 10 and saved.vocab.idx_to_token == vocab.idx_to_token
     fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 2}), tmp_path / 'run', resume=True, quiet=True)
+
+
+# --- BPTT in training: truncation modes, instrumentation, the time budget ------------------------
+
+@pytest.mark.parametrize('options', [dict(truncation='full'), dict(truncation='regular', k1=4, k2=8),
+                                     dict(truncation='random', keep_prob=0.7)],
+                         ids=['full', 'regular', 'random'])
+def test_every_truncation_trains_and_resumes_exactly(tmp_path, options):
+    config = TrainConfig(**{**SMALL, **options})
+    fit(config, tmp_path / 'a', quiet=True)
+    four = TrainConfig(**{**config.to_dict(), 'num_epochs': 4})
+    fit(four, tmp_path / 'a', resume=True, quiet=True)
+    full = fit(four, tmp_path / 'b', quiet=True)
+    assert full.history[-1]['train_ppl'] < full.history[0]['train_ppl']
+    resumed = params_of(tmp_path / 'a')
+    for k, v in full.model.params.items():
+        np.testing.assert_array_equal(resumed[k], v)
+
+
+def test_detach_regular_with_k2_beyond_the_batch_is_the_books_run(tmp_path):
+    a = fit(TrainConfig(**SMALL), tmp_path / 'a', quiet=True)
+    b = fit(TrainConfig(**{**SMALL, 'truncation': 'regular', 'k1': 3, 'k2': SMALL['num_steps']}),
+            tmp_path / 'b', quiet=True)
+    for k, v in a.model.params.items():
+        np.testing.assert_allclose(b.model.params[k], v, rtol=1e-4, atol=1e-6)
+
+
+def test_history_rows_carry_the_bptt_instrumentation_and_bptt_png_is_drawn(tmp_path):
+    result = fit(TrainConfig(**{**SMALL, 'num_layers': 2}), tmp_path / 'run', quiet=True)
+    row = result.history[-1]
+    assert set(row['grad_norms']) == set(result.model.params)
+    assert len(row['grad_norm_by_step']) == 2 and len(row['grad_norm_by_step'][0]) == SMALL['num_steps']
+    assert len(row['grad_decay']) == 2 and row['grad_decay'][0] > 0
+    assert set(row['spectra']) == {'W_hh', 'W_hh_l1'}            # the last epoch always has them
+    assert row['batches'] > 0 and row['optimizer_steps'] == 2 * row['batches']
+    assert (tmp_path / 'run' / 'bptt.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_a_time_budget_stops_before_an_epoch_that_would_overrun_it(tmp_path, monkeypatch):
+    clock = {'now': 0.0}
+    monkeypatch.setattr(train.time, 'monotonic', lambda: clock['now'])
+    real_epoch = train.train_epoch
+
+    def ten_second_epochs(*args, **kwargs):
+        clock['now'] += 10.0
+        return real_epoch(*args, **kwargs)
+    monkeypatch.setattr(train, 'train_epoch', ten_second_epochs)
+    # 0.55 min = 33 s: after 3 epochs (30 s) a fourth would end at 40 s
+    result = fit(TrainConfig(**{**SMALL, 'num_epochs': 10, 'max_minutes': 0.55}), tmp_path / 'run', quiet=True)
+    assert len(result.history) == 3 and result.finished and result.stopped_early
+
+
+@pytest.mark.parametrize('bad, match', [
+    ({'truncation': 'full', 'sampler': 'random'}, 'sequential'), ({'truncation': 'regular', 'k1': 3}, 'k1 and --k2'),
+    ({'k1': 3}, 'regular only'), ({'keep_prob': 0.5}, 'random only'), ({'truncation': 'sideways'}, 'truncation'),
+    ({'max_minutes': 0}, 'max_minutes')])
+def test_bad_truncation_settings_are_config_errors(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**bad)
