@@ -1,0 +1,139 @@
+"""The PyTorch side of benchmarks/quality.py: the same language model, data and training rules.
+
+A character model like minirnn's (an nn.Embedding or one-hot input, nn.RNN / nn.GRU / nn.LSTM
+with dropout between layers, dropout on the top layer's output, an nn.Linear head), trained
+on exactly minirnn's batches (minirnn.batching's sequential sampler, the state carried and
+detached between batches), with Adam and gradient-norm clipping, validated after each epoch
+on the same held-out tail with the state carried (minirnn.evaluation), keeping the best
+epoch, and stopping before an epoch that would end past --max-minutes, as `cli.py train
+--max-minutes` does. PyTorch is a benchmark-only install (pip install torch==2.13.0).
+Prints one JSON line per epoch, then a summary line.
+"""
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from minirnn import text  # noqa: E402
+from minirnn.batching import SeqDataLoader  # noqa: E402
+from minirnn.evaluation import corpus_batches  # noqa: E402
+
+
+class LanguageModel(nn.Module):
+    """tokens (B, T) -> embedding or one-hot -> L recurrent layers -> dropout -> logits (B, T, V)."""
+
+    def __init__(self, vocab_size, cell, num_hiddens, num_layers, dropout, embed_dim):
+        super().__init__()
+        self.vocab_size, self.cell = vocab_size, cell
+        self.embedding = nn.Embedding(vocab_size, embed_dim) if embed_dim else None
+        layer = {'rnn': nn.RNN, 'gru': nn.GRU, 'lstm': nn.LSTM}[cell]
+        self.rnn = layer(embed_dim or vocab_size, num_hiddens, num_layers,
+                         dropout=dropout if num_layers > 1 else 0.0, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(num_hiddens, vocab_size)
+
+    def forward(self, X, state):
+        x = self.embedding(X) if self.embedding is not None else \
+            nn.functional.one_hot(X, self.vocab_size).float()
+        H, state = self.rnn(x, state)
+        return self.out(self.drop(H)), state
+
+
+def detach(state):
+    if state is None:
+        return None
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def evaluate(model, corpus, batch_size, num_steps):
+    """Mean loss per token over the corpus, the state carried (minirnn.evaluation.evaluate's rule)."""
+    model.eval()
+    total, count, state = 0.0, 0, None
+    with torch.no_grad():
+        for X, Y in corpus_batches(corpus, batch_size, num_steps):
+            X, Y = torch.from_numpy(np.ascontiguousarray(X)).long(), torch.from_numpy(np.ascontiguousarray(Y)).long()
+            logits, state = model(X, state)
+            total += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1),
+                                                 reduction='sum').item()
+            count += Y.numel()
+    model.train()
+    return total / count
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--data', default='timemachine')
+    p.add_argument('--max-tokens', type=int, default=None)
+    p.add_argument('--val-fraction', type=float, default=0.1)
+    p.add_argument('--cell', choices=('rnn', 'gru', 'lstm'), default='lstm')
+    p.add_argument('--num-layers', type=int, default=1)
+    p.add_argument('--num-hiddens', type=int, default=512)
+    p.add_argument('--embed-dim', type=int, default=None)
+    p.add_argument('--dropout', type=float, default=0.0)
+    p.add_argument('--batch-size', type=int, default=32)
+    p.add_argument('--num-steps', type=int, default=64)
+    p.add_argument('--lr', type=float, default=2e-3)
+    p.add_argument('--weight-decay', type=float, default=0.0)
+    p.add_argument('--clip', type=float, default=1.0)
+    p.add_argument('--num-epochs', type=int, default=1000)
+    p.add_argument('--max-minutes', type=float, default=15.0)
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--seed', type=int, default=0)
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    corpus, vocab = text.load_corpus(args.data, max_tokens=args.max_tokens)
+    train_corpus, val_corpus = text.split_corpus(corpus, args.val_fraction)
+    loader = SeqDataLoader(train_corpus, args.batch_size, args.num_steps, 'sequential',
+                           np.random.default_rng(args.seed))
+    model = LanguageModel(len(vocab), args.cell, args.num_hiddens, args.num_layers, args.dropout, args.embed_dim)
+    decay = [p for n, p in model.named_parameters() if 'bias' not in n]
+    keep = [p for n, p in model.named_parameters() if 'bias' in n]
+    optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': args.weight_decay},
+                                   {'params': keep, 'weight_decay': 0.0}], lr=args.lr)
+    best, best_epoch, history = math.inf, None, []
+    started, last_epoch = time.monotonic(), 0.0
+    for epoch in range(1, args.num_epochs + 1):
+        if time.monotonic() - started + last_epoch > 60 * args.max_minutes:
+            break
+        epoch_start = time.monotonic()
+        state, loss_sum, tokens, train_seconds = None, 0.0, 0, 0.0
+        for X, Y in loader:
+            tick = time.perf_counter()
+            X, Y = torch.from_numpy(X).long(), torch.from_numpy(Y).long()
+            logits, state = model(X, detach(state))
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if args.clip:
+                nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            optimizer.step()
+            loss_sum += loss.item() * Y.numel()
+            tokens += Y.numel()
+            train_seconds += time.perf_counter() - tick
+        val = evaluate(model, val_corpus, args.batch_size, args.num_steps)
+        if val < best:
+            best, best_epoch = val, epoch
+        row = {'epoch': epoch, 'train_ppl': math.exp(loss_sum / tokens), 'val_ppl': math.exp(val),
+               'tokens_per_s': tokens / train_seconds, 'minutes': (time.monotonic() - started) / 60}
+        history.append(row)
+        print(json.dumps(row), flush=True)
+        last_epoch = time.monotonic() - epoch_start
+    print(json.dumps({'framework': 'pytorch', 'torch': torch.__version__, **vars(args),
+                      'epochs': len(history), 'best_val_ppl': math.exp(best), 'best_epoch': best_epoch,
+                      'final_val_ppl': history[-1]['val_ppl'] if history else None,
+                      'tokens_per_s': float(np.median([r['tokens_per_s'] for r in history])) if history else None}))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
