@@ -167,3 +167,22 @@ def test_a_two_layer_lstm_with_dropout_trains_resumes_exactly_and_serves_the_cli
     assert cli.main(['eval', '--checkpoint', ckpt, '--data', 'timemachine', '--max-tokens', '3000']) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report['tokens'] == 3000 and 1 < report['perplexity'] < 28
+
+
+def test_presets_are_the_books_gated_and_deep_runs():
+    from minirnn.config import make_config
+
+    def settings(name):
+        c = make_config(name)
+        return (c.cell, c.num_layers, c.num_hiddens, c.batch_size, c.num_steps, c.lr, c.num_epochs,
+                c.clip, c.sampler, c.max_tokens)
+    assert settings('d2l-v1-gru') == ('gru', 1, 256, 32, 35, 1.0, 500, 1.0, 'sequential', 10000)
+    assert settings('d2l-v1-lstm') == ('lstm', 1, 256, 32, 35, 1.0, 500, 1.0, 'sequential', 10000)
+    assert settings('d2l-v1-deep') == ('lstm', 2, 256, 32, 35, 2.0, 500, 1.0, 'sequential', 10000)
+    assert settings('d2l-v2-gru') == ('gru', 1, 32, 1024, 32, 4.0, 50, 1.0, 'windows', None)
+    assert settings('d2l-v2-lstm') == ('lstm', 1, 32, 1024, 32, 4.0, 50, 1.0, 'windows', None)
+    assert settings('d2l-v2-deep') == ('rnn', 2, 32, 1024, 32, 2.0, 100, 1.0, 'windows', None)
+    assert (make_config('d2l-v2-gru').num_train_windows, make_config('d2l-v2-gru').num_val_windows) == (10000, 5000)
+    assert make_config('d2l-v1-gru').sigma == 0.01 and make_config('d2l-v1-deep').sigma == 0.036
+    assert make_config('d2l-v1') == make_config()        # the plain presets are unchanged
+    assert make_config('d2l-v1').num_hiddens == 512 and make_config('d2l-v1').cell == 'rnn'
