@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from ..backend import xp_of
 from ..checks import one_of
-from .gates import sigmoid_
+from .gates import sigmoid_of_negated_
 
 GATES = 3                     # XW's column blocks per step: [z | r | h~]
 ACTIVATIONS = ('tanh',)       # the candidate's; the gates are always sigmoids
@@ -71,23 +71,25 @@ def forward(params, XW, state, *, activation='tanh'):
     one_of('activation', activation, ACTIVATIONS)
     xp = xp_of(XW)
     num_steps, batch_size, _ = XW.shape
-    num_hiddens = state.shape[1]
-    h = num_hiddens
-    W_hzr = xp.concatenate([params['W_hz'], params['W_hr']], axis=1)        # (H, 2H)
+    h = state.shape[1]
+    # once per call: both gates' recurrent weights in one (H, 2H) GEMM operand, the biases
+    # added to every step's input term, and the gates' pre-activations negated (weights and
+    # inputs), so that a step forms S = -[A_z | A_r] and sigma(A) = 1 / (1 + exp(S)) (gates.py)
+    W_hzr_neg = -xp.concatenate([params['W_hz'], params['W_hr']], axis=1)    # (H, 2H)
     W_hh = params['W_hh']
-    # the biases added once, not once per step: XWb_t = XW_t + [b_z | b_r | b_h]
-    XWb = XW + xp.concatenate([params['b_z'], params['b_r'], params['b_h']])   # (T, B, 3H)
-    H = xp.empty((num_steps + 1, batch_size, num_hiddens), dtype=XW.dtype)
-    ZR = xp.empty((num_steps, batch_size, 2 * num_hiddens), dtype=XW.dtype)
-    Hc = xp.empty((num_steps, batch_size, num_hiddens), dtype=XW.dtype)
+    XWb = XW + xp.concatenate([params['b_z'], params['b_r'], params['b_h']])  # (T, B, 3H)
+    XWb[..., :2 * h] *= -1                       # [-(XW_z + b_z) | -(XW_r + b_r) | XW_h + b_h]
+    H = xp.empty((num_steps + 1, batch_size, h), dtype=XW.dtype)
+    ZR = xp.empty((num_steps, batch_size, 2 * h), dtype=XW.dtype)
+    Hc = xp.empty((num_steps, batch_size, h), dtype=XW.dtype)
     RH = xp.empty_like(Hc)
     H[0] = state
     for t in range(1, num_steps + 1):
         H_prev, zr = H[t - 1], ZR[t - 1]
-        # [Z_t | R_t] = sigma(XWb_t[z, r] + H_{t-1} [W_hz | W_hr]): both gates in one GEMM
-        xp.matmul(H_prev, W_hzr, out=zr)
+        # [Z_t | R_t] = sigma(XWb_t[z, r] + H_{t-1} [W_hz | W_hr]): both gates from one GEMM
+        xp.matmul(H_prev, W_hzr_neg, out=zr)
         zr += XWb[t - 1, :, :2 * h]
-        sigmoid_(zr)
+        sigmoid_of_negated_(zr)
         # H~_t = tanh(XWb_t[h] + (R_t * H_{t-1}) W_hh)
         xp.multiply(zr[:, h:], H_prev, out=RH[t - 1])
         xp.matmul(RH[t - 1], W_hh, out=Hc[t - 1])

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from ..backend import xp_of
 from ..checks import one_of
-from .gates import sigmoid_
+from .gates import sigmoid_of_negated_
 
 GATES = 4                     # XW's column blocks per step: [i | f | o | c~]
 ACTIVATIONS = ('tanh',)       # the candidate's and the output's; the gates are sigmoids
@@ -77,8 +77,14 @@ def forward(params, XW, state, *, activation='tanh'):
     num_steps, batch_size, _ = XW.shape
     H0, C0 = state
     h = H0.shape[1]
-    W_h = xp.concatenate([params[k] for k in RECURRENT_WEIGHTS], axis=1)     # (H, 4H)
-    XWb = XW + xp.concatenate([params['b_i'], params['b_f'], params['b_o'], params['b_c']])
+    # once per call: the four recurrent weights as one (H, 4H) GEMM operand and the biases added
+    # to every step's input term, all scaled by (-1, -1, -1, -2) block by block, so a step forms
+    # S = -[A_i | A_f | A_o | 2 A_c] and one exp serves all four blocks (gates.py):
+    # sigma(A) = 1 / (1 + exp(S)), and tanh(A_c) = 2 sigma(2 A_c) - 1
+    scale = xp.repeat(xp.asarray([-1, -1, -1, -2], dtype=XW.dtype), h)                 # (4H,)
+    W_s = xp.concatenate([params[k] for k in RECURRENT_WEIGHTS], axis=1) * scale      # (H, 4H)
+    XWs = XW + xp.concatenate([params['b_i'], params['b_f'], params['b_o'], params['b_c']])
+    XWs *= scale                                                                       # (T, B, 4H)
     H = xp.empty((num_steps + 1, batch_size, h), dtype=XW.dtype)
     C = xp.empty_like(H)
     gates = xp.empty((num_steps, batch_size, 4 * h), dtype=XW.dtype)
@@ -86,14 +92,16 @@ def forward(params, XW, state, *, activation='tanh'):
     H[0], C[0] = H0, C0
     for t in range(1, num_steps + 1):
         g = gates[t - 1]                                                   # (B, 4H)
-        # all four pre-activations in one GEMM: XWb_t + H_{t-1} [W_hi | W_hf | W_ho | W_hc]
-        xp.matmul(H[t - 1], W_h, out=g)
-        g += XWb[t - 1]
-        sigmoid_(g[:, :3 * h])                                             # I_t, F_t, O_t
-        xp.tanh(g[:, 3 * h:], out=g[:, 3 * h:])                            # C~_t
+        # all four pre-activations from one GEMM: S_t = XWs_t + H_{t-1} W_s
+        xp.matmul(H[t - 1], W_s, out=g)
+        g += XWs[t - 1]
+        sigmoid_of_negated_(g)                            # [I_t | F_t | O_t | sigma(2 A_c)]
+        c_tilda = g[:, 3 * h:]
+        c_tilda *= 2
+        c_tilda -= 1                                      # C~_t = tanh(A_c) = 2 sigma(2 A_c) - 1
         # C_t = F_t * C_{t-1} + I_t * C~_t
         xp.multiply(g[:, h:2 * h], C[t - 1], out=C[t])
-        xp.multiply(g[:, :h], g[:, 3 * h:], out=tanhC[t - 1])              # scratch: I_t * C~_t
+        xp.multiply(g[:, :h], c_tilda, out=tanhC[t - 1])                   # scratch: I_t * C~_t
         C[t] += tanhC[t - 1]
         # H_t = O_t * tanh(C_t)
         xp.tanh(C[t], out=tanhC[t - 1])
@@ -130,13 +138,18 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     H, C, gates, tanhC = cache
     num_steps, batch_size, h = dHs.shape
     I, F, O, Cc = (gates[..., k * h:(k + 1) * h] for k in range(4))
-    # the derivative factors of every step, before the loop (forward values only), laid out
-    # as dA's blocks: K[:, :, k] multiplies dC_t for k = i, f, c~ and dH_t for k = o
-    K = xp.empty((num_steps, batch_size, 4, h), dtype=dHs.dtype)
-    K[:, :, 0] = Cc * I * (1 - I)                                        # dA_i / dC_t
-    K[:, :, 1] = C[:-1] * F * (1 - F)                                    # dA_f / dC_t
-    K[:, :, 2] = tanhC * O * (1 - O)                                     # dA_o / dH_t
-    K[:, :, 3] = I * (1 - Cc * Cc)                                       # dA_c / dC_t
+    # the derivative factors of every step, before the loop (forward values only), laid out as
+    # dA's blocks: K[..., k] multiplies dC_t for k = i, f, c~ and dH_t for k = o. Built as
+    # nonlinearity' * other factor, block by block in place: at small H a gate block is a
+    # strided view whose every row costs a call's overhead, so each pass over one counts.
+    K = gates * (1 - gates)                               # sigma' = sigma (1 - sigma): i, f, o
+    K4 = K.reshape(num_steps, batch_size, 4, h)           # a view of K by block
+    xp.multiply(Cc, Cc, out=K4[:, :, 3])
+    xp.subtract(1, K4[:, :, 3], out=K4[:, :, 3])          # tanh' = 1 - C~^2 for the candidate
+    K4[:, :, 0] *= Cc                                     # dA_i / dC_t = C~_t I_t (1 - I_t)
+    K4[:, :, 1] *= C[:-1]                                 # dA_f / dC_t = C_{t-1} F_t (1 - F_t)
+    K4[:, :, 2] *= tanhC                                  # dA_o / dH_t = tanh(C_t) O_t (1 - O_t)
+    K4[:, :, 3] *= I                                      # dA_c / dC_t = I_t (1 - C~_t^2)
     K_c = O * (1 - tanhC * tanhC)                                        # dC_t / dH_t (direct)
     W_h_T = xp.concatenate([params[k] for k in RECURRENT_WEIGHTS], axis=1).T   # (4H, H)
     dA = xp.empty((num_steps, batch_size, 4 * h), dtype=dHs.dtype)      # [dA_i | dA_f | dA_o | dA_c]
@@ -153,11 +166,11 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
         s = t - 1                                                        # step t's index
         dH_t, dA_t = dH[s], dA4[s]
         xp.add(dHs[s], dH_next, out=dH_t)
-        xp.multiply(dH_t, K[s, :, 2], out=dA_t[:, 2])                    # dA_o
+        xp.multiply(dH_t, K4[s, :, 2], out=dA_t[:, 2])                   # dA_o
         xp.multiply(dH_t, K_c[s], out=dC)
         dC += dC_next                                                    # dC_t
-        xp.multiply(dC[:, None], K[s, :, :2], out=dA_t[:, :2])           # dA_i, dA_f
-        xp.multiply(dC, K[s, :, 3], out=dA_t[:, 3])                      # dA_c
+        xp.multiply(dC[:, None], K4[s, :, :2], out=dA_t[:, :2])          # dA_i, dA_f
+        xp.multiply(dC, K4[s, :, 3], out=dA_t[:, 3])                     # dA_c
         xp.multiply(dC, F[s], out=dC_next)
         xp.matmul(dA[s], W_h_T, out=dH_next)
         if carry is not None and carry[s] != 1:
