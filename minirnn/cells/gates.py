@@ -2,9 +2,9 @@
 
     sigma(A) = 1 / (1 + exp(-A)),      and  tanh(A) = 2 sigma(2A) - 1
 
-The cells fold the minus sign (and, for an LSTM's candidate, the factor 2) into their weights
-once per call, so a step forms S = -A directly and needs one exp for all its gates: NumPy's
-float32 exp costs about 0.6 of its tanh, and these passes are most of a step's elementwise time.
+A step negates its gates' pre-activations in place (an LSTM also doubles its candidate's), so
+one exp serves all of a step's gates: NumPy's float32 exp costs about 0.6 of its tanh, and
+these passes are most of a step's elementwise time.
 Derivatives are the cells' business: sigma' = sigma (1 - sigma), from the stored gate values.
 """
 from ..backend import xp_of

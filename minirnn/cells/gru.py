@@ -72,13 +72,10 @@ def forward(params, XW, state, *, activation='tanh'):
     xp = xp_of(XW)
     num_steps, batch_size, _ = XW.shape
     h = state.shape[1]
-    # once per call: both gates' recurrent weights in one (H, 2H) GEMM operand, the biases
-    # added to every step's input term, and the gates' pre-activations negated (weights and
-    # inputs), so that a step forms S = -[A_z | A_r] and sigma(A) = 1 / (1 + exp(S)) (gates.py)
-    W_hzr_neg = -xp.concatenate([params['W_hz'], params['W_hr']], axis=1)    # (H, 2H)
-    W_hh = params['W_hh']
-    XWb = XW + xp.concatenate([params['b_z'], params['b_r'], params['b_h']])  # (T, B, 3H)
-    XWb[..., :2 * h] *= -1                       # [-(XW_z + b_z) | -(XW_r + b_r) | XW_h + b_h]
+    # once per call: both gates' recurrent weights as one (H, 2H) GEMM operand, the biases too
+    W_hzr = xp.concatenate([params['W_hz'], params['W_hr']], axis=1)        # (H, 2H)
+    b_zr = xp.concatenate([params['b_z'], params['b_r']])                   # (2H,)
+    W_hh, b_h = params['W_hh'], params['b_h']
     H = xp.empty((num_steps + 1, batch_size, h), dtype=XW.dtype)
     ZR = xp.empty((num_steps, batch_size, 2 * h), dtype=XW.dtype)
     Hc = xp.empty((num_steps, batch_size, h), dtype=XW.dtype)
@@ -86,14 +83,19 @@ def forward(params, XW, state, *, activation='tanh'):
     H[0] = state
     for t in range(1, num_steps + 1):
         H_prev, zr = H[t - 1], ZR[t - 1]
-        # [Z_t | R_t] = sigma(XWb_t[z, r] + H_{t-1} [W_hz | W_hr]): both gates from one GEMM
-        xp.matmul(H_prev, W_hzr_neg, out=zr)
-        zr += XWb[t - 1, :, :2 * h]
-        sigmoid_of_negated_(zr)
-        # H~_t = tanh(XWb_t[h] + (R_t * H_{t-1}) W_hh)
+        # [Z_t | R_t] = sigma(XW_t[z, r] + H_{t-1} [W_hz | W_hr] + [b_z | b_r]): one GEMM for
+        # both gates. The input term and the bias are added here, on a step's block in cache,
+        # not over all steps at once before the loop: those passes are memory-bound (measured)
+        xp.matmul(H_prev, W_hzr, out=zr)
+        zr += XW[t - 1, :, :2 * h]
+        zr += b_zr
+        xp.negative(zr, out=zr)
+        sigmoid_of_negated_(zr)                                            # gates.py
+        # H~_t = tanh(XW_t[h] + (R_t * H_{t-1}) W_hh + b_h)
         xp.multiply(zr[:, h:], H_prev, out=RH[t - 1])
         xp.matmul(RH[t - 1], W_hh, out=Hc[t - 1])
-        Hc[t - 1] += XWb[t - 1, :, 2 * h:]
+        Hc[t - 1] += XW[t - 1, :, 2 * h:]
+        Hc[t - 1] += b_h
         xp.tanh(Hc[t - 1], out=Hc[t - 1])
         # H_t = Z_t * H_{t-1} + (1 - Z_t) * H~_t, written as H~_t + Z_t * (H_{t-1} - H~_t)
         xp.subtract(H_prev, Hc[t - 1], out=H[t])
