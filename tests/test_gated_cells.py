@@ -186,3 +186,22 @@ def test_presets_are_the_books_gated_and_deep_runs():
     assert make_config('d2l-v1-gru').sigma == 0.01 and make_config('d2l-v1-deep').sigma == 0.036
     assert make_config('d2l-v1') == make_config()        # the plain presets are unchanged
     assert make_config('d2l-v1').num_hiddens == 512 and make_config('d2l-v1').cell == 'rnn'
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_the_gate_sigmoid_is_the_logistic_function_without_overflow_warnings(dtype):
+    import warnings
+    from minirnn.cells.gates import sigmoid_of_negated_
+    A = np.concatenate([np.linspace(-30, 30, 601), [-1e4, -200, -89, 89, 200, 1e4]]).astype(dtype)
+    S = -A
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                   # an overflow warning fails the test
+        out = sigmoid_of_negated_(S)
+    assert out is S                                      # in place
+    want = 1 / (1 + np.exp(-A.astype(np.float64).clip(-700, 700)))
+    np.testing.assert_allclose(out, want, rtol=1e-6 if dtype == 'float32' else 1e-14, atol=1e-30)
+    assert out[-1] == 1 and out[-6] < 1e-34              # saturates cleanly at both ends
+    # a view is changed in place, its neighbours are not
+    block = np.zeros((2, 6), dtype)
+    sigmoid_of_negated_(block[:, :3])
+    assert (block[:, :3] == 0.5).all() and (block[:, 3:] == 0).all()
