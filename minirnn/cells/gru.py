@@ -18,6 +18,9 @@ from typing import NamedTuple
 from ..backend import xp_of
 from ..checks import one_of
 from .gates import sigmoid_of_negated_
+# the GRU's state is the vanilla cell's: one (B, H) array H, zeros before the first step,
+# and all of it is what the layer outputs
+from .rnn import begin_state, hidden  # noqa: F401  (part of the cell interface)
 
 GATES = 3                     # XW's column blocks per step: [z | r | h~]
 ACTIVATIONS = ('tanh',)       # the candidate's; the gates are always sigmoids
@@ -41,16 +44,6 @@ def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
         params[f'W_h{gate}'] = normal(num_hiddens, num_hiddens)
         params[f'b_{gate}'] = xp.zeros(num_hiddens, dtype=dtype)
     return params
-
-
-def begin_state(batch_size, num_hiddens, xp, dtype):
-    """The state before the first step: H_0 = zeros (B, H)."""
-    return xp.zeros((batch_size, num_hiddens), dtype=dtype)
-
-
-def hidden(state):
-    """The part of the state the layer outputs: H itself."""
-    return state
 
 
 class GRUCache(NamedTuple):
