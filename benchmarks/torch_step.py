@@ -1,7 +1,8 @@
 """The same training step as `minirnn.bench`, in PyTorch on the CPU, as a point of comparison.
 
---impl nn:      torch.nn.RNN + nn.Linear on one-hot inputs, autograd, clip_grad_norm_, torch.optim.SGD
-                (the book's concise implementation).
+--impl nn:      torch.nn.RNN (or nn.GRU / nn.LSTM with --cell, num_layers stacked with
+                --num-layers) + nn.Linear on one-hot inputs, autograd, clip_grad_norm_,
+                torch.optim.SGD (the book's concise implementation).
 --impl scratch: the book's from-scratch PyTorch code (d2l 1st edition, section 8.5), copied as
                 written: a Python loop over time, F.one_hot inputs, grad_clipping and sgd by hand.
 One step = one-hot inputs, forward, mean cross-entropy, backward, clip to norm 1, SGD update,
@@ -17,16 +18,22 @@ import sys
 import time
 
 
-def _build_nn(torch, vocab_size, num_hiddens, lr):
-    """The book's RNNModel (nn.RNN + Linear head) and torch.optim.SGD; returns step(X, Y)."""
+NN_LAYERS = {'rnn': 'RNN', 'gru': 'GRU', 'lstm': 'LSTM'}
+
+
+def _build_nn(torch, vocab_size, num_hiddens, lr, cell='rnn', num_layers=1):
+    """The book's RNNModel (nn.RNN/GRU/LSTM + Linear head) and torch.optim.SGD; returns step(X, Y)."""
     nn, F = torch.nn, torch.nn.functional
-    rnn_layer = nn.RNN(vocab_size, num_hiddens)
+    rnn_layer = getattr(nn, NN_LAYERS[cell])(vocab_size, num_hiddens, num_layers)
     linear = nn.Linear(num_hiddens, vocab_size)
     params = list(rnn_layer.parameters()) + list(linear.parameters())
     optimizer = torch.optim.SGD(params, lr=lr)
 
     def step(X, Y):
-        state = torch.zeros((1, X.shape[0], num_hiddens))          # fresh state every step
+        # fresh state every step: H (and for an LSTM, C) of every layer
+        state = torch.zeros((num_layers, X.shape[0], num_hiddens))
+        if cell == 'lstm':
+            state = (state, torch.zeros_like(state))
         inputs = F.one_hot(X.T.long(), vocab_size).float()          # (T, B, V)
         H, state = rnn_layer(inputs, state)                         # (T, B, H)
         output = linear(H.reshape(-1, H.shape[-1]))                 # (T*B, V)
@@ -38,7 +45,7 @@ def _build_nn(torch, vocab_size, num_hiddens, lr):
     return step
 
 
-def _build_scratch(torch, vocab_size, num_hiddens, lr):
+def _build_scratch(torch, vocab_size, num_hiddens, lr, cell='rnn', num_layers=1):
     """The book's get_params / rnn / grad_clipping / sgd, unchanged; returns step(X, Y)."""
     F = torch.nn.functional
 
@@ -97,6 +104,9 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--impl', choices=('nn', 'scratch'), default='nn',
                         help='nn.RNN + Linear, or the book\'s from-scratch code')
+    parser.add_argument('--cell', choices=sorted(NN_LAYERS), default='rnn',
+                        help='recurrent cell: nn.RNN, nn.GRU or nn.LSTM (scratch: rnn only)')
+    parser.add_argument('--num-layers', type=int, default=1, help='recurrent layers stacked (nn only)')
     parser.add_argument('--batch-size', type=int, default=32, help='B, sequences per step')
     parser.add_argument('--num-steps', type=int, default=35, help='T, tokens per sequence')
     parser.add_argument('--num-hiddens', type=int, default=512, help='H, hidden state width')
@@ -108,11 +118,13 @@ def main(argv=None):
     parser.add_argument('--lr', type=float, default=1.0, help='SGD learning rate')
     parser.add_argument('--seed', type=int, default=0, help='weights and random tokens')
     args = parser.parse_args(argv)
-    for name in ('batch_size', 'num_steps', 'num_hiddens', 'vocab_size', 'iters', 'threads'):
+    for name in ('batch_size', 'num_steps', 'num_hiddens', 'vocab_size', 'iters', 'threads', 'num_layers'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be a positive integer')
     if args.warmup < 0:
         parser.error('--warmup must be >= 0')
+    if args.impl == 'scratch' and (args.cell != 'rnn' or args.num_layers != 1):
+        parser.error('--impl scratch is the book\'s one-layer vanilla RNN: use --impl nn for --cell/--num-layers')
 
     try:
         import torch
@@ -123,7 +135,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     build = _build_nn if args.impl == 'nn' else _build_scratch
-    step = build(torch, args.vocab_size, args.num_hiddens, args.lr)
+    step = build(torch, args.vocab_size, args.num_hiddens, args.lr, args.cell, args.num_layers)
     B, T = args.batch_size, args.num_steps
     # made once, like minirnn.bench; the one-hot encoding stays inside the step, as in the book
     X = torch.randint(0, args.vocab_size, (B, T), dtype=torch.int64)
@@ -140,7 +152,7 @@ def main(argv=None):
     seconds = time.perf_counter() - start
     median = statistics.median(times)
     print(json.dumps({
-        'impl': args.impl, 'batch_size': B, 'num_steps': T, 'num_hiddens': args.num_hiddens,
+        'impl': args.impl, 'cell': args.cell, 'num_layers': args.num_layers, 'batch_size': B, 'num_steps': T, 'num_hiddens': args.num_hiddens,
         'vocab_size': args.vocab_size, 'device': 'cpu', 'dtype': 'float32',
         'iters': args.iters, 'threads': torch.get_num_threads(), 'torch': torch.__version__,
         'python': platform.python_version(), 'seconds': seconds, 'step_ms': median * 1e3,

@@ -178,6 +178,21 @@ PRESETS = {
                    sampler='windows', num_train_windows=10000, num_val_windows=5000,
                    prefixes=('it has',), num_preds=20),
 }
+# The gated and deep chapters rerun these settings with another cell, width and learning rate.
+# 1st edition, sections 9.1-9.3 (GRU, LSTM, deep RNN): H = 256, 500 epochs; lr 1, and 2 for
+# the two-layer LSTM. The book's deep run is the concise nn.LSTM, whose default initialisation
+# is U(-1/sqrt(H), 1/sqrt(H)); sigma = 1/sqrt(3H) = 0.036 gives our normal init that variance
+# (the from-scratch sections use 0.01).
+_V1_GATED = dict(PRESETS['d2l-v1'], num_hiddens=256)
+PRESETS['d2l-v1-gru'] = dict(_V1_GATED, cell='gru')
+PRESETS['d2l-v1-lstm'] = dict(_V1_GATED, cell='lstm')
+PRESETS['d2l-v1-deep'] = dict(_V1_GATED, cell='lstm', num_layers=2, lr=2.0, sigma=0.036)
+# 2nd edition, sections 10.1-10.3 (LSTM, GRU, deep RNN): the windows split at H = 32; the gated
+# cells at lr 4 for 50 epochs; the deep run stacks two of the book's vanilla cells
+# (StackedRNNScratch) at lr 2 for 100 epochs.
+PRESETS['d2l-v2-gru'] = dict(PRESETS['d2l-v2'], cell='gru', lr=4.0, num_epochs=50)
+PRESETS['d2l-v2-lstm'] = dict(PRESETS['d2l-v2'], cell='lstm', lr=4.0, num_epochs=50)
+PRESETS['d2l-v2-deep'] = dict(PRESETS['d2l-v2'], cell='rnn', num_layers=2, lr=2.0, num_epochs=100)
 DEFAULT_PRESET = 'd2l-v1'
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from minirnn.backend import to_numpy
-from minirnn.cells import CELLS, rnn
+from minirnn.cells import CELLS, gru, lstm, rnn
 from minirnn.errors import ConfigError
 from minirnn.gradcheck import numerical_gradient, relative_error
 from minirnn.tree import leaves, tree_map
@@ -24,7 +24,26 @@ def rnn_step(p, xw, h, activation):
     return phi(xw + h @ p['W_hh'] + p['b_h'])
 
 
-REFERENCE_STEPS = {'rnn': rnn_step}
+def gru_step(p, xw, h, activation):
+    x_z, x_r, x_h = np.split(xw, 3, axis=1)             # XW's blocks [z | r | h~]
+    Z = _sigmoid(x_z + h @ p['W_hz'] + p['b_z'])
+    R = _sigmoid(x_r + h @ p['W_hr'] + p['b_r'])
+    H_tilda = np.tanh(x_h + (R * h) @ p['W_hh'] + p['b_h'])
+    return Z * h + (1 - Z) * H_tilda
+
+
+def lstm_step(p, xw, state, activation):
+    H, C = state
+    x_i, x_f, x_o, x_c = np.split(xw, 4, axis=1)        # XW's blocks [i | f | o | c~]
+    I = _sigmoid(x_i + H @ p['W_hi'] + p['b_i'])
+    F = _sigmoid(x_f + H @ p['W_hf'] + p['b_f'])
+    O = _sigmoid(x_o + H @ p['W_ho'] + p['b_o'])
+    C_tilda = np.tanh(x_c + H @ p['W_hc'] + p['b_c'])
+    C = F * C + I * C_tilda
+    return O * np.tanh(C), C
+
+
+REFERENCE_STEPS = {'rnn': rnn_step, 'gru': gru_step, 'lstm': lstm_step}
 
 
 def make(xp, name, seed=0, activation=None):
@@ -154,4 +173,5 @@ def test_unknown_activation(xp):
 
 
 def test_cells_are_found_by_name():
-    assert CELLS['rnn'] is rnn
+    assert CELLS['rnn'] is rnn and CELLS['gru'] is gru and CELLS['lstm'] is lstm
+    assert set(REFERENCE_STEPS) == set(CELLS)           # every cell has its book-plain reference

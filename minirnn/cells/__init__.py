@@ -32,9 +32,9 @@ RNNLM(cell='mine') and TrainConfig(cell='mine') (tests/test_toy_cell.py adds one
 Steps are numbered t = 1..T as in the book; arrays over steps hold step t at index t-1.
 """
 from ..errors import ConfigError
-from . import rnn
+from . import gru, lstm, rnn
 
-CELLS = {'rnn': rnn}
+CELLS = {'rnn': rnn, 'gru': gru, 'lstm': lstm}
 
 INTERFACE = ('GATES', 'ACTIVATIONS', 'INPUT_WEIGHTS', 'RECURRENT_WEIGHTS', 'init_params',
              'begin_state', 'hidden', 'forward', 'backward')
