@@ -116,8 +116,16 @@ norm, ends the run with exit status 3; model.npz and best.npz keep the last fini
       --temperature 0.8 --seed 1""",
     'eval': """example:
   python cli.py eval --checkpoint runs/sherlock/best.npz --data war_of_the_worlds""",
-    'gradcheck': """example:
-  python cli.py gradcheck --seed 1""",
+    'gradcheck': """examples:
+  python cli.py gradcheck                                    # the default suite: every cell and path
+  python cli.py gradcheck --cell lstm --num-layers 2 --dropout 0.3 --sigma 0.01 --num-steps 35
+  python cli.py gradcheck --checkpoint runs/v1/model.npz    # a trained model on its own text
+  python cli.py gradcheck --level cell --cell gru           # the cell alone, random upstream gradients
+  python cli.py gradcheck --sigma 0.01 --num-steps 35 --step-sweep sweep.png
+
+Verdicts: OK; FAIL, a disagreement beyond what rounding and the step explain (a bug: the worst
+entries are listed); INCONCLUSIVE, the finite differences could not settle it, with the reason
+and what to change. Exit status 0 without a FAIL (with --strict: only when all OK), 1 otherwise.""",
     'probe': """examples:
   python cli.py probe --sigma 0.1 --num-hiddens 256 --plot probe.png   # a fresh model at the book's shapes
   python cli.py probe --checkpoint runs/a/model.npz runs/b/model.npz --plot flow.png
@@ -138,6 +146,7 @@ def build_parser():
     from minirnn.cells import CELLS
     from minirnn.config import PRESETS, TRUNCATIONS, make_config
     from minirnn.generate import STRATEGIES
+    from minirnn.gradcheck import STEP, TOLERANCE
     from minirnn.model import DTYPES
     from minirnn.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
     from minirnn.train import SAMPLE_NUM_PREDS
@@ -276,10 +285,44 @@ def build_parser():
     p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser('gradcheck', help='check every gradient against finite differences (float64)')
-    p.add_argument('--device', choices=DEVICES, default='cpu')
-    p.add_argument('--seed', type=non_negative_int, default=0)
-    p.set_defaults(func=cmd_gradcheck)
+    p = sub.add_parser('gradcheck', help='check every gradient against finite differences (float64), '
+                       'with a verdict per tensor: OK, FAIL or INCONCLUSIVE')
+    g = p.add_argument_group('what to check (default: the built-in suite of small models, every '
+                             'cell and code path; any model option checks that one model instead)')
+    g.add_argument('--checkpoint', default=None, metavar='FILE',
+                   help='a trained model (model.npz or best.npz), checked in float64 on a batch of its own text')
+    g.add_argument('--level', choices=('model', 'cell'), default='model',
+                   help='model: the loss of a whole RNNLM; cell: one cell alone against random upstream '
+                   'gradients (its parameters, the input term XW and the initial state)')
+    g.add_argument('--cell', choices=sorted(CELLS), default=None, help='recurrent cell (default: rnn)')
+    g.add_argument('--num-layers', type=positive_int, default=None, help='recurrent layers (default: 1)')
+    g.add_argument('--dropout', type=fraction, default=None,
+                   help='dropout between layers, with a fixed mask (default: 0)')
+    g.add_argument('--num-hiddens', type=positive_int, default=None, help='hidden size H (default: 16)')
+    g.add_argument('--vocab-size', type=positive_int, default=None, help='vocabulary size V (default: 28)')
+    g.add_argument('--batch-size', type=positive_int, default=None, help='rows B of the batch (default: 4)')
+    g.add_argument('--num-steps', type=positive_int, default=None, help='time steps T (default: 35)')
+    g.add_argument('--sigma', type=positive_float, default=None,
+                   help='std of the initial weights (default: 0.01, the book\'s)')
+    g.add_argument('--activation', choices=activations, default=None,
+                   help='the vanilla cell\'s nonlinearity (default: tanh)')
+    g.add_argument('--embed-dim', type=positive_int, default=None, help='learn an embedding of this size')
+    g = p.add_argument_group('how to check')
+    g.add_argument('--tensor', action='append', default=None, metavar='NAME',
+                   help='check only this tensor (repeatable; e.g. W_hh, state); default: all')
+    g.add_argument('--step', type=positive_float, default=STEP,
+                   help='the first finite-difference step h; each entry then adapts it')
+    g.add_argument('--tolerance', type=positive_float, default=TOLERANCE,
+                   help='disagreements below this fraction of a tensor\'s scale never FAIL')
+    g.add_argument('--max-entries', type=non_negative_int, default=100,
+                   help='entries checked per tensor, a seeded sample of larger ones (0: every entry)')
+    g.add_argument('--strict', action='store_true', default=False, help='exit 1 on INCONCLUSIVE too')
+    g.add_argument('--step-sweep', default=None, metavar='PNG',
+                   help='instead of checking: plot the error of the central difference against the '
+                   'step for a few entries of --tensor (default W_hh) of the described model')
+    g.add_argument('--seed', type=non_negative_int, default=0, help='weights, batch and sampled entries')
+    g.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
+    p.set_defaults(func=cmd_gradcheck, check=check_gradcheck)
 
     p = sub.add_parser('probe', help='gradient flow through time for one batch: per-step gradient norms, '
                        'Jacobian gains, recurrent spectra (JSON lines on stdout, a PNG)')
@@ -422,11 +465,67 @@ def cmd_eval(args):
     return 0
 
 
+# gradcheck's model options and their defaults when one model is described
+GRADCHECK_MODEL = {'cell': 'rnn', 'num_layers': 1, 'dropout': 0.0, 'num_hiddens': 16, 'vocab_size': 28,
+                   'sigma': 0.01, 'activation': 'tanh', 'embed_dim': None}
+GRADCHECK_BATCH = {'batch_size': 4, 'num_steps': 35}
+
+
+def check_gradcheck(args):
+    described = [k for k in GRADCHECK_MODEL if getattr(args, k) is not None]
+    if args.checkpoint and described:
+        return f'--checkpoint checks the saved model; drop --{described[0].replace("_", "-")}'
+    if args.level == 'cell' and (args.checkpoint or args.step_sweep):
+        return '--level cell checks a fresh cell: drop --checkpoint and --step-sweep'
+    return None
+
+
 def cmd_gradcheck(args):
-    from minirnn.gradcheck import format_report, run_default_cases
-    results = run_default_cases(device=args.device, seed=args.seed)
-    print(format_report(results))
-    return 0 if all(r['ok'] for _, rows in results for r in rows) else 1
+    from minirnn import gradsuite
+    from minirnn.gradcheck import count_verdicts, format_report
+    options = dict(max_entries=args.max_entries or None, step=args.step, tolerance=args.tolerance)
+    model = {k: GRADCHECK_MODEL[k] if getattr(args, k) is None else getattr(args, k) for k in GRADCHECK_MODEL}
+    batch = {k: GRADCHECK_BATCH[k] if getattr(args, k) is None else getattr(args, k) for k in GRADCHECK_BATCH}
+    described = any(getattr(args, k) is not None for k in (*GRADCHECK_MODEL, *GRADCHECK_BATCH))
+    if args.step_sweep:
+        return sweep_steps(args, model, batch)
+    if args.level == 'cell':
+        results = gradsuite.check_cell(model['cell'], batch_size=batch['batch_size'],
+                                       num_steps=batch['num_steps'], num_hiddens=model['num_hiddens'],
+                                       sigma=model['sigma'], activation=args.activation,
+                                       device=args.device, seed=args.seed, **options)
+    elif args.checkpoint:
+        results = gradsuite.check_checkpoint(args.checkpoint, **batch, device=args.device,
+                                             seed=args.seed, tensors=args.tensor, **options)
+    elif described:
+        label = ', '.join(f'{k}={v}' for k, v in {**model, **batch}.items() if v is not None)
+        rows = gradsuite.check_case(model, batch['batch_size'], batch['num_steps'], False,
+                                    device=args.device, seed=args.seed, tensors=args.tensor, **options)
+        results = [(label, rows)]
+    else:
+        results = gradsuite.run_default_cases(device=args.device, seed=args.seed, tensors=args.tensor, **options)
+    print(format_report(results, args.tolerance))
+    counts = count_verdicts(results)
+    return 1 if counts['FAIL'] or (args.strict and counts['INCONCLUSIVE']) else 0
+
+
+def sweep_steps(args, model, batch):
+    """`gradcheck --step-sweep PNG`: the error-against-step curve, a table on stdout and the PNG."""
+    from minirnn import RNNLM, gradsuite
+    from minirnn.backend import make_rng
+    from minirnn.plots import plot_step_sweep
+    net = RNNLM(**model, dtype='float64', device=args.device, seed=args.seed, threads=1)
+    X, Y, _ = gradsuite.random_batch(net, batch['batch_size'], batch['num_steps'], make_rng(args.seed), False)
+    tensor = (args.tensor or ['W_hh'])[0]
+    sweep = gradsuite.step_sweep(net, X, Y, tensor=tensor)
+    print(f'{"step h":>8}  ' + '  '.join(f'{str(list(e["index"])):>12}' for e in sweep['entries'])
+          + f'  {"rounding":>12}')
+    for k, h in enumerate(sweep['steps']):
+        print(f'{h:>8.1e}  ' + '  '.join(f'{e["errors"][k]:>12.2e}' for e in sweep['entries'])
+              + f'  {sweep["rounding"][k]:>12.2e}')
+    plot_step_sweep(sweep, args.step_sweep)
+    print(f'minirnn: wrote {args.step_sweep}', file=sys.stderr)
+    return 0
 
 
 def cmd_probe(args):

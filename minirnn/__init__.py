@@ -9,7 +9,8 @@ from .checkpoint import Checkpoint
 from .config import PRESETS, TrainConfig
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError, MiniRNNError
 from .generate import predict
-from .gradcheck import gradcheck
+from . import gradcheck   # the module; calling it checks a model (gradcheck_model)
+from .gradcheck import gradcheck_cell, gradcheck_model
 from .model import RNNLM
 from .optim import SGD, Adagrad, Adam, clip_grad_norm, perplexity
 from .text import Vocab, download, encode_corpus, load_corpus, split_corpus
@@ -20,7 +21,7 @@ __version__ = '0.1.0'
 __all__ = [
     'RNNLM', 'Vocab', 'load_corpus', 'encode_corpus', 'split_corpus', 'download',
     'seq_data_iter_random', 'seq_data_iter_sequential', 'seq_data_iter_windows', 'SeqDataLoader',
-    'clip_grad_norm', 'SGD', 'Adagrad', 'Adam', 'perplexity', 'gradcheck', 'predict',
+    'clip_grad_norm', 'SGD', 'Adagrad', 'Adam', 'perplexity', 'gradcheck', 'gradcheck_model', 'gradcheck_cell', 'predict',
     'TrainConfig', 'PRESETS', 'fit', 'Checkpoint',
     'MiniRNNError', 'DataError', 'ConfigError', 'CheckpointError', 'DivergenceError',
 ]

@@ -168,3 +168,34 @@ def plot_bptt(rows, path, title=None):
     with atomic_write(path) as f:
         fig.savefig(f, format='png', dpi=90)
     return True
+
+
+def plot_step_sweep(sweep, path):
+    """The error of a central difference against its step h (gradsuite.step_sweep), log-log.
+
+    One line per entry, |a - n(h)|, beside the rounding bound K eps |loss| / h; truncation is
+    the h^2 slope on the right. The first step the checker tries is marked.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 4.2), layout='constrained')
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    steps = sweep['steps']
+    for entry in sweep['entries']:
+        # an exact zero (the difference hit the analytic value to the last bit) cannot be drawn
+        # on a log axis: it is shown at the bottom of the axis instead
+        errors = [max(e, 1e-20) for e in entry['errors']]
+        ax.loglog(steps, errors, marker='.', label=f'{sweep["tensor"]}{list(entry["index"])}: '
+                  f'|a| = {abs(entry["analytic"]):.1e}')
+    ax.loglog(steps, sweep['rounding'], color='gray', linestyle='--', label='rounding bound K eps |loss| / h')
+    ax.axvline(sweep['first_step'], color='gray', linestyle=':', label=f'first step tried, h = {sweep["first_step"]:g}')
+    ax.set_xlabel('step h')
+    ax.set_ylabel('|analytic - central difference|')
+    ax.set_title(f'central differences of the loss w.r.t. {sweep["tensor"]}: error against step')
+    ax.grid(True, which='both', alpha=0.3)
+    ax.set_ylim(bottom=1e-20 * 10)
+    ax.legend(fontsize=8)
+    with atomic_write(path) as f:
+        fig.savefig(f, format='png', dpi=100)

@@ -5,12 +5,14 @@ import warnings
 import numpy as np
 import pytest
 
-from minirnn.gradcheck import DEFAULT_CASES, format_report, gradcheck, run_default_cases
+from minirnn.gradcheck import format_report, gradcheck_model as gradcheck
+from minirnn.gradsuite import DEFAULT_CASES, run_default_cases
 from minirnn.backend import device_name, to_numpy
 from minirnn.cells import rnn
 from minirnn.errors import ConfigError
 from minirnn.model import RNNLM
 from minirnn.optim import SGD, clip_grad_norm, perplexity
+from minirnn.tree import leaves
 
 
 def data(rng, V, B, T):
@@ -62,11 +64,15 @@ def test_loss_is_the_mean_cross_entropy_of_the_logits(xp):
 
 @pytest.mark.parametrize('case', DEFAULT_CASES, ids=[c[0] for c in DEFAULT_CASES])
 def test_every_gradient_matches_finite_differences(xp, case):
+    """Every parameter and every state array of every default case, each judged OK."""
+    _, args, batch_size, _, _ = case
     results = run_default_cases(device=device_name(xp), cases=(case,))
     (label, rows), = results
-    names = {r['name'] for r in rows}
-    assert names >= {'W_xh', 'W_hh', 'b_h', 'W_hq', 'b_q', 'state'}
-    bad = [(r['name'], r['max_rel_error']) for r in rows if not r['ok']]
+    model = RNNLM(7, 6, dtype='float64', **{k: v for k, v in args.items() if k != 'sigma'})
+    names = [r['name'] for r in rows]
+    assert names[:len(model.params)] == list(model.params)
+    assert len(names) == len(model.params) + len(leaves(model.begin_state(batch_size)))
+    bad = [(r['name'], r['verdict']) for r in rows if r['verdict'] != 'OK']
     assert not bad, format_report(results)
 
 

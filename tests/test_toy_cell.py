@@ -12,7 +12,7 @@ import pytest
 
 from minirnn import checkpoint, cells
 from minirnn.config import TrainConfig
-from minirnn.gradcheck import gradcheck
+from minirnn.gradcheck import gradcheck_model as gradcheck
 from minirnn.model import RNNLM
 from minirnn import train
 from minirnn.train import fit

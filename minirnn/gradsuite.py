@@ -1,0 +1,109 @@
+"""What `cli.py gradcheck` checks: the default suite, a model the user describes, a checkpoint, a cell.
+
+gradcheck.py holds the check and its verdict; this module builds the models and batches it
+runs on, and measures the error of a central difference against its step (the curve in the
+README's "Trusting a gradient check").
+"""
+import numpy as np
+
+from . import checks
+from .backend import make_rng, to_numpy
+from .gradcheck import EPS, ROUNDING, STEP, TOLERANCE, _Entry, gradcheck_cell, gradcheck_model
+from .tree import tree_map
+
+# The default suite: small float64 models that take every code path. sigma=0.5 unless a case
+# says otherwise, vocabulary 7, H = 6; each row: label, RNNLM arguments, B, T, random initial
+# state. Dropout cases use a fixed mask (an int dropout seed).
+DEFAULT_CASES = (
+    ('tanh',                          dict(activation='tanh'),                            3, 5, False),
+    ('relu',                          dict(activation='relu'),                            3, 5, False),
+    ('embedding',                     dict(embed_dim=4),                                  3, 5, False),
+    ('batch 1',                       dict(),                                             1, 6, False),
+    ('one step',                      dict(),                                             4, 1, True),
+    ('non-zero initial state',        dict(),                                             3, 5, True),
+    ("the book's init, 35 steps",     dict(sigma=0.01),                                   4, 35, False),
+    ('gru',                           dict(cell='gru'),                                   3, 5, True),
+    ('lstm',                          dict(cell='lstm'),                                  3, 5, True),
+    ('gru, 2 layers, dropout',        dict(cell='gru', num_layers=2, dropout=0.3),        3, 4, True),
+    ('lstm, 2 layers, dropout',       dict(cell='lstm', num_layers=2, dropout=0.3),       3, 4, True),
+    ('rnn, 2 layers, embedding',      dict(num_layers=2, embed_dim=3),                    2, 4, True),
+)
+
+
+def random_batch(model, batch_size, num_steps, rng, random_state):
+    """Random token ids X, Y (B, T), and a random (or zero: None) initial state for `model`."""
+    X = rng.integers(0, model.vocab_size, (batch_size, num_steps))
+    Y = rng.integers(0, model.vocab_size, (batch_size, num_steps))
+    state = None
+    if random_state:
+        state = tree_map(lambda a: rng.standard_normal(a.shape) * 0.5,
+                         tree_map(to_numpy, model.begin_state(batch_size)))
+    return X, Y, state
+
+
+def check_case(model_args, batch_size, num_steps, random_state, *, device='cpu', seed=0, **options):
+    """Build one float64 RNNLM from model_args (sigma 0.5 unless given), a random batch, and check it.
+
+    options go to gradcheck_model (max_entries, step, tolerance, tensors). Returns report rows.
+    """
+    from .model import RNNLM
+    args = {'vocab_size': 7, 'num_hiddens': 6, 'sigma': 0.5, **model_args}
+    model = RNNLM(**args, dtype='float64', device=device, seed=seed, threads=1)
+    X, Y, state = random_batch(model, batch_size, num_steps, make_rng(seed), random_state)
+    dropout_rng = seed if model.dropout else None
+    return gradcheck_model(model, X, Y, state, dropout_rng=dropout_rng, seed=seed, **options)
+
+
+def run_default_cases(device='cpu', seed=0, cases=DEFAULT_CASES, **options):
+    """Check every case of the suite (case i seeded with seed + i). Returns [(label, rows)]."""
+    return [(label, check_case(args, B, T, random_state, device=device, seed=seed + i, **options))
+            for i, (label, args, B, T, random_state) in enumerate(cases)]
+
+
+def check_checkpoint(path, *, batch_size=4, num_steps=35, device='cpu', seed=0, **options):
+    """Check a trained model's gradients, in float64, on a batch of its own training text.
+
+    Returns [(label, rows)] with one entry.
+    """
+    from .probe import probe_batch
+    (label, model, X, Y), = probe_batch(checkpoints=[path], batch_size=batch_size, num_steps=num_steps,
+                                        dtype='float64', device=device, seed=seed)
+    return [(label, gradcheck_model(model, X, Y, seed=seed, **options))]
+
+
+def check_cell(cell, *, seed=0, **options):
+    """gradcheck_cell for `cell` as [(label, rows)], the shape format_report takes."""
+    return [(f'cell {cell}', gradcheck_cell(cell, seed=seed, **options))]
+
+
+def step_sweep(model, X, Y, state=None, *, tensor='W_hh', steps=None, entries=3):
+    """The error of the central difference against its step, for a few entries of one tensor.
+
+    For h from 1e-1 down to 1e-12: |a - n(h)| for the entries of `tensor` with the largest,
+    the median and the smallest non-zero |a|, beside the two bounds that shape the curve:
+    truncation (falls like h^2) and rounding, K eps |loss| / h (rises like 1/h).
+    Returns a dict: tensor, steps (list), entries [{index, analytic, errors (per step)}],
+    rounding (per step), loss.
+    """
+    steps = np.logspace(-1, -12, 45) if steps is None else np.asarray(steps, dtype=float)
+    checks.one_of('tensor', tensor, model.params)
+    result = model.gradients(X, Y, state)
+    state = model.begin_state(len(X)) if state is None else state
+
+    def f():
+        return model.loss(X, Y, state)[0]
+    f0 = f()
+    x = model.params[tensor]
+    a = to_numpy(result.grads[tensor]).astype(np.float64).reshape(-1)
+    nonzero = np.flatnonzero(a)
+    order = nonzero[np.argsort(-np.abs(a[nonzero]))]
+    picks = list(dict.fromkeys([order[0], order[len(order) // 2], order[-1]]))[:entries]
+    rows = []
+    for i in picks:
+        entry = _Entry(f, x.reshape(-1), int(i), f0)
+        errors = [abs(entry.level(float(h))[0] - a[i]) for h in steps]
+        rows.append({'index': tuple(int(k) for k in np.unravel_index(i, x.shape)),
+                     'analytic': float(a[i]), 'errors': errors})
+    return {'tensor': tensor, 'steps': steps.tolist(), 'entries': rows, 'loss': f0,
+            'rounding': (ROUNDING * EPS * abs(f0) / steps).tolist(), 'first_step': STEP,
+            'tolerance': TOLERANCE}
