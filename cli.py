@@ -498,7 +498,7 @@ def cmd_gradcheck(args):
         results = gradsuite.check_checkpoint(args.checkpoint, **batch, device=args.device,
                                              seed=args.seed, tensors=args.tensor, **options)
     elif described:
-        label = ', '.join(f'{k}={v}' for k, v in {**model, **batch}.items() if v is not None)
+        label = describe_model(model, batch)
         rows = gradsuite.check_case(model, batch['batch_size'], batch['num_steps'], False,
                                     device=args.device, seed=args.seed, tensors=args.tensor, **options)
         results = [(label, rows)]
@@ -507,6 +507,17 @@ def cmd_gradcheck(args):
     print(format_report(results, args.tolerance))
     counts = count_verdicts(results)
     return 1 if counts['FAIL'] or (args.strict and counts['INCONCLUSIVE']) else 0
+
+
+def describe_model(model, batch):
+    """A short label for a described model: 'lstm x2, dropout 0.3, H=16, V=28, sigma=0.01, B=4, T=35'."""
+    parts = [model['cell'] + (f' x{model["num_layers"]}' if model['num_layers'] > 1 else '')]
+    parts += [f'dropout {model["dropout"]:g}'] if model['dropout'] else []
+    parts += [model['activation']] if model['cell'] == 'rnn' else []
+    parts += [f'E={model["embed_dim"]}'] if model['embed_dim'] else []
+    parts += [f'H={model["num_hiddens"]}', f'V={model["vocab_size"]}', f'sigma={model["sigma"]:g}',
+              f'B={batch["batch_size"]}', f'T={batch["num_steps"]}']
+    return ', '.join(parts)
 
 
 def sweep_steps(args, model, batch):

@@ -185,8 +185,8 @@ def plot_step_sweep(sweep, path):
     steps = sweep['steps']
     for entry in sweep['entries']:
         # an exact zero (the difference hit the analytic value to the last bit) cannot be drawn
-        # on a log axis: it is shown at the bottom of the axis instead
-        errors = [max(e, 1e-20) for e in entry['errors']]
+        # on a log axis: it is left as a gap
+        errors = [e if e > 0 else float('nan') for e in entry['errors']]
         ax.loglog(steps, errors, marker='.', label=f'{sweep["tensor"]}{list(entry["index"])}: '
                   f'|a| = {abs(entry["analytic"]):.1e}')
     ax.loglog(steps, sweep['rounding'], color='gray', linestyle='--', label='rounding bound K eps |loss| / h')
@@ -195,7 +195,8 @@ def plot_step_sweep(sweep, path):
     ax.set_ylabel('|analytic - central difference|')
     ax.set_title(f'central differences of the loss w.r.t. {sweep["tensor"]}: error against step')
     ax.grid(True, which='both', alpha=0.3)
-    ax.set_ylim(bottom=1e-20 * 10)
+    smallest = min([e for entry in sweep['entries'] for e in entry['errors'] if e > 0] + sweep['rounding'])
+    ax.set_ylim(bottom=smallest / 10)
     ax.legend(fontsize=8)
     with atomic_write(path) as f:
         fig.savefig(f, format='png', dpi=100)

@@ -1,0 +1,198 @@
+"""The gradient checker's verdicts: correct code never FAILs, planted bugs always do, and what
+finite differences cannot settle reads INCONCLUSIVE with its reason.
+"""
+import numpy as np
+import pytest
+
+import minirnn
+import minirnn.gradcheck as gc
+from minirnn import cells
+from minirnn.backend import device_name
+from minirnn.errors import ConfigError
+from minirnn.gradsuite import check_case
+from minirnn.model import RNNLM
+from minirnn.tree import tree_map
+
+RECURRENT = {'rnn': 'W_hh', 'gru': 'W_hh', 'lstm': 'W_hc'}   # a recurrent weight of each cell
+BIAS = {'rnn': 'b_h', 'gru': 'b_z', 'lstm': 'b_f'}
+
+
+def test_the_module_is_the_module_and_calling_it_checks_a_model():
+    assert gc.format_report and gc.gradcheck_cell and gc.gradcheck_model
+    assert minirnn.gradcheck is gc
+    m = RNNLM(5, 3, sigma=0.5, dtype='float64', seed=0)
+    rows = minirnn.gradcheck(m, np.zeros((2, 3), int), np.ones((2, 3), int))
+    assert [r['name'] for r in rows] == list(m.params) + ['state']
+    assert all(r['verdict'] == 'OK' and r['ok'] for r in rows)
+
+
+class Planted(RNNLM):
+    """An RNNLM whose gradients carry one planted bug, as a user's mistake would."""
+
+    def __init__(self, *args, bug, target, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bug, self.target = bug, target
+
+    def gradients(self, *args, **kwargs):
+        result = super().gradients(*args, **kwargs)
+        grads, dstate, t = dict(result.grads), result.dstate, self.target
+        if self.bug == 'one entry 2% off':      # the entry with the largest |gradient|
+            g = grads[t].copy()
+            g[np.unravel_index(np.abs(g).argmax(), g.shape)] *= 1.02
+            grads[t] = g
+        elif self.bug == 'scaled by 1.01':
+            grads[t] = grads[t] * 1.01
+        elif self.bug == 'transposed':
+            grads[t] = grads[t].T.copy()
+        elif self.bug == 'bias gradient dropped':
+            grads[t] = np.zeros_like(grads[t])
+        elif self.bug == 'state gradient zeroed':
+            dstate = tree_map(np.zeros_like, dstate)
+        return result._replace(grads=grads, dstate=dstate)
+
+
+BUGS = ('one entry 2% off', 'scaled by 1.01', 'transposed', 'bias gradient dropped', 'state gradient zeroed')
+INITS = {"the book's init": dict(sigma=0.01, num_steps=35), 'a larger init': dict(sigma=0.5, num_steps=10)}
+
+
+def planted_model(cell, bug, sigma, num_layers=1, dropout=0.0):
+    suffix = '_l1' if num_layers > 1 else ''
+    target = BIAS[cell] + suffix if bug == 'bias gradient dropped' else RECURRENT[cell] + suffix
+    return Planted(9, 6, sigma=sigma, dtype='float64', seed=3, cell=cell, num_layers=num_layers,
+                   dropout=dropout, threads=1, bug=bug, target=target)
+
+
+@pytest.mark.parametrize('init', INITS)
+@pytest.mark.parametrize('bug', BUGS)
+@pytest.mark.parametrize('cell', sorted(cells.CELLS.keys() & RECURRENT.keys()))
+def test_every_planted_bug_fails(cell, bug, init):
+    sigma, T = INITS[init]['sigma'], INITS[init]['num_steps']
+    m = planted_model(cell, bug, sigma)
+    rng = np.random.default_rng(3)
+    X, Y = rng.integers(0, 9, (3, T)), rng.integers(0, 9, (3, T))
+    state_names = [n for n in gc._state_names(m.begin_state(3))]
+    buggy = state_names if bug == 'state gradient zeroed' else [m.target]
+    rows = gc.gradcheck_model(m, X, Y, tensors=buggy + ['b_q'], max_entries=None)
+    verdicts = {r['name']: r['verdict'] for r in rows}
+    assert all(verdicts[name] == 'FAIL' for name in buggy), gc.format_report([(bug, rows)])
+    assert verdicts['b_q'] == 'OK'                   # the untouched tensor beside it passes
+    failed = next(r for r in rows if r['verdict'] == 'FAIL')
+    assert failed['worst'] and {'index', 'analytic', 'numeric'} <= set(failed['worst'][0])
+
+
+def test_a_planted_bug_in_a_deep_layer_with_dropout_fails():
+    m = planted_model('lstm', 'scaled by 1.01', 0.5, num_layers=2, dropout=0.3)
+    rng = np.random.default_rng(4)
+    X, Y = rng.integers(0, 9, (3, 6)), rng.integers(0, 9, (3, 6))
+    rows = gc.gradcheck_model(m, X, Y, dropout_rng=7, tensors=['W_hc', 'W_hc_l1'], max_entries=None)
+    assert [r['verdict'] for r in rows] == ['OK', 'FAIL']
+
+
+# the configurations where the old per-entry check failed correct code, and more
+GRID = [dict(sigma=s, num_steps=T, activation=a) for s in (0.01, 0.1, 0.5) for T in (1, 17, 50)
+        for a in ('tanh', 'relu')]
+GRID += [dict(sigma=0.1, num_steps=20, embed_dim=3), dict(sigma=0.01, num_steps=35, cell='gru'),
+         dict(sigma=0.5, num_steps=20, cell='lstm'), dict(sigma=0.1, num_steps=12, cell='gru', num_layers=2)]
+
+
+@pytest.mark.parametrize('config', GRID, ids=lambda c: ','.join(f'{k}={v}' for k, v in c.items()))
+def test_correct_code_never_fails(config):
+    config = dict(config)
+    T = config.pop('num_steps')
+    for seed in (0, 1):
+        rows = check_case({'num_hiddens': 5, **config}, 3, T, True, seed=seed, max_entries=30)
+        assert not [r for r in rows if r['verdict'] == 'FAIL'], gc.format_report([(str(config), rows)])
+
+
+def test_the_books_init_reads_ok_where_entrywise_relative_errors_failed():
+    """sigma 0.01, T=35: gradients of 1e-8..1e-4 next to a loss of 3.3; per-entry relative
+    errors of 1e-5 and worse came from rounding alone."""
+    m = RNNLM(28, 32, sigma=0.01, dtype='float64', seed=0, threads=1)
+    rng = np.random.default_rng(0)
+    X, Y = rng.integers(0, 28, (4, 35)), rng.integers(0, 28, (4, 35))
+    rows = gc.gradcheck_model(m, X, Y, tensors=['W_hh', 'state'], max_entries=40)
+    assert [r['verdict'] for r in rows] == ['OK', 'OK']
+    # the old criterion on the same model: one step, each entry against its own size
+    result = m.gradients(X, Y)
+    idx = np.arange(0, m.params['W_hh'].size, 7)
+    numeric = gc.numerical_gradient(lambda: m.loss(X, Y)[0], m.params['W_hh'], idx)
+    assert gc.relative_error(result.grads['W_hh'].reshape(-1)[idx], numeric).max() > 1e-6
+
+
+def test_a_kink_inside_every_step_is_inconclusive_not_a_fail():
+    x = np.array([0.0, 0.3])
+    kink = 1e-11                    # relu(x + 1e-11): a kink closer to x[0] than the smallest step
+
+    def f():
+        return float(np.maximum(0, x + kink).sum())
+    row = gc.compare('relu', np.array([1.0, 1.0]), f, x)
+    assert row['verdict'] == 'INCONCLUSIVE' and 'kink' in row['reason']
+    assert np.array_equal(x, [0.0, 0.3])          # restored
+
+
+def test_a_function_bending_faster_than_the_step_is_inconclusive():
+    x, w = np.array([3e-10]), 1e9                  # sin(w x): a wavelength of 6e-9, far below h0 = 1e-5
+
+    def f():
+        return float(np.sin(w * x).sum())
+    row = gc.compare('sin', w * np.cos(w * x), f, x)
+    assert row['verdict'] == 'INCONCLUSIVE' and 'change with the step' in row['reason']
+    # and with a wrong analytic value the same function still cannot FAIL without evidence
+    row = gc.compare('sin', 2 * w * np.cos(w * x), f, x)
+    assert row['verdict'] != 'OK'
+
+
+def test_a_gradient_at_rounding_level_is_inconclusive_and_says_so():
+    m = RNNLM(10, 8, sigma=1e-5, dtype='float64', seed=0, threads=1)
+    rng = np.random.default_rng(0)
+    X, Y = rng.integers(0, 10, (3, 10)), rng.integers(0, 10, (3, 10))
+    row, = gc.gradcheck_model(m, X, Y, tensors=['W_hh'])
+    assert row['verdict'] == 'INCONCLUSIVE' and 'rounding' in row['reason']
+
+
+def test_a_zero_gradient_has_nothing_to_compare():
+    x = np.array([1.0, 2.0])
+    row = gc.compare('flat', np.zeros(2), lambda: 5.0, x)
+    assert row['verdict'] == 'INCONCLUSIVE' and 'zero' in row['reason']
+
+
+@pytest.mark.parametrize('name', sorted(cells.CELLS.keys() & RECURRENT.keys()))
+def test_every_cell_passes_the_cell_level_check(xp, name):
+    rows = gc.gradcheck_cell(name, device=device_name(xp), num_steps=6)
+    cell = cells.CELLS[name]
+    expected = [k for k in cell.init_params(np.random.default_rng(0), 4, 4, 0.1, np, np.float64)
+                if k not in cell.INPUT_WEIGHTS] + ['XW']
+    assert [r['name'] for r in rows][:len(expected)] == expected
+    assert all(r['verdict'] == 'OK' for r in rows), gc.format_report([(name, rows)])
+
+
+def test_the_cell_level_check_catches_a_bug_in_a_cells_backward(monkeypatch):
+    from minirnn.cells import lstm
+    real = lstm.backward
+
+    def wrong(params, dHs, cache, dfinal_state=None, **options):
+        grads, dXW, dstate = real(params, dHs, cache, dfinal_state, **options)
+        return {**grads, 'W_hf': grads['W_hf'] * 1.01}, dXW, dstate
+    monkeypatch.setattr(lstm, 'backward', wrong)
+    rows = gc.gradcheck_cell('lstm')
+    assert {r['name'] for r in rows if r['verdict'] == 'FAIL'} == {'W_hf'}
+
+
+def test_the_report_shows_errors_scale_step_and_counts():
+    rows = gc.gradcheck_model(planted_model('rnn', 'scaled by 1.01', 0.5), np.zeros((2, 4), int),
+                              np.ones((2, 4), int), max_entries=10)
+    report = gc.format_report([('planted', rows)])
+    header, *lines = report.splitlines()
+    assert all(col in header for col in ('step h', 'abs err', 'scale', 'rel err', 'verdict'))
+    assert 'FAIL: ' in report and 'at (' in report and '10/36' in report   # worst entries; a sample
+    assert lines[-1].startswith(f'{len(rows) - 1} OK, 1 FAIL, 0 INCONCLUSIVE')
+
+
+def test_checks_need_float64_and_known_tensors():
+    with pytest.raises(ConfigError, match='float64'):
+        gc.gradcheck_model(RNNLM(5, 3, seed=0), np.zeros((1, 2), int), np.zeros((1, 2), int))
+    m = RNNLM(5, 3, dtype='float64', seed=0)
+    with pytest.raises(ConfigError, match='no tensor W_nope'):
+        gc.gradcheck_model(m, np.zeros((1, 2), int), np.zeros((1, 2), int), tensors=['W_nope'])
+    with pytest.raises(ConfigError, match='unknown cell'):
+        gc.gradcheck_cell('nope')
