@@ -7,6 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import cli
@@ -132,6 +133,61 @@ def test_gradcheck_prints_its_table_and_passes(capsys):
     assert ' 0 FAIL, 0 INCONCLUSIVE' in lines[-1] and lines[-1].endswith('all gradients OK')
 
 
+def test_gradcheck_on_a_model_the_user_describes(capsys):
+    code, out, _ = run(capsys, 'gradcheck', '--cell', 'gru', '--num-layers', '2', '--dropout', '0.2',
+                       '--num-hiddens', '4', '--vocab-size', '6', '--batch-size', '2', '--num-steps', '5',
+                       '--sigma', '0.3', '--max-entries', '8', '--tolerance', '1e-5', '--step', '2e-5')
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[1].startswith('gru x2, dropout 0.2, H=4, V=6, sigma=0.3, B=2, T=5')
+    assert 'W_hh_l1' in out and '8/16' in out and '(tolerance 1e-05 x scale' in lines[-1]
+
+
+def test_gradcheck_of_a_checkpoint_on_its_own_text(capsys, trained):
+    code, out, _ = run(capsys, 'gradcheck', '--checkpoint', str(trained / 'model.npz'), '--batch-size', '2',
+                       '--num-steps', '8', '--tensor', 'W_hh', '--tensor', 'state', '--max-entries', '20')
+    lines = out.strip().splitlines()
+    assert code == 0 and [line.split()[1] for line in lines[1:-1]] == ['W_hh', 'state']
+    assert lines[1].startswith(str(trained / 'model.npz'))
+
+
+def test_gradcheck_of_a_cell_alone(capsys):
+    code, out, _ = run(capsys, 'gradcheck', '--level', 'cell', '--cell', 'lstm', '--num-hiddens', '3',
+                       '--num-steps', '4')
+    assert code == 0 and 'cell lstm' in out and ' XW ' in out and 'W_xi' not in out
+
+
+def test_gradcheck_inconclusive_passes_unless_strict(capsys):
+    argv = ['gradcheck', '--sigma', '1e-5', '--num-steps', '10', '--num-hiddens', '8', '--vocab-size', '10',
+            '--batch-size', '3', '--tensor', 'W_hh']
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and 'INCONCLUSIVE: the differences are at rounding level' in out
+    assert out.strip().splitlines()[-1].startswith('0 OK, 0 FAIL, 1 INCONCLUSIVE')
+    assert run(capsys, *argv, '--strict')[0] == 1
+
+
+def test_gradcheck_exits_1_on_a_fail(capsys, monkeypatch):
+    from minirnn.cells import rnn
+    real = rnn.backward
+
+    def wrong(params, dHs, cache, dfinal_state=None, **options):
+        grads, dXW, dstate = real(params, dHs, cache, dfinal_state, **options)
+        return {**grads, 'b_h': grads['b_h'] * 0.98}, dXW, dstate
+    monkeypatch.setattr(rnn, 'backward', wrong)
+    code, out, _ = run(capsys, 'gradcheck', '--num-hiddens', '4', '--num-steps', '6', '--sigma', '0.3')
+    assert code == 1 and 'FAIL: ' in out and 'gradients FAILED' in out
+
+
+def test_gradcheck_step_sweep_prints_the_curve_and_writes_a_png(capsys, tmp_path):
+    png = tmp_path / 'sweep.png'
+    code, out, err = run(capsys, 'gradcheck', '--num-hiddens', '4', '--num-steps', '5', '--sigma', '0.1',
+                         '--step-sweep', str(png))
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0].split()[:2] == ['step', 'h'] and len(lines) == 46
+    errors = np.array([[float(v) for v in line.split()[1:]] for line in lines[1:]])
+    assert errors[:, :-1].min() < 1e-8 < errors[:, :-1].max()      # the V of truncation and rounding
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and str(png) in err
+
+
 def test_bench_ends_with_a_json_line(capsys):
     code, out, _ = run(capsys, 'bench', '--batch-size', '4', '--num-steps', '5', '--num-hiddens', '8',
                        '--iters', '2')
@@ -165,6 +221,8 @@ BAD_ARGUMENTS = [
     ['generate', '--checkpoint', 'm.npz', '--prefix', 'x', '--top-k', '0'],
     ['eval', '--checkpoint', 'm.npz'], ['bench', '--iters', '0'], ['bench', '--device', 'quantum'],
     ['download'], ['fly'], [],
+    ['gradcheck', '--checkpoint', 'm.npz', '--cell', 'gru'], ['gradcheck', '--level', 'cell', '--checkpoint', 'm.npz'],
+    ['gradcheck', '--tolerance', '0'], ['gradcheck', '--dropout', '1'],
 ]
 
 
