@@ -11,8 +11,8 @@ from .backend import make_rng, to_numpy
 from .gradcheck import EPS, ROUNDING, STEP, TOLERANCE, _Entry, gradcheck_cell, gradcheck_model
 from .tree import tree_map
 
-# The default suite: small float64 models that take every code path. sigma=0.5 unless a case
-# says otherwise, vocabulary 7, H = 6; each row: label, RNNLM arguments, B, T, random initial
+# The default suite: small float64 models that take every code path. sigma=0.5, vocabulary 7,
+# H = 6 unless a case says otherwise; each row: label, RNNLM arguments, B, T, random initial
 # state. Dropout cases use a fixed mask (an int dropout seed).
 DEFAULT_CASES = (
     ('tanh',                          dict(activation='tanh'),                            3, 5, False),
@@ -24,8 +24,8 @@ DEFAULT_CASES = (
     ("the book's init, 35 steps",     dict(sigma=0.01),                                   4, 35, False),
     ('gru',                           dict(cell='gru'),                                   3, 5, True),
     ('lstm',                          dict(cell='lstm'),                                  3, 5, True),
-    ('gru, 2 layers, dropout',        dict(cell='gru', num_layers=2, dropout=0.3),        3, 4, True),
-    ('lstm, 2 layers, dropout',       dict(cell='lstm', num_layers=2, dropout=0.3),       3, 4, True),
+    ('gru, 2 layers, dropout',        dict(cell='gru', num_layers=2, dropout=0.3, num_hiddens=4), 3, 4, True),
+    ('lstm, 2 layers, dropout',       dict(cell='lstm', num_layers=2, dropout=0.3, num_hiddens=4), 3, 4, True),
     ('rnn, 2 layers, embedding',      dict(num_layers=2, embed_dim=3),                    2, 4, True),
 )
 

@@ -68,7 +68,8 @@ def test_every_gradient_matches_finite_differences(xp, case):
     _, args, batch_size, _, _ = case
     results = run_default_cases(device=device_name(xp), cases=(case,))
     (label, rows), = results
-    model = RNNLM(7, 6, dtype='float64', **{k: v for k, v in args.items() if k != 'sigma'})
+    model = RNNLM(7, args.get('num_hiddens', 6), dtype='float64',
+                  **{k: v for k, v in args.items() if k not in ('sigma', 'num_hiddens')})
     names = [r['name'] for r in rows]
     assert names[:len(model.params)] == list(model.params)
     assert len(names) == len(model.params) + len(leaves(model.begin_state(batch_size)))
