@@ -520,6 +520,9 @@ def describe_model(model, batch):
     return ', '.join(parts)
 
 
+ROUNDING_NOTE = 'K eps |loss| / h, the bound the checker uses'
+
+
 def sweep_steps(args, model, batch):
     """`gradcheck --step-sweep PNG`: the error-against-step curve, a table on stdout and the PNG."""
     from minirnn import RNNLM, gradsuite
@@ -529,12 +532,16 @@ def sweep_steps(args, model, batch):
     X, Y, _ = gradsuite.random_batch(net, batch['batch_size'], batch['num_steps'], make_rng(args.seed), False)
     tensor = (args.tensor or ['W_hh'])[0]
     sweep = gradsuite.step_sweep(net, X, Y, tensor=tensor)
+    print(f'# |analytic - central difference| for entries of {tensor} with |a| = '
+          + ', '.join(f'{abs(e["analytic"]):.1e}' for e in sweep['entries'])
+          + f'; loss {sweep["loss"]:.4f}; rounding = {ROUNDING_NOTE}')
     print(f'{"step h":>8}  ' + '  '.join(f'{str(list(e["index"])):>12}' for e in sweep['entries'])
           + f'  {"rounding":>12}')
     for k, h in enumerate(sweep['steps']):
         print(f'{h:>8.1e}  ' + '  '.join(f'{e["errors"][k]:>12.2e}' for e in sweep['entries'])
               + f'  {sweep["rounding"][k]:>12.2e}')
-    plot_step_sweep(sweep, args.step_sweep)
+    plot_step_sweep(sweep, args.step_sweep, title=f'dL/d{tensor} by central differences: '
+                    f'{describe_model(model, batch)}')
     print(f'minirnn: wrote {args.step_sweep}', file=sys.stderr)
     return 0
 

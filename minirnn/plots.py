@@ -170,7 +170,7 @@ def plot_bptt(rows, path, title=None):
     return True
 
 
-def plot_step_sweep(sweep, path):
+def plot_step_sweep(sweep, path, title=None):
     """The error of a central difference against its step h (gradsuite.step_sweep), log-log.
 
     One line per entry, |a - n(h)|, beside the rounding bound K eps |loss| / h; truncation is
@@ -193,7 +193,7 @@ def plot_step_sweep(sweep, path):
     ax.axvline(sweep['first_step'], color='gray', linestyle=':', label=f'first step tried, h = {sweep["first_step"]:g}')
     ax.set_xlabel('step h')
     ax.set_ylabel('|analytic - central difference|')
-    ax.set_title(f'central differences of the loss w.r.t. {sweep["tensor"]}: error against step')
+    ax.set_title(title or f'central differences of the loss w.r.t. {sweep["tensor"]}', fontsize=10)
     ax.grid(True, which='both', alpha=0.3)
     smallest = min([e for entry in sweep['entries'] for e in entry['errors'] if e > 0] + sweep['rounding'])
     ax.set_ylim(bottom=smallest / 10)

@@ -182,8 +182,9 @@ def test_gradcheck_step_sweep_prints_the_curve_and_writes_a_png(capsys, tmp_path
     code, out, err = run(capsys, 'gradcheck', '--num-hiddens', '4', '--num-steps', '5', '--sigma', '0.1',
                          '--step-sweep', str(png))
     lines = out.strip().splitlines()
-    assert code == 0 and lines[0].split()[:2] == ['step', 'h'] and len(lines) == 46
-    errors = np.array([[float(v) for v in line.split()[1:]] for line in lines[1:]])
+    assert code == 0 and lines[0].startswith('# |analytic - central difference|')
+    assert lines[1].split()[:2] == ['step', 'h'] and len(lines) == 47
+    errors = np.array([[float(v) for v in line.split()[1:]] for line in lines[2:]])
     assert errors[:, :-1].min() < 1e-8 < errors[:, :-1].max()      # the V of truncation and rounding
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and str(png) in err
 
