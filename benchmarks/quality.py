@@ -45,7 +45,7 @@ def flags(options):
 def run_minirnn(name, options, budget, out_dir, seed):
     out = Path(out_dir) / f'{name}-minirnn'
     argv = [sys.executable, str(REPO / 'cli.py'), 'train', '--data', 'timemachine', '--max-tokens', 'all',
-            '--val-fraction', '0.1', '--optimizer', 'adam', '--clip', '1', '--num-epochs', '1000',
+            '--val-fraction', '0.1', '--optimizer', 'adam', '--clip', '1',
             '--max-minutes', str(budget), '--seed', str(seed), '--num-preds', '0', '--quiet',
             '--overwrite', '--out', str(out)] + flags({**options, **MINIRNN_ONLY})
     start = time.monotonic()

@@ -25,6 +25,7 @@ from torch import nn  # noqa: E402
 from minirnn import text  # noqa: E402
 from minirnn.batching import SeqDataLoader  # noqa: E402
 from minirnn.evaluation import corpus_batches  # noqa: E402
+from minirnn.optim import Schedule  # noqa: E402
 
 
 class LanguageModel(nn.Module):
@@ -81,6 +82,8 @@ def main(argv=None):
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--num-steps', type=int, default=64)
     p.add_argument('--lr', type=float, default=2e-3)
+    p.add_argument('--lr-schedule', choices=('constant', 'cosine'), default='constant',
+                   help='cosine: to 0 over --num-epochs, per optimizer step (minirnn.optim.Schedule)')
     p.add_argument('--weight-decay', type=float, default=0.0)
     p.add_argument('--clip', type=float, default=1.0)
     p.add_argument('--num-epochs', type=int, default=1000)
@@ -100,7 +103,8 @@ def main(argv=None):
     keep = [p for n, p in model.named_parameters() if 'bias' in n]
     optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': args.weight_decay},
                                    {'params': keep, 'weight_decay': 0.0}], lr=args.lr)
-    best, best_epoch, history = math.inf, None, []
+    schedule = Schedule(args.lr, args.lr_schedule, total_steps=args.num_epochs * len(loader))
+    best, best_epoch, history, steps = math.inf, None, [], 0
     started, last_epoch = time.monotonic(), 0.0
     for epoch in range(1, args.num_epochs + 1):
         if time.monotonic() - started + last_epoch > 60 * args.max_minutes:
@@ -116,7 +120,10 @@ def main(argv=None):
             loss.backward()
             if args.clip:
                 nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            for group in optimizer.param_groups:     # the same rate per step as minirnn's
+                group['lr'] = schedule(steps, epoch)
             optimizer.step()
+            steps += 1
             loss_sum += loss.item() * Y.numel()
             tokens += Y.numel()
             train_seconds += time.perf_counter() - tick

@@ -30,6 +30,7 @@ f = sum(Hs * dHs) + sum(final_state * dfinal) with random upstream gradients, fr
 """
 import sys
 import types
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,6 +51,14 @@ VERDICTS = ('OK', 'FAIL', 'INCONCLUSIVE')
 
 
 # --- one entry: central differences at an adapted step ----------------------------------------
+
+class Estimate(NamedTuple):
+    """One entry's finite-difference estimate at the step its walk settled on."""
+    value: float        # n(h), the central difference
+    uncertainty: float  # u(h) = |n(h) - n(2h)| + K eps |f| / h
+    step: float         # h
+    rounding: bool      # whether rounding is the larger part of u
+
 
 class _Entry:
     """The central differences of f along one entry of x, at steps h, cached by step."""
@@ -112,8 +121,8 @@ class _Entry:
     def refine(self, h, target):
         """Walk the step from h, halving when curvature dominates u and doubling when rounding
         does, while u exceeds target, for as long as u shrinks (a kink can make u jump about,
-        so PATIENCE moves without improvement are allowed). Returns (n, u, h, rounding) at
-        the step with the smallest u."""
+        so PATIENCE moves without improvement are allowed). Returns the Estimate at the step
+        with the smallest u."""
         u, rounding = self.uncertainty(h)
         best = (u, h, rounding)
         stalled = 0
@@ -129,7 +138,7 @@ class _Entry:
             else:
                 stalled += 1
         u, h, rounding = best
-        return self.level(h)[0], u, h, rounding
+        return Estimate(self.level(h)[0], u, h, rounding)
 
 
 def sample_indices(size, max_entries, rng):
@@ -187,18 +196,18 @@ def compare(name, analytic, f, x, *, f0=None, max_entries=None, rng=None, step=S
     refined, start = [], step
     for e in entries:
         refined.append(e.refine(start, tolerance * scale))
-        start = refined[-1][2]
-    n = np.array([r[0] for r in refined])
-    u = np.array([r[1] for r in refined])
-    h = np.array([r[2] for r in refined])
+        start = refined[-1].step
+    n = np.array([r.value for r in refined])
+    u = np.array([r.uncertainty for r in refined])
+    h = np.array([r.step for r in refined])
     error = np.abs(a - n)
     disagrees = error > tolerance * scale + SAFETY * u
     # a disagreement counts only if the smallest step that rounding allows finds it too
-    unconfirmed = np.array([bool(d) and not e.confirm(r[2], r[1], scale)
+    unconfirmed = np.array([bool(d) and not e.confirm(r.step, r.uncertainty, scale)
                             for d, e, r in zip(disagrees, entries, refined)], dtype=bool)
     # across a kink the differences can agree with each other and still average two slopes:
     # a disagreement there says nothing about the analytic gradient, whatever u says
-    kinked = np.array([bool(d) and e.kink(r[2]) for d, e, r in zip(disagrees, entries, refined)], dtype=bool)
+    kinked = np.array([bool(d) and e.kink(r.step) for d, e, r in zip(disagrees, entries, refined)], dtype=bool)
     unresolved = (u > RESOLUTION * scale) | kinked | unconfirmed
     fails = disagrees & ~unresolved
     if fails.any():
@@ -228,11 +237,11 @@ def _why_unresolved(entries, refined, scale):
     if not scale:
         return ('the gradient is zero to within rounding: nothing to compare (a path that this '
                 'input never uses?); check a configuration where it is non-zero')
-    if all(ROUNDING * EPS * e.level(r[2])[2] / r[2] > RESOLUTION * scale for e, r in zip(entries, refined)):
+    if all(ROUNDING * EPS * e.level(r.step)[2] / r.step > RESOLUTION * scale for e, r in zip(entries, refined)):
         return ('the differences are at rounding level (eps |loss| / h against a gradient this '
                 'small): check the cell alone (--level cell), or use fewer --num-steps or a '
                 'larger --sigma')
-    if any(e.kink(r[2]) for e, r in zip(entries, refined)):   # (cached: no new evaluations)
+    if any(e.kink(r.step) for e, r in zip(entries, refined)):   # (cached: no new evaluations)
         return ('a kink (relu at 0) lies within the smallest usable step: f is not '
                 'differentiable there; use tanh, another --seed, or a smaller --step')
     return ('the differences change with the step beyond what rounding explains, down to the '
