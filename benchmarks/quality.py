@@ -1,15 +1,16 @@
 """Held-out perplexity for a fixed wall-clock budget on this CPU: minirnn against PyTorch.
 
-Each row is one model configuration, trained by both frameworks on The Time Machine
-(letters, all of it) with the last 10% held out and never trained on, for the same budget
-(--budget-minutes of wall time, validation and checkpoints included; neither starts an epoch
-that would end past it), on the same batches (the sequential sampler, state carried), with
-Adam and clipping at 1. The figure is the held-out perplexity of the best epoch (both keep
-the best epoch by that perplexity; the final epoch's is printed too). minirnn runs
-`cli.py train --max-minutes`; PyTorch runs benchmarks/torch_lm.py (pip install torch==2.13.0).
-The runs go one after the other, never side by side: each has the machine to itself.
+Each row is a preset of minirnn/config.py ('tm-rnn', 'tm-lstm2'), trained by both frameworks
+on The Time Machine (letters, all of it) with the last 10% held out and never trained on, for
+at most the same budget (--budget-minutes of wall time, validation and checkpoints included;
+neither starts an epoch that would end past it), on the same batches (the sequential sampler,
+state carried), with the preset's Adam, cosine schedule, dropout and clipping. The figure is
+the held-out perplexity of the best epoch (both keep the best epoch by that perplexity; the
+final epoch's is printed too). minirnn runs `cli.py train --preset NAME --max-minutes`;
+PyTorch runs benchmarks/torch_lm.py (pip install torch==2.13.0) with the preset's settings and
+its own default initialisation. The runs go one after the other, never side by side.
 
-    python benchmarks/quality.py --rows rnn lstm2 --budget-minutes 15 --out runs/quality
+    python benchmarks/quality.py --budget-minutes 15 --out runs/quality
 """
 import argparse
 import json
@@ -20,18 +21,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# one configuration per row; every key is a `cli.py train` option and a torch_lm.py option
-ROWS = {
-    'rnn': dict(cell='rnn', num_layers=1, num_hiddens=512, embed_dim=64, dropout=0.1,
-                batch_size=32, num_steps=64, lr=2e-3),
-    'gru': dict(cell='gru', num_layers=1, num_hiddens=512, embed_dim=64, dropout=0.2,
-                batch_size=32, num_steps=64, lr=2e-3),
-    'lstm': dict(cell='lstm', num_layers=1, num_hiddens=512, embed_dim=64, dropout=0.2,
-                 batch_size=32, num_steps=64, lr=2e-3),
-    'lstm2': dict(cell='lstm', num_layers=2, num_hiddens=512, embed_dim=64, dropout=0.3,
-                  batch_size=32, num_steps=64, lr=2e-3),
-}
-MINIRNN_ONLY = dict(sigma=0.05)   # minirnn's normal init; PyTorch keeps its own uniform init
+# one row per preset (minirnn/config.py); PyTorch gets the same settings from it, except the
+# initialisation (it keeps its own uniform one) and the progress options
+ROWS = ('tm-rnn', 'tm-lstm2')
+TORCH_KEYS = ('cell', 'num_layers', 'num_hiddens', 'embed_dim', 'dropout', 'batch_size', 'num_steps',
+              'lr', 'lr_schedule', 'num_epochs', 'clip', 'val_fraction')
+
+
+def torch_options(preset):
+    from minirnn.config import PRESETS
+    return {k: PRESETS[preset][k] for k in TORCH_KEYS if k in PRESETS[preset]}
 
 
 def flags(options):
@@ -42,12 +41,10 @@ def flags(options):
     return out
 
 
-def run_minirnn(name, options, budget, out_dir, seed):
+def run_minirnn(name, budget, out_dir, seed):
     out = Path(out_dir) / f'{name}-minirnn'
-    argv = [sys.executable, str(REPO / 'cli.py'), 'train', '--data', 'timemachine', '--max-tokens', 'all',
-            '--val-fraction', '0.1', '--optimizer', 'adam', '--clip', '1',
-            '--max-minutes', str(budget), '--seed', str(seed), '--num-preds', '0', '--quiet',
-            '--overwrite', '--out', str(out)] + flags({**options, **MINIRNN_ONLY})
+    argv = [sys.executable, str(REPO / 'cli.py'), 'train', '--preset', name, '--max-minutes', str(budget),
+            '--seed', str(seed), '--num-preds', '0', '--quiet', '--overwrite', '--out', str(out)]
     start = time.monotonic()
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -59,9 +56,9 @@ def run_minirnn(name, options, budget, out_dir, seed):
             'minutes': (time.monotonic() - start) / 60, 'command': ' '.join(argv[1:])}
 
 
-def run_pytorch(name, options, budget, out_dir, seed, threads):
+def run_pytorch(name, budget, out_dir, seed, threads):
     argv = [sys.executable, str(REPO / 'benchmarks' / 'torch_lm.py'), '--max-minutes', str(budget),
-            '--seed', str(seed), '--threads', str(threads), '--val-fraction', '0.1'] + flags(options)
+            '--seed', str(seed), '--threads', str(threads)] + flags(torch_options(name))
     start = time.monotonic()
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -84,7 +81,7 @@ def cell(result):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--rows', nargs='+', choices=sorted(ROWS), default=['rnn', 'lstm2'])
+    parser.add_argument('--rows', nargs='+', choices=ROWS, default=list(ROWS))
     parser.add_argument('--frameworks', nargs='+', choices=('minirnn', 'pytorch'), default=['minirnn', 'pytorch'])
     parser.add_argument('--budget-minutes', type=float, default=15.0)
     parser.add_argument('--threads', type=int, default=2, help='PyTorch threads (minirnn uses every core)')
@@ -98,16 +95,16 @@ def main(argv=None):
         for framework in args.frameworks:
             print(f'{name}: {framework}, {args.budget_minutes:g} minutes ...', file=sys.stderr, flush=True)
             if framework == 'minirnn':
-                got = run_minirnn(name, ROWS[name], args.budget_minutes, args.out, args.seed)
+                got = run_minirnn(name, args.budget_minutes, args.out, args.seed)
             else:
-                got = run_pytorch(name, ROWS[name], args.budget_minutes, args.out, args.seed, args.threads)
+                got = run_pytorch(name, args.budget_minutes, args.out, args.seed, args.threads)
             results[name][framework] = got
             print(f'{name}: {framework}: {cell(got)}', file=sys.stderr, flush=True)
             (Path(args.out) / 'results.json').write_text(json.dumps(results, indent=1) + '\n')
     print(f'| row | configuration | minirnn | PyTorch {"" if "pytorch" in args.frameworks else "(not run)"} |')
     print('|---|---|---|---|')
     for name, got in results.items():
-        config = ', '.join(f'{k}={v}' for k, v in ROWS[name].items())
+        config = ', '.join(f'{k}={v}' for k, v in torch_options(name).items())
         print(f'| {name} | {config} | {cell(got.get("minirnn", {"error": "not run"}))} '
               f'| {cell(got.get("pytorch", {"error": "not run"}))} |')
     return 0

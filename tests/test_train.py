@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from minirnn import checkpoint, train
-from minirnn.config import TrainConfig, make_config
+from minirnn.config import PRESETS, TrainConfig, make_config
 from minirnn.errors import CheckpointError, ConfigError, DataError, DivergenceError
 from minirnn.evaluation import corpus_batches, evaluate
 from minirnn.feedback import format_ppl
@@ -525,3 +525,11 @@ def test_a_time_budget_stops_before_an_epoch_that_would_overrun_it(tmp_path, mon
 def test_bad_truncation_settings_are_config_errors(bad, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**bad)
+
+
+@pytest.mark.parametrize('name', sorted(PRESETS))
+def test_every_preset_makes_a_valid_config(name):
+    config = make_config(name)
+    assert config.num_epochs >= 1 and config.data == 'timemachine'
+    if name.startswith('tm-'):     # the held-out presets validate on the book's last 10%
+        assert config.val_fraction == 0.1 and config.lr_schedule == 'cosine' and config.embed_dim
