@@ -8,6 +8,7 @@ moving to the GPU is backend.to_device's job, at the edge.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import checks
 from .backend import make_rng, to_device, to_numpy
 from .errors import CheckpointError, ConfigError, DataError
 
@@ -26,8 +27,7 @@ def _as_corpus(corpus):
 
 def _check_positive(**values):
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ConfigError(f'{name} must be a positive integer, got {value!r}')
+        checks.integer(name, value)
 
 
 def min_corpus_length(sampler, batch_size, num_steps, start=0, num_windows=1):
@@ -157,8 +157,7 @@ def _one_epoch(sampler, corpus, batch_size, num_steps, rng):
 
 
 def _window_range(corpus, num_steps, start, num_windows):
-    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
-        raise ConfigError(f'start must be a non-negative integer, got {start!r}')
+    checks.integer('start', start, 0)
     if num_windows is None:
         return max(len(corpus) - num_steps - start, 1)  # every window from start (or a too-short error)
     _check_positive(num_windows=num_windows)

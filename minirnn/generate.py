@@ -6,11 +6,10 @@ flattens softmax(logits) with temperature and alpha and may keep only the top_k 
 draws from a host NumPy Generator, so a seed gives the same text on CPU and GPU.
 """
 import math
-import numbers
 
 import numpy as np
 
-from . import text
+from . import checks, text
 from .backend import make_rng, to_numpy
 from .errors import ConfigError, DivergenceError
 
@@ -36,21 +35,15 @@ def predict(model, vocab, prefix, num_preds, *, preprocess='letters', token='cha
         rng: int seed, numpy Generator or None, for 'sample'.
     Returns: the preprocessed prefix followed by the generated text (word tokens joined by spaces).
     """
-    if strategy not in STRATEGIES:
-        raise ConfigError(f'unknown strategy {strategy!r}; choose one of {", ".join(STRATEGIES)}')
-    if isinstance(num_preds, bool) or not isinstance(num_preds, numbers.Integral) or num_preds < 0:
-        raise ConfigError(f'num_preds must be a non-negative integer, got {num_preds!r}')
-    for name, value in (('temperature', temperature), ('alpha', alpha)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                or not math.isfinite(value) or value <= 0:
-            raise ConfigError(f'{name} must be a positive number, got {value!r}')
+    checks.one_of('strategy', strategy, STRATEGIES)
+    checks.integer('num_preds', num_preds, 0)
+    checks.number('temperature', temperature, above=0)
+    checks.number('alpha', alpha, above=0)
     scale = alpha / temperature
     if not math.isfinite(scale):
         raise ConfigError(f'alpha / temperature = {alpha} / {temperature} overflows; '
                           'use strategy greedy for the limit of a tiny temperature')
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral)
-                              or top_k < 1):
-        raise ConfigError(f'top_k must be a positive integer or None, got {top_k!r}')
+    checks.integer('top_k', top_k, optional=True)
     if len(vocab) != model.vocab_size:
         raise ConfigError(f'the vocabulary has {len(vocab)} tokens but the model expects '
                           f'{model.vocab_size}; pass the vocabulary saved with the model')

@@ -7,13 +7,12 @@ is corpora.py's job, batching is batching.py's; nothing here touches a device.
 import codecs
 import collections
 import json
-import math
-import numbers
 import re
 from pathlib import Path
 
 import numpy as np
 
+from . import checks
 from .corpora import CORPORA, default_data_dir, download, resolve_corpus  # noqa: F401 (re-exported)
 from .errors import ConfigError, DataError
 from .files import write_text_atomic
@@ -158,8 +157,7 @@ class Vocab:
         return vocab
 
     def _build(self, counter, min_freq, reserved_tokens):
-        if isinstance(min_freq, bool) or not isinstance(min_freq, (int, np.integer)) or min_freq < 0:
-            raise ConfigError(f'min_freq must be a non-negative integer, got {min_freq!r}')
+        checks.integer('min_freq', min_freq, 0)
         reserved = list(reserved_tokens or [])
         if len(set(reserved)) != len(reserved) or '<unk>' in reserved:
             raise ConfigError(f'reserved_tokens must be distinct and exclude <unk>, got {reserved!r}')
@@ -303,9 +301,7 @@ def _prepared_text(name_or_path, mode, token, max_tokens, encoding):
         raise ConfigError(f'unknown preprocess mode {mode!r}; choose one of {", ".join(PREPROCESS_MODES)}')
     if token not in TOKEN_KINDS:
         raise ConfigError(f'unknown token kind {token!r}; choose one of {", ".join(TOKEN_KINDS)}')
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer))
-                                   or max_tokens < 1):
-        raise ConfigError(f'max_tokens must be a positive integer, got {max_tokens!r}')
+    checks.integer('max_tokens', max_tokens, optional=True)
     path = resolve_corpus(name_or_path)
     text = preprocess(strip_gutenberg(read_text(path, encoding)), mode)
     if not text or text.isspace():
@@ -334,9 +330,7 @@ def load_corpus(name_or_path, *, preprocess='letters', token='char', max_tokens=
 def split_corpus(corpus, val_fraction):
     """(train, val): val is the last round(N * val_fraction) tokens, a clean tail that shares no
     token position with train; val is None when val_fraction is 0."""
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real) \
-            or not math.isfinite(val_fraction) or not 0 <= val_fraction < 1:
-        raise ConfigError(f'val_fraction must be in [0, 1), got {val_fraction!r}')
+    checks.number('val_fraction', val_fraction, minimum=0, below=1)
     if val_fraction == 0:
         return corpus, None
     num_val = int(round(len(corpus) * val_fraction))
