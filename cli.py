@@ -3,7 +3,7 @@
 Subcommands: train, generate, eval, gradcheck, probe, bench, download (`python cli.py SUBCOMMAND -h`).
 Results go to stdout, progress and diagnostics to stderr. Exit status: 0 done; 1 a package
 error (MiniRNNError); 2 bad arguments; 3 training diverged (DivergenceError: a loss or gradient
-NaN, infinite or above train.DIVERGENCE_FACTOR x max(log V, the untrained model's loss)); 130
+NaN, infinite or above stopping.DIVERGENCE_FACTOR x max(log V, the untrained model's loss)); 130
 interrupted. Each error is one line on stderr, never a traceback.
 """
 import argparse
@@ -35,13 +35,12 @@ class Parser(argparse.ArgumentParser):
 # --- argument types: each rejects bad values with a message argparse puts on one line ---------
 
 def _int(s, minimum, wanted):
+    from minirnn import checks
+    from minirnn.errors import ConfigError
     try:
-        value = int(s)
-    except ValueError:
+        return checks.integer('value', int(s), minimum)      # the package's own check
+    except (ValueError, ConfigError):
         raise argparse.ArgumentTypeError(f'expected {wanted}, got {s!r}') from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f'expected {wanted}, got {s!r}')
-    return value
 
 
 def positive_int(s):
@@ -52,26 +51,25 @@ def non_negative_int(s):
     return _int(s, 0, 'an integer >= 0')
 
 
-def _float(s, ok, wanted):
+def _float(s, wanted, **bounds):
+    from minirnn import checks
+    from minirnn.errors import ConfigError
     try:
-        value = float(s)
-    except ValueError:
+        return checks.number('value', float(s), **bounds)    # finite, within bounds
+    except (ValueError, ConfigError):
         raise argparse.ArgumentTypeError(f'expected {wanted}, got {s!r}') from None
-    if not (math.isfinite(value) and ok(value)):
-        raise argparse.ArgumentTypeError(f'expected {wanted}, got {s!r}')
-    return value
 
 
 def positive_float(s):
-    return _float(s, lambda v: v > 0, 'a positive number')
+    return _float(s, 'a positive number', above=0)
 
 
 def non_negative_float(s):
-    return _float(s, lambda v: v >= 0, 'a number >= 0')
+    return _float(s, 'a number >= 0', minimum=0)
 
 
 def fraction(s):
-    return _float(s, lambda v: 0 <= v < 1, 'a fraction in [0, 1)')
+    return _float(s, 'a fraction in [0, 1)', minimum=0, below=1)
 
 
 def max_tokens(s):
@@ -105,10 +103,11 @@ EXAMPLES = {
       --sample-every 500 --num-epochs 20 --out runs/sherlock
   python cli.py train --resume --out runs/sherlock --num-epochs 30
 
-Without --lr each optimizer takes its own default; a preset's lr is its SGD's.
-Divergence: a batch whose mean loss is NaN, infinite or above 3 x max(log V, the untrained
-model's loss) (V: the vocabulary size; log V is uniform guessing), or a NaN/infinite gradient
-norm, ends the run with exit status 3; model.npz and best.npz keep the last finished epoch.
+Without --lr each optimizer takes its own default; a preset's lr goes with the preset's optimizer.
+Divergence: a batch whose mean loss is NaN, infinite or above {divergence_factor:g} x max(log V, the
+untrained model's loss) (V: the vocabulary size; log V is uniform guessing), or a NaN/infinite
+gradient norm, ends the run with exit status 3; model.npz and best.npz keep the last finished
+epoch, and history.jsonl records the diverged one with "diverged": true.
 
 """ + EXIT_STATUS,
     'generate': """example:
@@ -145,6 +144,8 @@ def build_parser():
     from minirnn.batching import SAMPLERS
     from minirnn.cells import CELLS
     from minirnn.config import PRESETS, TRUNCATIONS, make_config
+    from minirnn.corpora import CORPORA
+    from minirnn.stopping import DIVERGENCE_FACTOR
     from minirnn.generate import STRATEGIES
     from minirnn.gradcheck import STEP, TOLERANCE
     from minirnn.model import DTYPES
@@ -181,9 +182,9 @@ def build_parser():
 
     p = sub.add_parser('train', help='train a model; writes DIR/model.npz, best.npz, history.jsonl, perplexity.png',
                        argument_default=S)
-    p.add_argument('--preset', choices=sorted(PRESETS), help='the book\'s run to start from (default: d2l-v1)')
+    p.add_argument('--preset', choices=sorted(PRESETS), help='settings to start from: the book\'s runs (d2l-*) or the held-out presets (tm-*) (default: d2l-v1)')
     g = p.add_argument_group('data')
-    option(g, '--data', 'a registered corpus (timemachine, war_of_the_worlds, sherlock_holmes) or a text file')
+    option(g, '--data', f'a registered corpus ({", ".join(CORPORA)}) or a text file')
     option(g, '--encoding', 'text encoding of --data')
     option(g, '--preprocess', 'letters: the book (lowercase letters and spaces); raw: every character',
            choices=PREPROCESS_MODES)
@@ -297,7 +298,7 @@ def build_parser():
     g.add_argument('--cell', choices=sorted(CELLS), default=None, help='recurrent cell (default: rnn)')
     g.add_argument('--num-layers', type=positive_int, default=None, help='recurrent layers (default: 1)')
     g.add_argument('--dropout', type=fraction, default=None,
-                   help='dropout between layers, with a fixed mask (default: 0)')
+                   help='inverted dropout on each layer\'s output, with a fixed mask (default: 0)')
     g.add_argument('--num-hiddens', type=positive_int, default=None, help='hidden size H (default: 16)')
     g.add_argument('--vocab-size', type=positive_int, default=None, help='vocabulary size V (default: 28)')
     g.add_argument('--batch-size', type=positive_int, default=None, help='rows B of the batch (default: 4)')
@@ -344,18 +345,18 @@ def build_parser():
     p.add_argument('--dtype', choices=DTYPES, default='float64',
                    help='float64 (default) so vanishing gradients are measured, not flushed to zero')
     p.add_argument('--plot', default='probe.png', help='PNG to write')
-    p.add_argument('--device', choices=DEVICES, default='cpu')
+    p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser('bench', help='training-step throughput; the last stdout line is JSON')
-    p.add_argument('--batch-size', type=positive_int, default=32)
-    p.add_argument('--num-steps', type=positive_int, default=35)
-    p.add_argument('--num-hiddens', type=positive_int, default=512)
-    p.add_argument('--vocab-size', type=positive_int, default=28)
-    p.add_argument('--iters', type=positive_int, default=20)
-    p.add_argument('--warmup', type=non_negative_int, default=3)
-    p.add_argument('--device', choices=DEVICES, default='cpu')
-    p.add_argument('--dtype', choices=DTYPES, default='float32')
+    p.add_argument('--batch-size', type=positive_int, default=32, help='sequences per step B')
+    p.add_argument('--num-steps', type=positive_int, default=35, help='time steps T')
+    p.add_argument('--num-hiddens', type=positive_int, default=512, help='hidden size H')
+    p.add_argument('--vocab-size', type=positive_int, default=28, help='vocabulary size V (random tokens)')
+    p.add_argument('--iters', type=positive_int, default=20, help='timed training steps')
+    p.add_argument('--warmup', type=non_negative_int, default=3, help='untimed steps first')
+    p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
+    p.add_argument('--dtype', choices=DTYPES, default='float32', help='floating-point type')
     p.add_argument('--threads', type=positive_int, default=None,
                    help='CPU threads splitting the batch (default: every core; 1: the reference path)')
     p.add_argument('--cell', choices=sorted(CELLS), default='rnn', help='recurrent cell')
@@ -365,11 +366,12 @@ def build_parser():
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser('download', help='fetch a registered corpus into data/ and verify its checksum')
-    p.add_argument('name', help='timemachine, war_of_the_worlds or sherlock_holmes')
+    p.add_argument('name', help=', '.join(CORPORA))
     p.set_defaults(func=cmd_download)
 
     for name, subparser in sub.choices.items():
         subparser.epilog = EXAMPLES.get(name)
+    sub.choices['train'].epilog = EXAMPLES['train'].format(divergence_factor=DIVERGENCE_FACTOR)
     parser.commands = dict(sub.choices)     # name -> its parser
     return parser
 

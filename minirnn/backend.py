@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from . import checks
 from .errors import ConfigError
 
 DEVICES = ('cpu', 'gpu', 'auto')
@@ -125,6 +126,8 @@ def make_rng(seed=None):
     """
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise ConfigError(f'seed must be an integer or a numpy.random.Generator, got {seed!r}')
+    try:
+        checks.integer('seed', seed, 0, optional=True)
+    except ConfigError:
+        raise ConfigError(f'seed must be an integer >= 0 or a numpy.random.Generator, got {seed!r}') from None
     return np.random.default_rng(seed)

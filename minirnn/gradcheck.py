@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import checks
 from .backend import get_xp, make_rng, to_numpy
 from .errors import ConfigError
 from .tree import leaves, tree_map
@@ -281,8 +282,8 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
     Returns: report rows (see `compare`), one per parameter, then one per state array.
     """
     _float64('a model', model.dtype)
-    if dropout_rng is not None and not isinstance(dropout_rng, (int, np.integer)):
-        raise ConfigError('dropout_rng must be an int seed here, so that every evaluation uses the same masks')
+    # an int seed, not a Generator: every evaluation must draw the same masks
+    checks.integer('dropout_rng', dropout_rng, 0, optional=True)
     # a private copy of the state, perturbed in place below
     state = tree_map(lambda a: a.copy(), model.begin_state(len(X)) if state is None
                      else model._check_state('state', state, len(X)))
@@ -413,7 +414,7 @@ def format_report(results, tolerance=TOLERANCE):
 # --- `minirnn.gradcheck` is this module, and calling it checks a model --------------------------
 
 class _CallableModule(types.ModuleType):
-    """DESIGN.md's public API calls `minirnn.gradcheck(model, X, Y, state)`; making the module
+    """The stable public API calls `minirnn.gradcheck(model, X, Y, state)`; making the module
     callable keeps that working while `import minirnn.gradcheck as gc` gives the module."""
 
     def __call__(self, *args, **kwargs):

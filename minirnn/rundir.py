@@ -117,6 +117,12 @@ class RunDir:
         elif not any(r.get('best') for r in history):
             self.best_path.unlink(missing_ok=True)
         checkpoint.save(self.checkpoint_path, model, vocab, optimizer_state=state, meta=meta)
+        self.write_history(history)
+
+    def write_history(self, history):
+        """history.jsonl, one JSON object per row. A diverged run writes it alone, its last row
+        flagged `diverged`, and leaves the checkpoints as the last good epoch saved them; a
+        --resume rewrites it from model.npz's own copy."""
         write_text_atomic(self.path / 'history.jsonl', ''.join(json.dumps(r) + '\n' for r in history))
 
     def plot(self, history, config, *, force=False):

@@ -1,6 +1,6 @@
 """Training: one epoch of BPTT, and fit(), the whole run.
 
-fit() runs the data flow of DESIGN.md: corpus -> loader -> gradients -> clip -> step, at the
+fit() runs the data flow of the README's architecture: corpus -> loader -> gradients -> clip -> step, at the
 learning rate of optim.Schedule. The sequential sampler carries the hidden state from batch to
 batch as a constant (the book's detach: BPTT is truncated at batch boundaries); the others
 start every batch from zeros. After each epoch the run directory (rundir.py) is written. A
@@ -279,8 +279,10 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                   'truncation_rng': truncation_rng.bit_generator.state, 'loss_bound': max_loss}, best=best)
 
     def give_up(epoch, row, reason):
-        """End a diverged run: nothing is saved; the exception carries the epoch's row."""
+        """End a diverged run: no checkpoint is saved; history.jsonl records the epoch's row,
+        flagged `diverged`, and the exception carries it."""
         row['diverged'] = True
+        run.write_history(history + [row])
         error = DivergenceError(f'{reason}; {divergence_advice(config, epoch, run.checkpoint_path.exists())}')
         error.row = row
         raise error

@@ -308,6 +308,8 @@ def test_a_diverging_run_exits_3_naming_the_cause_and_saves_nothing(capsys, tmp_
     assert 'learning rate is too high' in err and ('clipping is off' in err) == ('--clip' in options)
     assert 'Warning' not in err and 'Traceback' not in err and out == ''
     assert not (tmp_path / 'r' / 'model.npz').exists()
+    rows = [json.loads(line) for line in (tmp_path / 'r' / 'history.jsonl').read_text().splitlines()]
+    assert rows[-1]['diverged'] is True and rows[-1]['epoch'] == 1      # the flag in history
 
 
 def test_sampling_options_imply_sampling_and_contradict_greedy(capsys, trained):
@@ -330,7 +332,7 @@ def test_version_and_the_bare_command(capsys):
     assert code == 0 and out.strip() == f'minirnn {__import__("minirnn").__version__}'
     code, out, err = run(capsys)
     assert code == 2 and out == '' and len(err.strip().splitlines()) == 1
-    for command in ('train', 'generate', 'eval', 'gradcheck', 'bench', 'download'):
+    for command in ('train', 'generate', 'eval', 'gradcheck', 'probe', 'bench', 'download'):
         assert command in err
 
 

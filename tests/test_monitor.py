@@ -11,8 +11,13 @@ def batches(n, seed=0):
     return [(rng.integers(0, 9, (4, 6)), rng.integers(0, 9, (4, 6))) for _ in range(n)]
 
 
-def test_an_epoch_row_holds_norms_decay_and_spectra():
-    m = RNNLM(9, 5, sigma=0.4, seed=0, num_layers=2, dtype='float64')
+RECURRENT = {'rnn': {'W_hh', 'W_hh_l1'}, 'gru': {'W_hz', 'W_hr', 'W_hh', 'W_hz_l1', 'W_hr_l1', 'W_hh_l1'},
+             'lstm': {f'W_h{g}{s}' for g in 'ifoc' for s in ('', '_l1')}}
+
+
+@pytest.mark.parametrize('cell', sorted(RECURRENT))
+def test_an_epoch_row_holds_norms_decay_and_spectra(cell):
+    m = RNNLM(9, 5, sigma=0.4, seed=0, num_layers=2, dtype='float64', cell=cell)
     mon = monitor.EpochMonitor()
     results = []
     for X, Y in batches(3):
@@ -27,7 +32,7 @@ def test_an_epoch_row_holds_norms_decay_and_spectra():
     first = results[0].dH_steps
     assert row['grad_norm_by_step'] == [[pytest.approx(np.linalg.norm(d[t])) for t in range(6)] for d in first]
     assert row['grad_decay'] == [pytest.approx(np.linalg.norm(d[0]) / np.linalg.norm(d[-1])) for d in first]
-    assert set(row['spectra']) == {'W_hh', 'W_hh_l1'}
+    assert set(row['spectra']) == RECURRENT[cell]
 
 
 def test_spectra_are_skipped_while_they_would_cost_more_than_their_share(monkeypatch):

@@ -70,9 +70,10 @@ def test_the_random_jacobian_estimate_approaches_the_exact_value():
     np.testing.assert_allclose(estimate, exact, rtol=0.1)
 
 
-def test_full_loss_norms_are_what_the_backward_pass_records():
-    m, X, Y = setup('rnn', seed=2)
-    m2 = RNNLM(V, H, sigma=0.6, dtype='float64', seed=2, num_layers=2, threads=1)
+@pytest.mark.parametrize('cell', ['rnn', 'gru', 'lstm'])
+def test_full_loss_norms_are_what_the_backward_pass_records(cell):
+    m, X, Y = setup(cell, seed=2)
+    m2 = RNNLM(V, H, sigma=0.6, dtype='float64', seed=2, num_layers=2, threads=1, cell=cell)
     for model in (m, m2):
         result = probe(model, X, Y)
         dH = model.gradients(X, Y, record_steps=True).dH_steps

@@ -426,7 +426,10 @@ def test_a_finite_explosion_is_a_divergence_without_raw_warnings(tmp_path, monke
     message = str(info.value)
     assert 'gradient clipping is off (--clip 0' in message and 'learning rate is too high (--lr 1000' in message
     assert info.value.row['diverged'] is True and info.value.row['epoch'] == 1
-    assert [p.name for p in (tmp_path / 'run').iterdir()] == []        # nothing saved
+    # no checkpoint; history.jsonl records the diverged epoch, flagged
+    assert [p.name for p in (tmp_path / 'run').iterdir()] == ['history.jsonl']
+    rows = [json.loads(line) for line in (tmp_path / 'run' / 'history.jsonl').read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]['diverged'] is True
 
 
 def test_divergence_keeps_best_npz_and_model_npz(tmp_path, monkeypatch):
@@ -443,7 +446,11 @@ def test_divergence_keeps_best_npz_and_model_npz(tmp_path, monkeypatch):
     with pytest.raises(DivergenceError, match='(?i)epoch 2, batch 1.*nothing of epoch 2 was saved') as info:
         fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 2}), out, resume=True, quiet=True)
     assert info.value.row['diverged'] and info.value.row['train_ppl'] is None
-    assert {name: (out / name).read_bytes() for name in before} == before
+    assert {name: (out / name).read_bytes() for name in ('model.npz', 'best.npz')} == \
+        {name: before[name] for name in ('model.npz', 'best.npz')}
+    # history.jsonl: the finished epoch as it was, then the diverged one, flagged
+    lines = (out / 'history.jsonl').read_bytes().splitlines(keepends=True)
+    assert lines[0] == before['history.jsonl'] and json.loads(lines[1])['diverged'] is True
 
 
 def test_a_large_initial_sigma_is_not_taken_for_a_divergence(tmp_path):
