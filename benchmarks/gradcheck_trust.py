@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from minirnn import gradcheck as gc  # noqa: E402
-from minirnn.gradsuite import check_case, run_default_cases  # noqa: E402
+from minirnn.gradsuite import BUGS, check_case, planted_model, run_default_cases  # noqa: E402
 
 GRID = [dict(sigma=s, T=T, activation=a) for s in (0.01, 0.1, 0.5) for T in (1, 5, 20, 35, 50)
         for a in ('tanh', 'relu')]
@@ -35,7 +35,6 @@ GRID += [dict(sigma=s, T=8, cell=c, num_layers=2, dropout=0.3) for c in ('rnn', 
 
 RECURRENT = {'rnn': 'W_hh', 'gru': 'W_hh', 'lstm': 'W_hc'}
 BIAS = {'rnn': 'b_h', 'gru': 'b_z', 'lstm': 'b_f'}
-BUGS = ('one entry 2% off', 'scaled by 1.01', 'transposed', 'bias gradient dropped', 'state gradient zeroed')
 
 
 def suite(seed):
@@ -50,28 +49,8 @@ def grid(config, seed):
 
 
 def planted(cell, bug, sigma, T, seed):
-    from minirnn.model import RNNLM
-    from minirnn.tree import tree_map
-
-    class Planted(RNNLM):
-        def gradients(self, *args, **kwargs):
-            result = super().gradients(*args, **kwargs)
-            grads, dstate, t = dict(result.grads), result.dstate, target
-            if bug == 'one entry 2% off':
-                g = grads[t].copy()
-                g[np.unravel_index(np.abs(g).argmax(), g.shape)] *= 1.02
-                grads[t] = g
-            elif bug == 'scaled by 1.01':
-                grads[t] = grads[t] * 1.01
-            elif bug == 'transposed':
-                grads[t] = grads[t].T.copy()
-            elif bug == 'bias gradient dropped':
-                grads[t] = np.zeros_like(grads[t])
-            else:
-                dstate = tree_map(np.zeros_like, dstate)
-            return result._replace(grads=grads, dstate=dstate)
     target = BIAS[cell] if bug == 'bias gradient dropped' else RECURRENT[cell]
-    m = Planted(9, 6, sigma=sigma, dtype='float64', seed=seed, cell=cell, threads=1)
+    m = planted_model(bug, target, 9, 6, sigma=sigma, dtype='float64', seed=seed, cell=cell, threads=1)
     rng = np.random.default_rng(seed)
     X, Y = rng.integers(0, 9, (3, T)), rng.integers(0, 9, (3, T))
     names = gc._state_names(m.begin_state(3)) if bug == 'state gradient zeroed' else [target]

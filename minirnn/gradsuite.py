@@ -107,3 +107,39 @@ def step_sweep(model, X, Y, state=None, *, tensor='W_hh', steps=None, entries=3)
     return {'tensor': tensor, 'steps': steps.tolist(), 'entries': rows, 'loss': f0,
             'rounding': (ROUNDING * EPS * abs(f0) / steps).tolist(), 'first_step': STEP,
             'tolerance': TOLERANCE}
+
+
+# --- planted bugs: what the check must catch ------------------------------------------------------
+
+BUGS = ('one entry 2% off', 'scaled by 1.01', 'transposed', 'bias gradient dropped', 'state gradient zeroed')
+
+
+def planted_model(bug, target, *args, **kwargs):
+    """An RNNLM(*args, **kwargs) whose gradients carry one planted bug, as a mistake would.
+
+    bug, one of BUGS: the entry of `target`'s gradient with the largest |value| 2% off, the
+    whole gradient scaled by 1.01, transposed (a square weight), zeroed (a dropped bias
+    gradient), or the initial state's gradient zeroed (target unused). The tests and
+    benchmarks/gradcheck_trust.py check that every one of them FAILs.
+    """
+    from .model import RNNLM
+    checks.one_of('bug', bug, BUGS)
+
+    class Planted(RNNLM):
+        def gradients(self, *a, **k):
+            result = super().gradients(*a, **k)
+            grads, dstate = dict(result.grads), result.dstate
+            if bug == 'one entry 2% off':
+                g = grads[target].copy()
+                g[np.unravel_index(np.abs(g).argmax(), g.shape)] *= 1.02
+                grads[target] = g
+            elif bug == 'scaled by 1.01':
+                grads[target] = grads[target] * 1.01
+            elif bug == 'transposed':
+                grads[target] = grads[target].T.copy()
+            elif bug == 'bias gradient dropped':
+                grads[target] = grads[target] * 0
+            else:
+                dstate = tree_map(lambda d: d * 0, dstate)
+            return result._replace(grads=grads, dstate=dstate)
+    return Planted(*args, **kwargs)

@@ -9,9 +9,9 @@ import minirnn.gradcheck as gc
 from minirnn import cells
 from minirnn.backend import device_name
 from minirnn.errors import ConfigError
-from minirnn.gradsuite import check_case
+from minirnn import gradsuite
+from minirnn.gradsuite import BUGS, check_case
 from minirnn.model import RNNLM
-from minirnn.tree import tree_map
 
 RECURRENT = {'rnn': 'W_hh', 'gru': 'W_hh', 'lstm': 'W_hc'}   # a recurrent weight of each cell
 BIAS = {'rnn': 'b_h', 'gru': 'b_z', 'lstm': 'b_f'}
@@ -26,40 +26,16 @@ def test_the_module_is_the_module_and_calling_it_checks_a_model():
     assert all(r['verdict'] == 'OK' and r['ok'] for r in rows)
 
 
-class Planted(RNNLM):
-    """An RNNLM whose gradients carry one planted bug, as a user's mistake would."""
-
-    def __init__(self, *args, bug, target, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.bug, self.target = bug, target
-
-    def gradients(self, *args, **kwargs):
-        result = super().gradients(*args, **kwargs)
-        grads, dstate, t = dict(result.grads), result.dstate, self.target
-        if self.bug == 'one entry 2% off':      # the entry with the largest |gradient|
-            g = grads[t].copy()
-            g[np.unravel_index(np.abs(g).argmax(), g.shape)] *= 1.02
-            grads[t] = g
-        elif self.bug == 'scaled by 1.01':
-            grads[t] = grads[t] * 1.01
-        elif self.bug == 'transposed':
-            grads[t] = grads[t].T.copy()
-        elif self.bug == 'bias gradient dropped':
-            grads[t] = np.zeros_like(grads[t])
-        elif self.bug == 'state gradient zeroed':
-            dstate = tree_map(np.zeros_like, dstate)
-        return result._replace(grads=grads, dstate=dstate)
-
-
-BUGS = ('one entry 2% off', 'scaled by 1.01', 'transposed', 'bias gradient dropped', 'state gradient zeroed')
 INITS = {"the book's init": dict(sigma=0.01, num_steps=35), 'a larger init': dict(sigma=0.5, num_steps=10)}
 
 
 def planted_model(cell, bug, sigma, num_layers=1, dropout=0.0):
     suffix = '_l1' if num_layers > 1 else ''
     target = BIAS[cell] + suffix if bug == 'bias gradient dropped' else RECURRENT[cell] + suffix
-    return Planted(9, 6, sigma=sigma, dtype='float64', seed=3, cell=cell, num_layers=num_layers,
-                   dropout=dropout, threads=1, bug=bug, target=target)
+    m = gradsuite.planted_model(bug, target, 9, 6, sigma=sigma, dtype='float64', seed=3, cell=cell,
+                                num_layers=num_layers, dropout=dropout, threads=1)
+    m.target = target
+    return m
 
 
 @pytest.mark.parametrize('init', INITS)
