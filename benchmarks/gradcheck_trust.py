@@ -53,7 +53,7 @@ def planted(cell, bug, sigma, T, seed):
     m = planted_model(bug, target, 9, 6, sigma=sigma, dtype='float64', seed=seed, cell=cell, threads=1)
     rng = np.random.default_rng(seed)
     X, Y = rng.integers(0, 9, (3, T)), rng.integers(0, 9, (3, T))
-    names = gc._state_names(m.begin_state(3)) if bug == 'state gradient zeroed' else [target]
+    names = gc.state_names(m.begin_state(3)) if bug == 'state gradient zeroed' else [target]
     return [r['verdict'] for r in gc.gradcheck_model(m, X, Y, tensors=names, max_entries=None)]
 
 

@@ -22,8 +22,8 @@ with the tensor's scale s = max |a_i|, |n_i| over the checked entries:
                    says which (rounding level, a kink such as relu's at 0, curvature)
     OK             every entry agrees to within delta s + 3 u, and u <= rho s everywhere
 
-Checks run in float64; large tensors are checked on a seeded sample of entries (say so in
-reports). Used by the tests and by `cli.py gradcheck` alike. `gradcheck_model` checks a whole
+Checks run in float64; large tensors are checked on a seeded sample of entries (reports mark
+them checked/size). Used by the tests and by `cli.py gradcheck` alike. `gradcheck_model` checks a whole
 RNNLM (loss = the mean cross-entropy); `gradcheck_cell` checks one recurrent cell alone against
 f = sum(Hs * dHs) + sum(final_state * dfinal) with random upstream gradients, free of the
 1/(B*T) of the mean that makes a model's gradients small next to its loss.
@@ -258,13 +258,13 @@ def _float64(what, dtype):
                           'rounding is larger than the differences being measured')
 
 
-def _state_names(state):
+def state_names(state):
     """'state' for a one-array state, else 'state[i]' (an LSTM's (H, C), a stack's layers) per leaf."""
     if not isinstance(state, tuple):
         return ['state']
     names = []
     for i, branch in enumerate(state):
-        names += [f'state[{i}]{sub[5:]}' for sub in _state_names(branch)]
+        names += [f'state[{i}]{sub[5:]}' for sub in state_names(branch)]
     return names
 
 
@@ -296,8 +296,8 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
         return loss + sum(float((s * g).sum()) for s, g in zip(leaves(final), leaves(dfinal_state)))
 
     checked = list(model.params.items())
-    checked += [(name, leaf) for name, leaf in zip(_state_names(state), leaves(state))]
-    analytic = {**result.grads, **dict(zip(_state_names(state), leaves(result.dstate)))}
+    checked += [(name, leaf) for name, leaf in zip(state_names(state), leaves(state))]
+    analytic = {**result.grads, **dict(zip(state_names(state), leaves(result.dstate)))}
     if tensors is not None:
         unknown = sorted(set(tensors) - set(analytic))
         if unknown:
@@ -355,7 +355,7 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
 
     checked = [(k, grads.get(k), p) for k, p in params.items() if k not in cell.INPUT_WEIGHTS]
     checked.append(('XW', dXW, XW))
-    checked += [(name, d, s) for name, d, s in zip(_state_names(state), leaves(dstate), leaves(state))]
+    checked += [(name, d, s) for name, d, s in zip(state_names(state), leaves(dstate), leaves(state))]
     missing = [k for k, g, _ in checked if g is None]
     if missing:
         raise ConfigError(f'the cell\'s backward returns no gradient for {", ".join(missing)}')

@@ -46,7 +46,7 @@ def test_every_planted_bug_fails(cell, bug, init):
     m = planted_model(cell, bug, sigma)
     rng = np.random.default_rng(3)
     X, Y = rng.integers(0, 9, (3, T)), rng.integers(0, 9, (3, T))
-    state_names = [n for n in gc._state_names(m.begin_state(3))]
+    state_names = [n for n in gc.state_names(m.begin_state(3))]
     buggy = state_names if bug == 'state gradient zeroed' else [m.target]
     rows = gc.gradcheck_model(m, X, Y, tensors=buggy + ['b_q'], max_entries=None)
     verdicts = {r['name']: r['verdict'] for r in rows}
