@@ -479,6 +479,9 @@ def check_gradcheck(args):
         return f'--checkpoint checks the saved model; drop --{described[0].replace("_", "-")}'
     if args.level == 'cell' and (args.checkpoint or args.step_sweep):
         return '--level cell checks a fresh cell: drop --checkpoint and --step-sweep'
+    model_only = [k for k in ('num_layers', 'dropout', 'vocab_size', 'embed_dim', 'tensor') if getattr(args, k) is not None]
+    if args.level == 'cell' and model_only:
+        return f'--level cell checks one cell alone: --{model_only[0].replace("_", "-")} belongs to --level model'
     return None
 
 

@@ -224,6 +224,7 @@ BAD_ARGUMENTS = [
     ['download'], ['fly'], [],
     ['gradcheck', '--checkpoint', 'm.npz', '--cell', 'gru'], ['gradcheck', '--level', 'cell', '--checkpoint', 'm.npz'],
     ['gradcheck', '--tolerance', '0'], ['gradcheck', '--dropout', '1'],
+    ['gradcheck', '--level', 'cell', '--num-layers', '2'],
 ]
 
 
