@@ -205,7 +205,10 @@ def test_an_update_that_leaves_parameters_non_finite_is_never_saved(tmp_path, mo
     monkeypatch.setattr(train, 'train_epoch', last_update_overflows)
     with pytest.raises(DivergenceError, match='epoch 2.*NaN or infinite'):
         fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 2}), out, resume=True, quiet=True)
-    assert {name: (out / name).read_bytes() for name in before} == before
+    assert (out / 'model.npz').read_bytes() == before['model.npz']
+    # history.jsonl: the saved epoch as it was, then epoch 2 flagged as diverged
+    lines = (out / 'history.jsonl').read_bytes().splitlines(keepends=True)
+    assert lines[0] == before['history.jsonl'] and json.loads(lines[1])['diverged'] is True
 
 
 def test_problems_found_before_any_training(tmp_path):
