@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from minirnn import gradcheck as gc  # noqa: E402
-from minirnn.gradsuite import BUGS, check_case, planted_model, run_default_cases  # noqa: E402
+from minirnn.gradsuite import BUGS, PLANT_IN, check_case, planted_model, planted_target, run_default_cases  # noqa: E402
 
 GRID = [dict(sigma=s, T=T, activation=a) for s in (0.01, 0.1, 0.5) for T in (1, 5, 20, 35, 50)
         for a in ('tanh', 'relu')]
@@ -33,8 +33,6 @@ GRID += [dict(sigma=s, T=T, embed_dim=4) for s in (0.01, 0.5) for T in (5, 35)]
 GRID += [dict(sigma=s, T=T, cell=c) for c in ('gru', 'lstm') for s in (0.01, 0.1, 0.5) for T in (1, 20, 50)]
 GRID += [dict(sigma=s, T=8, cell=c, num_layers=2, dropout=0.3) for c in ('rnn', 'gru', 'lstm') for s in (0.01, 0.5)]
 
-RECURRENT = {'rnn': 'W_hh', 'gru': 'W_hh', 'lstm': 'W_hc'}
-BIAS = {'rnn': 'b_h', 'gru': 'b_z', 'lstm': 'b_f'}
 
 
 def suite(seed):
@@ -49,7 +47,7 @@ def grid(config, seed):
 
 
 def planted(cell, bug, sigma, T, seed):
-    target = BIAS[cell] if bug == 'bias gradient dropped' else RECURRENT[cell]
+    target = planted_target(cell, bug)
     m = planted_model(bug, target, 9, 6, sigma=sigma, dtype='float64', seed=seed, cell=cell, threads=1)
     rng = np.random.default_rng(seed)
     X, Y = rng.integers(0, 9, (3, T)), rng.integers(0, 9, (3, T))
@@ -73,7 +71,7 @@ def main(argv=None):
         suite_runs = pool.map(suite, range(args.seeds))
         grid_jobs = [(c, s) for c in GRID for s in range(args.grid_seeds)]
         grid_runs = pool.map(grid, *zip(*grid_jobs))
-        plant_jobs = [(c, b, sigma, T, s) for c in RECURRENT for b in BUGS
+        plant_jobs = [(c, b, sigma, T, s) for c in PLANT_IN for b in BUGS
                       for sigma, T in ((0.01, 35), (0.5, 10)) for s in range(args.grid_seeds)]
         plant_runs = pool.map(planted, *zip(*plant_jobs))
         results = {'suite': counts([v for run in suite_runs for v in run])}

@@ -112,6 +112,15 @@ def step_sweep(model, X, Y, state=None, *, tensor='W_hh', steps=None, entries=3)
 # --- planted bugs: what the check must catch ------------------------------------------------------
 
 BUGS = ('one entry 2% off', 'scaled by 1.01', 'transposed', 'bias gradient dropped', 'state gradient zeroed')
+# where each built-in cell gets its bug: a recurrent weight, and a bias of one of its gates
+PLANT_IN = {'rnn': ('W_hh', 'b_h'), 'gru': ('W_hh', 'b_z'), 'lstm': ('W_hc', 'b_f')}
+
+
+def planted_target(cell, bug, layer=0):
+    """The parameter `bug` is planted in for a built-in `cell` (layer l >= 1: its `_l<l>` name)."""
+    from .model import param_name
+    weight, bias = PLANT_IN[checks.one_of('cell', cell, PLANT_IN)]
+    return param_name(bias if bug == 'bias gradient dropped' else weight, layer)
 
 
 def planted_model(bug, target, *args, **kwargs):

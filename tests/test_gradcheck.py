@@ -13,8 +13,6 @@ from minirnn import gradsuite
 from minirnn.gradsuite import BUGS, check_case
 from minirnn.model import RNNLM
 
-RECURRENT = {'rnn': 'W_hh', 'gru': 'W_hh', 'lstm': 'W_hc'}   # a recurrent weight of each cell
-BIAS = {'rnn': 'b_h', 'gru': 'b_z', 'lstm': 'b_f'}
 
 
 def test_the_module_is_the_module_and_calling_it_checks_a_model():
@@ -30,8 +28,7 @@ INITS = {"the book's init": dict(sigma=0.01, num_steps=35), 'a larger init': dic
 
 
 def planted_model(cell, bug, sigma, num_layers=1, dropout=0.0):
-    suffix = '_l1' if num_layers > 1 else ''
-    target = BIAS[cell] + suffix if bug == 'bias gradient dropped' else RECURRENT[cell] + suffix
+    target = gradsuite.planted_target(cell, bug, layer=num_layers - 1)
     m = gradsuite.planted_model(bug, target, 9, 6, sigma=sigma, dtype='float64', seed=3, cell=cell,
                                 num_layers=num_layers, dropout=dropout, threads=1)
     m.target = target
@@ -40,7 +37,7 @@ def planted_model(cell, bug, sigma, num_layers=1, dropout=0.0):
 
 @pytest.mark.parametrize('init', INITS)
 @pytest.mark.parametrize('bug', BUGS)
-@pytest.mark.parametrize('cell', sorted(cells.CELLS.keys() & RECURRENT.keys()))
+@pytest.mark.parametrize('cell', sorted(gradsuite.PLANT_IN))
 def test_every_planted_bug_fails(cell, bug, init):
     sigma, T = INITS[init]['sigma'], INITS[init]['num_steps']
     m = planted_model(cell, bug, sigma)
@@ -132,7 +129,7 @@ def test_a_zero_gradient_has_nothing_to_compare():
     assert row['verdict'] == 'INCONCLUSIVE' and 'zero' in row['reason']
 
 
-@pytest.mark.parametrize('name', sorted(cells.CELLS.keys() & RECURRENT.keys()))
+@pytest.mark.parametrize('name', sorted(gradsuite.PLANT_IN))
 def test_every_cell_passes_the_cell_level_check(xp, name):
     rows = gc.gradcheck_cell(name, device=device_name(xp), num_steps=6)
     cell = cells.CELLS[name]
