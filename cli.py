@@ -148,7 +148,7 @@ def build_parser():
     from minirnn.stopping import DIVERGENCE_FACTOR
     from minirnn.generate import STRATEGIES
     from minirnn.gradcheck import STEP, TOLERANCE
-    from minirnn.model import DTYPES
+    from minirnn.model import DTYPES, INITS
     from minirnn.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
     from minirnn.train import SAMPLE_NUM_PREDS
     from minirnn.text import PREPROCESS_MODES, TOKEN_KINDS
@@ -203,7 +203,9 @@ def build_parser():
     option(g, '--activation', 'the vanilla cell\'s nonlinearity (gated cells: tanh)', choices=activations)
     option(g, '--embed-dim', 'learn an embedding of this size instead of one-hot input', none='one-hot',
            type=positive_int)
-    option(g, '--sigma', 'standard deviation of the initial weights', type=positive_float)
+    option(g, '--sigma', 'standard deviation of the initial weights (--init normal)', type=positive_float)
+    option(g, '--init', 'normal: the book\'s N(0, sigma^2) weights, zero biases; uniform: PyTorch\'s '
+           'default, U(+-1/sqrt(H)) and an N(0, 1) embedding', choices=INITS)
     option(g, '--dropout', 'inverted dropout on each layer\'s output, in training', type=fraction)
     g = p.add_argument_group('optimization')
     option(g, '--batch-size', 'sequences per minibatch', type=positive_int)

@@ -12,7 +12,7 @@ from .backend import DEVICES
 from .batching import SAMPLERS
 from .cells import CELLS
 from .errors import ConfigError
-from .model import DTYPES
+from .model import DTYPES, INITS
 from .optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
 from .truncation import MODES as TRUNCATIONS
 
@@ -37,6 +37,7 @@ class TrainConfig:
     activation: str = 'tanh'
     embed_dim: Optional[int] = None
     sigma: float = 0.01
+    init: str = 'normal'       # normal (the book's, sigma) | uniform (PyTorch's default): model.INITS
     dropout: float = 0.0
     # optimization
     batch_size: int = 32
@@ -92,7 +93,7 @@ class TrainConfig:
         checks.number('sigma', self.sigma, above=0)
         checks.number('dropout', self.dropout, minimum=0, below=1)
         for name, allowed in (('sampler', SAMPLERS), ('device', DEVICES),
-                              ('dtype', DTYPES), ('preprocess', text.PREPROCESS_MODES),
+                              ('dtype', DTYPES), ('init', INITS), ('preprocess', text.PREPROCESS_MODES),
                               ('token', text.TOKEN_KINDS), ('cell', CELLS)):
             checks.one_of(name, getattr(self, name), allowed)
         checks.one_of('activation', self.activation, CELLS[self.cell].ACTIVATIONS)

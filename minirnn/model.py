@@ -26,6 +26,13 @@ from .tree import structure, tree_map
 
 DTYPES = ('float32', 'float64')
 
+# How the parameters start. 'normal' is the book's: every weight ~ N(0, sigma^2), biases zero.
+# 'uniform' is PyTorch's default for nn.RNN/GRU/LSTM and nn.Linear (and char-rnn's): every
+# weight and bias of the cells and the output layer ~ U(-1/sqrt(H), 1/sqrt(H)), an embedding
+# ~ N(0, 1) as nn.Embedding's. The embedded inputs are then about 1 in size instead of sigma,
+# which lets a large model leave its first, flat epochs much sooner (see README, held-out quality).
+INITS = ('normal', 'uniform')
+
 
 def param_name(name, layer):
     """The key of a layer's parameter in model.params: the book's name, suffixed `_l<layer>` above layer 0."""
@@ -83,6 +90,8 @@ class RNNLM:
         embed_dim: None for one-hot input (the book), or E to learn an embedding W_emb (V, E)
             in front of layer 0 (the book's exercise).
         sigma: standard deviation of the normal initialisation of the weights.
+        init: 'normal' (the book's: N(0, sigma^2) weights, zero biases) or 'uniform'
+            (PyTorch's default; sigma unused): see INITS.
         dtype: 'float32' or 'float64' (float64 for gradient checks).
         device: 'cpu', 'gpu' or 'auto' (see backend.get_xp).
         seed: int seed (or numpy Generator) for the initialisation.
@@ -101,7 +110,7 @@ class RNNLM:
 
     def __init__(self, vocab_size, num_hiddens, *, activation='tanh', embed_dim=None,
                  sigma=0.01, dtype='float32', device='cpu', seed=None, cell='rnn', num_layers=1,
-                 dropout=0.0, threads=None):
+                 dropout=0.0, threads=None, init='normal'):
         self.vocab_size = checks.integer('vocab_size', vocab_size)
         self.num_hiddens = checks.integer('num_hiddens', num_hiddens)
         self.embed_dim = checks.integer('embed_dim', embed_dim, optional=True)
@@ -111,6 +120,7 @@ class RNNLM:
         self.cell = CELLS[cell]
         self.activation = checks.one_of('activation', activation, self.cell.ACTIVATIONS)
         self.sigma = checks.number('sigma', sigma, above=0)
+        self.init = checks.one_of('init', init, INITS)
         self.dropout = checks.number('dropout', dropout, minimum=0, below=1)
         self.xp = get_xp(device)
         self.threads = parallel.host_threads(self.xp, checks.integer('threads', threads, optional=True))
@@ -127,7 +137,25 @@ class RNNLM:
             params.update({param_name(k, layer): v for k, v in cell_params.items()})
         params['W_hq'] = self._normal(rng, H, V)
         params['b_q'] = self.xp.zeros(V, dtype=self.dtype)
+        if self.init == 'uniform':
+            params = self._uniform_init(rng, params)
         self.params = params
+
+    def _uniform_init(self, rng, params):
+        """PyTorch's default start, drawn over the book's shapes (see INITS).
+
+        Every cell and output parameter, biases included, ~ U(-k, k) with k = 1/sqrt(H), which
+        keeps each pre-activation's variance about 1/3 whatever H is; W_emb ~ N(0, 1).
+        """
+        k = 1.0 / np.sqrt(self.num_hiddens)
+        out = {}
+        for name, p in params.items():
+            if name == 'W_emb':
+                draw = rng.standard_normal(p.shape)
+            else:
+                draw = rng.uniform(-k, k, p.shape)
+            out[name] = self.xp.asarray(draw.astype(self.dtype))
+        return out
 
     def _normal(self, rng, *shape):
         return self.xp.asarray((rng.standard_normal(shape) * self.sigma).astype(self.dtype))
@@ -150,7 +178,7 @@ class RNNLM:
         return {'vocab_size': self.vocab_size, 'num_hiddens': self.num_hiddens,
                 'activation': self.activation, 'embed_dim': self.embed_dim,
                 'sigma': self.sigma, 'dtype': self.dtype.name, 'cell': self.cell_name,
-                'num_layers': self.num_layers, 'dropout': self.dropout}
+                'num_layers': self.num_layers, 'dropout': self.dropout, 'init': self.init}
 
     def layer_params(self, layer, params=None):
         """Layer `layer`'s parameters under the cell's own (book) names, e.g. {'W_hh': params['W_hh_l1']}."""

@@ -245,7 +245,8 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
         model = RNNLM(len(vocab), config.num_hiddens, activation=config.activation,
                       embed_dim=config.embed_dim, sigma=config.sigma, dtype=config.dtype,
                       device=config.device, seed=init_rng, cell=config.cell,
-                      num_layers=config.num_layers, dropout=config.dropout, threads=config.threads)
+                      num_layers=config.num_layers, dropout=config.dropout, threads=config.threads,
+                      init=config.init)
     optimizer = OPTIMIZERS[config.optimizer](config.lr, weight_decay=config.weight_decay)
     (train_corpus, window_options), validate = _split(config, corpus, model)
     loader = SeqDataLoader(train_corpus, config.batch_size, config.num_steps, config.sampler,
