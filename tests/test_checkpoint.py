@@ -48,8 +48,9 @@ def saved(tmp_path):
 
 # --- round trips -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('kwargs', [{}, {'embed_dim': 4}, {'dtype': 'float64', 'activation': 'relu'}],
-                         ids=['one-hot', 'embedding', 'float64-relu'])
+@pytest.mark.parametrize('kwargs', [{}, {'embed_dim': 4}, {'dtype': 'float64', 'activation': 'relu'},
+                                    {'embed_dim': 4, 'init': 'uniform'}],
+                         ids=['one-hot', 'embedding', 'float64-relu', 'uniform-init'])
 def test_a_loaded_model_computes_exactly_what_the_saved_one_did(xp, tmp_path, kwargs):
     model, vocab = make(xp, **kwargs)
     trained_adam(model, vocab)          # parameters away from their initial values
@@ -312,6 +313,14 @@ def test_a_version_1_checkpoint_loads_and_its_carried_state_is_migrated(saved):
     assert ck.meta['position']['progress']['state'] == [state]
 
 
+def test_a_checkpoint_from_before_the_init_setting_means_the_books_normal_init(saved):
+    def without_init(arrays, meta):
+        del meta['model']['init']
+        return arrays
+    rewrite(saved, without_init)
+    assert checkpoint.load(saved).model.init == 'normal'
+
+
 def test_a_version_2_run_resumes_with_the_settings_it_had(tmp_path, data_dir, monkeypatch):
     """Version 3 added optional training settings; a version 2 run means none of them."""
     from minirnn.config import TrainConfig
@@ -325,7 +334,7 @@ def test_a_version_2_run_resumes_with_the_settings_it_had(tmp_path, data_dir, mo
     def as_version_2(arrays, meta):
         meta['version'] = 2
         for key in ('lr_schedule', 'lr_decay', 'lr_decay_every', 'lr_decay_after', 'warmup_steps',
-                    'weight_decay', 'early_stop', 'eval_every', 'sample_every', 'min_freq'):
+                    'weight_decay', 'early_stop', 'eval_every', 'sample_every', 'min_freq', 'init'):
             del meta['train'][key]
         del meta['position']['loss_bound']
         return arrays

@@ -353,6 +353,18 @@ def test_every_help_shows_every_default_and_an_example(capsys):
         assert shown in flat, shown
 
 
+def test_train_init_reaches_the_model_and_its_checkpoint(capsys, tmp_path):
+    from minirnn import checkpoint
+    code, _, err = run(capsys, 'train', *TINY, '--num-epochs', '1', '--embed-dim', '8', '--init', 'uniform',
+                       '--num-preds', '0', '--out', str(tmp_path / 'r'))
+    assert code == 0, err
+    ck = checkpoint.load(tmp_path / 'r' / 'model.npz')
+    assert ck.model.init == 'uniform' and ck.meta['train']['init'] == 'uniform'
+    code, _, err = run(capsys, 'train', *TINY, '--init', 'xavier', '--out', str(tmp_path / 's'))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and '--init' in err
+    assert not (tmp_path / 's').exists()
+
+
 def test_best_npz_from_the_cli_works_with_eval_and_generate(capsys, tmp_path):
     out = tmp_path / 'r'
     code, stdout, err = run(capsys, 'train', *TINY, '--val-fraction', '0.2', '--early-stop', '5',

@@ -33,6 +33,31 @@ def test_params_have_the_contracted_names_and_shapes(xp):
     assert m.begin_state(3).shape == (3, 16) and float(abs(m.begin_state(3)).sum()) == 0
 
 
+@pytest.mark.parametrize('cell', ['rnn', 'gru', 'lstm'])
+def test_the_uniform_init_is_pytorchs_default(xp, cell):
+    """init='uniform': cell and output parameters, biases too, ~ U(-1/sqrt(H), 1/sqrt(H)); W_emb ~ N(0, 1)."""
+    H = 64
+    m = RNNLM(28, H, embed_dim=16, num_layers=2, cell=cell, init='uniform', sigma=5.0,
+              device=device_name(xp), seed=0)
+    k = 1 / math.sqrt(H)
+    for name, p in m.params.items():
+        p = to_numpy(p)
+        assert p.dtype == np.float32
+        if name == 'W_emb':
+            assert 0.9 < p.std() < 1.1 and abs(p.mean()) < 0.1
+        else:               # sigma plays no part: every entry within the bound, spread over it
+            assert np.abs(p).max() <= k and np.abs(p).max() > 0.9 * k, name
+            assert abs(p.std() - k / math.sqrt(3)) < 0.25 * k, name
+    assert m.config()['init'] == 'uniform'
+    # the same seed gives the same start; the default stays the book's
+    again = RNNLM(28, H, embed_dim=16, num_layers=2, cell=cell, init='uniform', device=device_name(xp), seed=0)
+    for name, p in m.params.items():
+        np.testing.assert_array_equal(to_numpy(p), to_numpy(again.params[name]))
+    assert RNNLM(28, H, cell=cell, seed=0).config()['init'] == 'normal'
+    with pytest.raises(ConfigError, match='init'):
+        RNNLM(28, H, cell=cell, init='xavier')
+
+
 def test_forward_shapes_and_the_state_carries_across_calls(xp):
     rng = np.random.default_rng(0)
     m = RNNLM(11, 7, sigma=0.3, device=device_name(xp), seed=0)
