@@ -22,10 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 # one row per preset (minirnn/config.py); PyTorch gets the same settings from it, except the
-# initialisation (it keeps its own uniform one) and the progress options
+# initialisation (its own default, which init='uniform' copies) and the progress options
 ROWS = ('tm-rnn', 'tm-lstm2')
 TORCH_KEYS = ('cell', 'num_layers', 'num_hiddens', 'embed_dim', 'dropout', 'batch_size', 'num_steps',
-              'lr', 'lr_schedule', 'num_epochs', 'clip', 'val_fraction')
+              'lr', 'lr_schedule', 'num_epochs', 'clip', 'val_fraction', 'weight_decay')
 
 
 def torch_options(preset):
