@@ -203,9 +203,7 @@ PRESETS['d2l-v2-deep'] = dict(PRESETS['d2l-v2'], cell='rnn', num_layers=2, lr=2.
 _HELD_OUT = dict(data='timemachine', max_tokens=None, val_fraction=0.1, sampler='sequential',
                  optimizer='adam', lr=2e-3, lr_schedule='cosine', clip=1.0, embed_dim=64,
                  num_hiddens=512, init='uniform', num_steps=64,
-                 # at 4-8 rows a batch is too small to split between threads; BLAS's own
-                 # threads use the cores instead (python cli.py bench --threads 1 vs 2)
-                 threads=1, prefixes=('time traveller',), num_preds=50)
+                 prefixes=('time traveller',), num_preds=50)
 PRESETS['tm-rnn'] = dict(_HELD_OUT, cell='rnn', dropout=0.3, batch_size=4, num_epochs=30)
 PRESETS['tm-lstm2'] = dict(_HELD_OUT, cell='lstm', num_layers=2, dropout=0.4, batch_size=8, num_epochs=8)
 DEFAULT_PRESET = 'd2l-v1'
