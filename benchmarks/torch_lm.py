@@ -90,6 +90,9 @@ def main(argv=None):
     p.add_argument('--max-minutes', type=float, default=15.0)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--one-bias', action='store_true',
+                   help="hold each layer's b_hh at zero, so that b_ih is the layer's one bias as in "
+                        "minirnn (PyTorch trains both, which doubles the bias's Adam step)")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -99,8 +102,14 @@ def main(argv=None):
     loader = SeqDataLoader(train_corpus, args.batch_size, args.num_steps, 'sequential',
                            np.random.default_rng(args.seed))
     model = LanguageModel(len(vocab), args.cell, args.num_hiddens, args.num_layers, args.dropout, args.embed_dim)
-    decay = [p for n, p in model.named_parameters() if 'bias' not in n]
-    keep = [p for n, p in model.named_parameters() if 'bias' in n]
+    if args.one_bias:
+        for name, param in model.rnn.named_parameters():
+            if name.startswith('bias_hh'):
+                param.data.zero_()
+                param.requires_grad_(False)
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trained if 'bias' not in n]
+    keep = [p for n, p in trained if 'bias' in n]
     optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': args.weight_decay},
                                    {'params': keep, 'weight_decay': 0.0}], lr=args.lr)
     schedule = Schedule(args.lr, args.lr_schedule, total_steps=args.num_epochs * len(loader))
@@ -119,7 +128,7 @@ def main(argv=None):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if args.clip:
-                nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+                nn.utils.clip_grad_norm_([p for _, p in trained], args.clip)
             for group in optimizer.param_groups:     # the same rate per step as minirnn's
                 group['lr'] = schedule(steps, epoch)
             optimizer.step()
