@@ -225,6 +225,9 @@ def build_parser():
            '(any schedule)', type=non_negative_int)
     option(g, '--weight-decay', 'shrink the weight matrices (not biases): L2 for sgd and adagrad, '
            'decoupled for adam (AdamW)', type=non_negative_float)
+    option(g, '--bias-lr-mult', 'the recurrent cells\' biases learn this many times as fast as the '
+           'weights; 2 is PyTorch\'s update, whose layers train two biases (b_ih + b_hh) per gate',
+           type=positive_float)
     option(g, '--num-epochs', 'epochs to train (with --resume: the new total)', type=positive_int)
     option(g, '--clip', 'max global gradient norm; 0 disables clipping', type=non_negative_float)
     option(g, '--early-stop', 'stop after N epochs without a better validation perplexity',

@@ -47,19 +47,42 @@ def _positive(name, value):
     return float(value)
 
 
+def bias_lr_mults(params, mult):
+    """The lr_mults (see Optimizer) under which the recurrent cells' biases learn `mult` times as fast.
+
+    PyTorch's nn.RNN / nn.GRU / nn.LSTM keep two biases per gate, b_ih and b_hh, where the book
+    keeps one (b = b_ih + b_hh). Both receive the book's bias gradient, so under SGD, Adagrad or
+    Adam each moves as the book's bias would, and their sum twice as far: mult=2 is PyTorch's
+    update (but for its clipping norm, which counts each bias gradient twice). Under Adam the
+    faster bias is what lets a gated cell fit sooner (README, held-out quality). The output
+    layer's b_q is one bias in PyTorch too (nn.Linear) and keeps the rate.
+
+    Args: params, name -> array (model.params); mult, a positive number.
+    Returns: {name: mult} for every cell bias (b_*, layers included, but b_q); {} when mult is 1.
+    """
+    mult = _positive('bias_lr_mult', mult)
+    if mult == 1:
+        return {}
+    return {name: mult for name in params if name.startswith('b_') and name != 'b_q'}
+
+
 class Optimizer:
     """Base class: holds lr, weight decay and per-parameter slots; subclasses define `_update`.
 
     Args: lr, the learning rate (None: the class's default_lr); weight_decay >= 0, applied to
     the weight matrices (2-D parameters: W_xh, W_hh, W_hq, W_emb), never to the biases, as
-    nanoGPT does; each subclass says how (L2 in the gradient, or decoupled).
+    nanoGPT does; each subclass says how (L2 in the gradient, or decoupled);
+    lr_mults: None, or parameter name -> a positive factor on the learning rate of that
+    parameter (the others take the rate as it is); see bias_lr_mults.
     """
 
     slot_names = ()
     default_lr = None
 
-    def __init__(self, lr=None, *, weight_decay=0.0):
+    def __init__(self, lr=None, *, weight_decay=0.0, lr_mults=None):
         self.lr = _positive('learning rate', self.default_lr if lr is None else lr)
+        self.lr_mults = {name: _positive(f'learning-rate factor of {name}', m)
+                         for name, m in (lr_mults or {}).items()}
         if isinstance(weight_decay, bool) or not (isinstance(weight_decay, numbers.Real)
                                                   and math.isfinite(weight_decay) and weight_decay >= 0):
             raise ConfigError(f'weight decay must be a number >= 0, got {weight_decay!r}')
@@ -81,7 +104,7 @@ class Optimizer:
                 xp = xp_of(p)
                 self.slots[name] = {s: xp.zeros_like(p) for s in self.slot_names}
             decay = self.weight_decay if p.ndim >= 2 else 0.0
-            self._update(p, grads[name], self.slots[name], lr, decay)
+            self._update(p, grads[name], self.slots[name], lr * self.lr_mults.get(name, 1.0), decay)
 
     def _update(self, p, g, slots, lr, decay):
         raise NotImplementedError
@@ -123,8 +146,8 @@ class Adagrad(Optimizer):
     slot_names = ('sum_sq',)
     default_lr = 0.1     # min-char-rnn's learning_rate
 
-    def __init__(self, lr=None, eps=1e-8, *, weight_decay=0.0):
-        super().__init__(lr, weight_decay=weight_decay)
+    def __init__(self, lr=None, eps=1e-8, *, weight_decay=0.0, lr_mults=None):
+        super().__init__(lr, weight_decay=weight_decay, lr_mults=lr_mults)
         self.eps = eps
 
     def _update(self, p, g, slots, lr, decay):
@@ -147,8 +170,8 @@ class Adam(Optimizer):
     slot_names = ('m', 'v')
     default_lr = 2e-3    # char-rnn's and torch-rnn's learning_rate
 
-    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, *, weight_decay=0.0):
-        super().__init__(lr, weight_decay=weight_decay)
+    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, *, weight_decay=0.0, lr_mults=None):
+        super().__init__(lr, weight_decay=weight_decay, lr_mults=lr_mults)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def _update(self, p, g, slots, lr, decay):

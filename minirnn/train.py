@@ -23,7 +23,7 @@ from .evaluation import corpus_batches, evaluate
 from .feedback import Interrupt, Reporter, format_ppl  # noqa: F401 (format_ppl: re-exported)
 from .model import RNNLM
 from .monitor import EpochMonitor
-from .optim import OPTIMIZERS, Schedule, clip_grad_norm, perplexity
+from .optim import OPTIMIZERS, Schedule, bias_lr_mults, clip_grad_norm, perplexity
 from .rundir import RunDir
 from .stopping import (divergence_advice, divergence_facts, early_stop_line, finite_params, improves,
                        loss_bound, uniform_bound)
@@ -247,7 +247,8 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                       device=config.device, seed=init_rng, cell=config.cell,
                       num_layers=config.num_layers, dropout=config.dropout, threads=config.threads,
                       init=config.init)
-    optimizer = OPTIMIZERS[config.optimizer](config.lr, weight_decay=config.weight_decay)
+    optimizer = OPTIMIZERS[config.optimizer](config.lr, weight_decay=config.weight_decay,
+                                             lr_mults=bias_lr_mults(model.params, config.bias_lr_mult))
     (train_corpus, window_options), validate = _split(config, corpus, model)
     loader = SeqDataLoader(train_corpus, config.batch_size, config.num_steps, config.sampler,
                            data_rng, model.xp, **window_options)

@@ -334,7 +334,8 @@ def test_a_version_2_run_resumes_with_the_settings_it_had(tmp_path, data_dir, mo
     def as_version_2(arrays, meta):
         meta['version'] = 2
         for key in ('lr_schedule', 'lr_decay', 'lr_decay_every', 'lr_decay_after', 'warmup_steps',
-                    'weight_decay', 'early_stop', 'eval_every', 'sample_every', 'min_freq', 'init'):
+                    'weight_decay', 'early_stop', 'eval_every', 'sample_every', 'min_freq', 'init',
+                    'bias_lr_mult'):
             del meta['train'][key]
         del meta['position']['loss_bound']
         return arrays

@@ -6,7 +6,7 @@ import pytest
 
 from minirnn.backend import to_numpy
 from minirnn.errors import ConfigError
-from minirnn.optim import DEFAULT_LR, SGD, Adagrad, Adam, Schedule, clip_grad_norm, perplexity
+from minirnn.optim import DEFAULT_LR, SGD, Adagrad, Adam, Schedule, bias_lr_mults, clip_grad_norm, perplexity
 
 
 def test_clip_scales_all_gradients_together(xp):
@@ -128,6 +128,42 @@ def test_adam_weight_decay_is_decoupled(xp):
 def test_bad_weight_decay(wd):
     with pytest.raises(ConfigError, match='weight decay'):
         Adam(weight_decay=wd)
+
+
+def test_bias_lr_mults_names_the_cell_biases_of_every_layer():
+    params = {'W_emb': 0, 'W_xh': 0, 'W_hh': 0, 'b_h': 0, 'W_xh_l1': 0, 'b_h_l1': 0, 'b_f_l1': 0,
+              'W_hq': 0, 'b_q': 0}
+    assert bias_lr_mults(params, 2) == {'b_h': 2.0, 'b_h_l1': 2.0, 'b_f_l1': 2.0}
+    assert bias_lr_mults(params, 1) == {}
+    for bad in (0, -1.0, float('inf'), True):
+        with pytest.raises(ConfigError, match='bias_lr_mult'):
+            bias_lr_mults(params, bad)
+    with pytest.raises(ConfigError, match='factor of b_h'):
+        Adam(lr_mults={'b_h': 0.0})
+
+
+@pytest.mark.parametrize('make', [lambda m: SGD(0.1, lr_mults=m), lambda m: Adagrad(0.1, lr_mults=m),
+                                  lambda m: Adam(0.1, lr_mults=m, weight_decay=0.3)],
+                         ids=['sgd', 'adagrad', 'adam'])
+def test_a_bias_at_twice_the_rate_moves_as_two_biases_sharing_its_gradient(xp, make):
+    """PyTorch's b_ih + b_hh, both given the bias gradient and each updated as usual, move their sum
+    as one bias with lr_mults 2 does, under every optimizer; the weights are untouched by it."""
+    rng = np.random.default_rng(0)
+    start_W, start_b = rng.standard_normal((2, 3)), rng.standard_normal(3)
+    one = {'W_xh': xp.array(start_W), 'b_h': xp.array(start_b)}       # copies: updated in place
+    two = {'W_xh': xp.array(start_W), 'b_ih': xp.array(start_b), 'b_hh': xp.zeros(3)}
+    plain = {'W_xh': xp.array(start_W), 'b_h': xp.array(start_b)}
+    fast, split, slow = make(bias_lr_mults(one, 2)), make(None), make(None)
+    for _ in range(5):
+        gW, gb = xp.asarray(rng.standard_normal((2, 3))), xp.asarray(rng.standard_normal(3))
+        fast.step(one, {'W_xh': gW.copy(), 'b_h': gb.copy()})
+        split.step(two, {'W_xh': gW.copy(), 'b_ih': gb.copy(), 'b_hh': gb.copy()})
+        slow.step(plain, {'W_xh': gW.copy(), 'b_h': gb.copy()})
+    np.testing.assert_allclose(to_numpy(one['b_h']), to_numpy(two['b_ih'] + two['b_hh']), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(one['b_h'] - start_b), 2 * to_numpy(plain['b_h'] - start_b),
+                               rtol=1e-12)
+    np.testing.assert_array_equal(to_numpy(one['W_xh']), to_numpy(plain['W_xh']))
+    np.testing.assert_array_equal(to_numpy(one['W_xh']), to_numpy(two['W_xh']))
 
 
 def test_constant_schedule_with_a_linear_warm_up():

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from minirnn.model import RNNLM, param_name
-from minirnn.optim import Adam, clip_grad_norm
+from minirnn.optim import Adam, bias_lr_mults, clip_grad_norm
 
 torch = pytest.importorskip('torch')
 nn = torch.nn
@@ -131,17 +131,18 @@ def test_loss_gradients_and_state_equal_pytorchs_layers(cell):
             np.testing.assert_allclose(a, b.detach().numpy()[0], rtol=1e-9, atol=1e-12)
 
 
-def adam_steps(cell, freeze_b_hh, steps, clip):
+def adam_steps(cell, freeze_b_hh, steps, clip, bias_lr_mult=1):
     """`steps` Adam steps with clipping from one start, the same batches and masks, in both.
 
     minirnn: clip_grad_norm, Adam. PyTorch: the benchmark's clip_grad_norm_ and AdamW without
-    decay; freeze_b_hh keeps b_hh at zero, so the bias is one parameter as in the book.
+    decay; freeze_b_hh keeps b_hh at zero, so the bias is one parameter as in the book;
+    bias_lr_mult: minirnn's (optim.bias_lr_mults).
     Returns (model, tm, minirnn's norms, PyTorch's norms).
     """
     model, tm = setup(cell, seed=2)
     for layer in tm.layers:
         layer.bias_hh_l0.requires_grad_(not freeze_b_hh)
-    opt = Adam(lr=2e-3)
+    opt = Adam(lr=2e-3, lr_mults=bias_lr_mults(model.params, bias_lr_mult))
     topt = torch.optim.AdamW([p for p in tm.parameters() if p.requires_grad], lr=2e-3, weight_decay=0.0)
     rng = np.random.default_rng(3)
     norms, tnorms = [], []
@@ -180,6 +181,22 @@ def test_adam_steps_with_clipping_equal_pytorchs_with_one_bias(cell):
         assert not np.allclose(ours[name].numpy(), start[name].numpy()) or 'bias_hh' in name, name  # it moved
         # Adam's step divides by sqrt(v): where a gradient is near zero, rounding in it shows
         # relatively larger; 1e-8 is a 1/200000 of one step of 2e-3
+        np.testing.assert_allclose(ours[name].numpy(), theirs[name].numpy(), rtol=1e-5, atol=1e-8,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize('cell', ['rnn', 'lstm'])
+def test_bias_lr_mult_2_is_pytorchs_update_with_two_biases(cell):
+    """minirnn's --bias-lr-mult 2 against PyTorch's layers as they come (b_ih and b_hh trained):
+    after 4 Adam steps the same parameters, b_ih + b_hh being the bias. The clipping bound is
+    out of reach, as PyTorch's norm counts each bias gradient twice."""
+    model, tm, norms, tnorms = adam_steps(cell, freeze_b_hh=False, steps=4, clip=1e6, bias_lr_mult=2)
+    ours, theirs = in_torch_layout(model, cell), tm.state_dict()
+    for name in ours:
+        if 'bias_hh' in name:
+            continue
+        if 'bias_ih' in name:
+            theirs[name] = theirs[name] + theirs[name.replace('bias_ih', 'bias_hh')]
         np.testing.assert_allclose(ours[name].numpy(), theirs[name].numpy(), rtol=1e-5, atol=1e-8,
                                    err_msg=name)
 

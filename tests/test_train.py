@@ -293,7 +293,8 @@ def test_step_schedule_settings_get_char_rnns_defaults_and_other_schedules_refus
 @pytest.mark.parametrize('bad, match', [
     ({'early_stop': 3}, 'validation split'), ({'eval_every': 10}, 'validation split'),
     ({'early_stop': 0, 'val_fraction': 0.1}, 'early_stop'), ({'weight_decay': -1}, 'weight_decay'),
-    ({'min_freq': -1}, 'min_freq'), ({'lr_schedule': 'linear'}, 'lr_schedule'), ({'warmup_steps': -1}, 'warmup')])
+    ({'min_freq': -1}, 'min_freq'), ({'lr_schedule': 'linear'}, 'lr_schedule'), ({'warmup_steps': -1}, 'warmup'),
+    ({'bias_lr_mult': 0}, 'bias_lr_mult')])
 def test_bad_new_settings_are_config_errors(bad, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**bad)
@@ -309,7 +310,8 @@ def test_rows_count_batches_and_optimizer_steps_and_follow_the_schedule(tmp_path
 
 
 @pytest.mark.parametrize('options', [
-    {'optimizer': 'adam', 'lr': 0.01, 'weight_decay': 0.1, 'lr_schedule': 'step', 'lr_decay': 0.5},
+    {'optimizer': 'adam', 'lr': 0.01, 'weight_decay': 0.1, 'lr_schedule': 'step', 'lr_decay': 0.5,
+     'bias_lr_mult': 2.0},
     {'optimizer': 'sgd', 'weight_decay': 1e-3, 'lr_schedule': 'constant', 'warmup_steps': 30}],
     ids=['adamw-step', 'sgd-l2-warmup'])
 def test_schedules_and_weight_decay_resume_exactly(tmp_path, options):
@@ -321,6 +323,17 @@ def test_schedules_and_weight_decay_resume_exactly(tmp_path, options):
     resumed = params_of(tmp_path / 'a')
     for k, v in full.model.params.items():
         np.testing.assert_array_equal(resumed[k], v)
+
+
+def test_bias_lr_mult_reaches_the_optimizer_and_the_checkpoint(tmp_path, monkeypatch):
+    config = TrainConfig(**{**SMALL, 'optimizer': 'adam', 'lr': 0.01, 'num_epochs': 1, 'bias_lr_mult': 2.0})
+    steps = []
+    real_step = train.OPTIMIZERS['adam'].step
+    monkeypatch.setattr(train.OPTIMIZERS['adam'], 'step',
+                        lambda self, *a, **k: steps.append(dict(self.lr_mults)) or real_step(self, *a, **k))
+    fit(config, tmp_path / 'run', quiet=True)
+    assert steps and steps[0] == {'b_h': 2.0}
+    assert checkpoint.load(tmp_path / 'run' / 'model.npz').meta['train']['bias_lr_mult'] == 2.0
 
 
 def test_a_cosine_run_resumes_exactly_after_ctrl_c_and_keeps_its_span(tmp_path, monkeypatch):
