@@ -8,7 +8,9 @@ state carried), with the preset's Adam, cosine schedule, dropout and clipping. T
 the held-out perplexity of the best epoch (both keep the best epoch by that perplexity; the
 final epoch's is printed too). minirnn runs `cli.py train --preset NAME --max-minutes`;
 PyTorch runs benchmarks/torch_lm.py (pip install torch==2.13.0) with the preset's settings and
-its own default initialisation. The runs go one after the other, never side by side.
+its own default initialisation; the preset's bias_lr_mult decides PyTorch's second bias per gate
+(1: held at zero, so the update is minirnn's; 2: trained, as PyTorch's layers come, which doubles
+the bias's step, as minirnn's --bias-lr-mult 2 does; tests/test_pytorch_reference.py). The runs go one after the other, never side by side.
 
     python benchmarks/quality.py --budget-minutes 15 --out runs/quality
 """
@@ -25,12 +27,15 @@ REPO = Path(__file__).resolve().parents[1]
 # initialisation (its own default, which init='uniform' copies) and the progress options
 ROWS = ('tm-rnn', 'tm-lstm2')
 TORCH_KEYS = ('cell', 'num_layers', 'num_hiddens', 'embed_dim', 'dropout', 'batch_size', 'num_steps',
-              'lr', 'lr_schedule', 'num_epochs', 'clip', 'val_fraction', 'weight_decay')
+              'lr', 'lr_schedule', 'num_epochs', 'clip', 'val_fraction', 'weight_decay', 'bias_lr_mult')
 
 
 def torch_options(preset):
-    from minirnn.config import PRESETS
-    return {k: PRESETS[preset][k] for k in TORCH_KEYS if k in PRESETS[preset]}
+    """The preset's settings that PyTorch's run takes, defaults included: bias_lr_mult 1 holds
+    PyTorch's second bias at zero, 2 trains both as PyTorch does (torch_lm.py --bias-lr-mult)."""
+    from minirnn.config import make_config
+    config = make_config(preset).to_dict()
+    return {k: config[k] for k in TORCH_KEYS}
 
 
 def flags(options):

@@ -1,7 +1,8 @@
 """The PyTorch side of benchmarks/quality.py: the same language model, data and training rules.
 
 A character model like minirnn's (an nn.Embedding or one-hot input, nn.RNN / nn.GRU / nn.LSTM
-with dropout between layers, dropout on the top layer's output, an nn.Linear head), trained
+with dropout between layers, dropout on the top layer's output, an nn.Linear head; its two
+biases per gate trained, or b_hh held at zero: --bias-lr-mult), trained
 on exactly minirnn's batches (minirnn.batching's sequential sampler, the state carried and
 detached between batches), with Adam and gradient-norm clipping, validated after each epoch
 on the same held-out tail with the state carried (minirnn.evaluation), keeping the best
@@ -90,9 +91,10 @@ def main(argv=None):
     p.add_argument('--max-minutes', type=float, default=15.0)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--one-bias', action='store_true',
-                   help="hold each layer's b_hh at zero, so that b_ih is the layer's one bias as in "
-                        "minirnn (PyTorch trains both, which doubles the bias's Adam step)")
+    p.add_argument('--bias-lr-mult', type=float, default=2.0,
+                   help="2 (default): PyTorch's layers as they come, training b_ih and b_hh, which "
+                        "moves their sum at twice the rate (minirnn's --bias-lr-mult 2); any other M "
+                        "holds b_hh at zero and gives b_ih M times the rate (1: minirnn's default)")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -102,16 +104,19 @@ def main(argv=None):
     loader = SeqDataLoader(train_corpus, args.batch_size, args.num_steps, 'sequential',
                            np.random.default_rng(args.seed))
     model = LanguageModel(len(vocab), args.cell, args.num_hiddens, args.num_layers, args.dropout, args.embed_dim)
-    if args.one_bias:
+    two_biases = args.bias_lr_mult == 2
+    if not two_biases:
         for name, param in model.rnn.named_parameters():
             if name.startswith('bias_hh'):
                 param.data.zero_()
                 param.requires_grad_(False)
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n, p in trained if 'bias' not in n]
-    keep = [p for n, p in trained if 'bias' in n]
-    optimizer = torch.optim.AdamW([{'params': decay, 'weight_decay': args.weight_decay},
-                                   {'params': keep, 'weight_decay': 0.0}], lr=args.lr)
+    cell_bias = [p for n, p in trained if n.startswith('rnn.bias')]
+    groups = [{'params': [p for n, p in trained if 'bias' not in n], 'weight_decay': args.weight_decay, 'mult': 1.0},
+              {'params': [p for n, p in trained if 'bias' in n and not n.startswith('rnn.bias')],
+               'weight_decay': 0.0, 'mult': 1.0},
+              {'params': cell_bias, 'weight_decay': 0.0, 'mult': 1.0 if two_biases else args.bias_lr_mult}]
+    optimizer = torch.optim.AdamW(groups, lr=args.lr)
     schedule = Schedule(args.lr, args.lr_schedule, total_steps=args.num_epochs * len(loader))
     best, best_epoch, history, steps = math.inf, None, [], 0
     started, last_epoch = time.monotonic(), 0.0
@@ -130,7 +135,7 @@ def main(argv=None):
             if args.clip:
                 nn.utils.clip_grad_norm_([p for _, p in trained], args.clip)
             for group in optimizer.param_groups:     # the same rate per step as minirnn's
-                group['lr'] = schedule(steps, epoch)
+                group['lr'] = schedule(steps, epoch) * group['mult']
             optimizer.step()
             steps += 1
             loss_sum += loss.item() * Y.numel()
