@@ -72,6 +72,10 @@ def fraction(s):
     return _float(s, 'a fraction in [0, 1)', minimum=0, below=1)
 
 
+def decay(s):
+    return _float(s, 'a decay in (0, 1), such as 0.999', above=0, below=1)
+
+
 def max_tokens(s):
     return None if s.lower() == 'all' else positive_int(s)
 
@@ -228,6 +232,9 @@ def build_parser():
     option(g, '--bias-lr-mult', 'the recurrent cells\' biases learn this many times as fast as the '
            'weights; 2 is PyTorch\'s update, whose layers train two biases (b_ih + b_hh) per gate',
            type=positive_float)
+    option(g, '--ema', 'keep a moving average of the weights with this decay per step (0.999: about '
+           'the last 1000 steps); validation, best.npz\'s choice, eval and generate use it, training '
+           'goes on with the weights themselves', type=decay)
     option(g, '--num-epochs', 'epochs to train (with --resume: the new total)', type=positive_int)
     option(g, '--clip', 'max global gradient norm; 0 disables clipping', type=non_negative_float)
     option(g, '--early-stop', 'stop after N epochs without a better validation perplexity',
@@ -431,10 +438,12 @@ def print_results(result, config, out):
               f'{last["tokens_per_s"]:,.0f} tokens/s on {config.device}')
     if result.finished:
         from minirnn.generate import predict
+        from minirnn.train import use_weights
         for prefix in config.prefixes:
             try:      # the model is trained and saved: a prefix it cannot read is only a warning
-                print(predict(result.model, result.vocab, prefix, config.num_preds,
-                              preprocess=config.preprocess, token=config.token))
+                with use_weights(result.model, result.averaged) as model:
+                    print(predict(model, result.vocab, prefix, config.num_preds,
+                                  preprocess=config.preprocess, token=config.token))
             except MiniRNNError as exc:
                 print(f'minirnn: warning: no continuation of {prefix!r}: {exc}', file=sys.stderr)
     best = [r for r in result.history if r.get('best')]
@@ -447,7 +456,7 @@ def print_results(result, config, out):
 def cmd_generate(args):
     from minirnn import checkpoint
     from minirnn.generate import predict
-    ckpt = checkpoint.load(args.checkpoint, device=args.device)
+    ckpt = checkpoint.load(args.checkpoint, device=args.device, averaged=True)
     preprocess, token = checkpoint.text_options(ckpt)
     print(predict(ckpt.model, ckpt.vocab, args.prefix, args.num_preds,
                   preprocess=preprocess, token=token, strategy=args.strategy,
@@ -459,7 +468,7 @@ def cmd_eval(args):
     from minirnn import checkpoint, text
     from minirnn.optim import perplexity
     from minirnn.evaluation import corpus_batches, evaluate
-    ckpt = checkpoint.load(args.checkpoint, device=args.device)
+    ckpt = checkpoint.load(args.checkpoint, device=args.device, averaged=True)
     preprocess, token = checkpoint.text_options(ckpt)
     corpus = text.encode_corpus(args.data, ckpt.vocab, preprocess=preprocess, token=token,
                                 encoding=args.encoding, max_tokens=args.max_tokens)

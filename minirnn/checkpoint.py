@@ -16,6 +16,7 @@ from .backend import device_name, get_xp, to_numpy
 from .errors import CheckpointError, ConfigError, DataError
 from .files import atomic_write
 from .model import RNNLM
+from .optim import ema_average
 from .text import PREPROCESS_MODES, TOKEN_KINDS, Vocab
 
 FORMAT = 'minirnn-checkpoint'
@@ -87,11 +88,14 @@ def read(path):
     return Contents(arrays, meta)
 
 
-def load(path, device='cpu', *, contents=None):
+def load(path, device='cpu', *, contents=None, averaged=False):
     """Read a checkpoint written by `save`, check it, and rebuild the model on `device`.
 
     Args: path of the .npz file; device 'cpu', 'gpu' or 'auto'; contents: what read(path)
-    returned already (so a caller that looked at the metadata does not read the file twice).
+    returned already (so a caller that looked at the metadata does not read the file twice);
+    averaged: when the run kept a moving average of its weights (train --ema, stored as the
+    optimizer's 'avg' slots), the model gets that average, the weights validation measured
+    (eval and generate); otherwise, and always for --resume, the training weights.
     Returns: Checkpoint(model, vocab, optimizer_state, meta). The model has the saved dtype.
     Raises: CheckpointError for a missing, truncated, foreign, newer or inconsistent file.
     """
@@ -124,11 +128,26 @@ def load(path, device='cpu', *, contents=None):
         p[...] = xp.asarray(a)   # copied into the freshly built array, so its dtype is kept
 
     optimizer_state = _optimizer_state(path, arrays, meta, model)
+    if averaged:
+        _use_average(path, model, optimizer_state, meta)
     unknown = sorted(k for k in arrays if not k.startswith(('param/', 'optim/')))
     if unknown:
         raise CheckpointError(f'{path}: unexpected entries {", ".join(unknown[:5])}; '
                               'not a minirnn checkpoint of this version')
     return Checkpoint(model, vocab, optimizer_state, meta)
+
+
+def _use_average(path, model, optimizer_state, meta):
+    """The model's parameters replaced by the run's moving average (Optimizer.averaged_params)."""
+    ema = (meta.get('train') or {}).get('ema')
+    if not ema or optimizer_state is None or not optimizer_state['steps']:
+        return
+    average = ema_average(optimizer_state['slots'], ema, optimizer_state['steps'])
+    if set(average) != set(model.params):
+        raise CheckpointError(f'{path}: the run kept a moving average (ema {ema}) but not of every '
+                              'parameter; the file is damaged')
+    for name, p in model.params.items():
+        p[...] = model.xp.asarray(average[name])
 
 
 def _read_arrays(path):

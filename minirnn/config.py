@@ -52,6 +52,8 @@ class TrainConfig:
     warmup_steps: int = 0            # linear warm-up over this many optimizer steps (any schedule)
     weight_decay: float = 0.0        # L2 for sgd and adagrad, decoupled for adam (AdamW); weights only
     bias_lr_mult: float = 1.0        # the cells' biases learn this many times as fast (2: PyTorch's update)
+    ema: Optional[float] = None      # decay of a moving average of the weights, which validation,
+                                     # best.npz's choice, eval and generate use (optim.Optimizer)
     num_epochs: int = 500
     clip: float = 1.0          # max global gradient norm; 0 disables clipping
     early_stop: Optional[int] = None   # stop after this many epochs without a better val_ppl
@@ -89,6 +91,7 @@ class TrainConfig:
         checks.number('lr', self.lr, above=0)
         checks.number('weight_decay', self.weight_decay, minimum=0)
         checks.number('bias_lr_mult', self.bias_lr_mult, above=0)
+        checks.number('ema', self.ema, above=0, below=1, optional=True)
         self._check_schedule()
         checks.number('clip', self.clip, minimum=0)
         checks.number('val_fraction', self.val_fraction, minimum=0, below=1)

@@ -66,6 +66,12 @@ def bias_lr_mults(params, mult):
     return {name: mult for name in params if name.startswith('b_') and name != 'b_q'}
 
 
+def ema_average(slots, ema, steps):
+    """name -> avg / (1 - ema^steps) for every 'avg' slot in slots (Optimizer.averaged_params)."""
+    correction = 1 / (1 - ema ** steps)
+    return {name: sl['avg'] * correction for name, sl in slots.items() if 'avg' in sl}
+
+
 class Optimizer:
     """Base class: holds lr, weight decay and per-parameter slots; subclasses define `_update`.
 
@@ -73,14 +79,19 @@ class Optimizer:
     the weight matrices (2-D parameters: W_xh, W_hh, W_hq, W_emb), never to the biases, as
     nanoGPT does; each subclass says how (L2 in the gradient, or decoupled);
     lr_mults: None, or parameter name -> a positive factor on the learning rate of that
-    parameter (the others take the rate as it is); see bias_lr_mults.
+    parameter (the others take the rate as it is); see bias_lr_mults;
+    ema: None, or a decay D in (0, 1): keep an exponential moving average of every parameter
+    after each step, in the slot 'avg' (see averaged_params).
     """
 
     slot_names = ()
     default_lr = None
 
-    def __init__(self, lr=None, *, weight_decay=0.0, lr_mults=None):
+    def __init__(self, lr=None, *, weight_decay=0.0, lr_mults=None, ema=None):
         self.lr = _positive('learning rate', self.default_lr if lr is None else lr)
+        if ema is not None and (isinstance(ema, bool) or not (isinstance(ema, numbers.Real) and 0 < ema < 1)):
+            raise ConfigError(f'ema must be a decay between 0 and 1 (such as 0.999), got {ema!r}')
+        self.ema = None if ema is None else float(ema)
         self.lr_mults = {name: _positive(f'learning-rate factor of {name}', m)
                          for name, m in (lr_mults or {}).items()}
         if isinstance(weight_decay, bool) or not (isinstance(weight_decay, numbers.Real)
@@ -95,16 +106,33 @@ class Optimizer:
         """Update every parameter in `params` from `grads` (same keys; 'state' is ignored).
 
         lr: this step's learning rate (a Schedule's), or None for self.lr.
+        With ema = D, after the update: avg <- D avg + (1 - D) p  (avg starts at 0).
         """
         lr = self.lr if lr is None else float(lr)
         self.steps += 1
         self.last_lr = lr
+        names = self.slot_names + (('avg',) if self.ema else ())
         for name, p in params.items():
             if name not in self.slots:
                 xp = xp_of(p)
-                self.slots[name] = {s: xp.zeros_like(p) for s in self.slot_names}
+                self.slots[name] = {s: xp.zeros_like(p) for s in names}
             decay = self.weight_decay if p.ndim >= 2 else 0.0
             self._update(p, grads[name], self.slots[name], lr * self.lr_mults.get(name, 1.0), decay)
+            if self.ema:
+                avg = self.slots[name]['avg']
+                avg *= self.ema
+                avg += (1 - self.ema) * p
+
+    def averaged_params(self):
+        """The moving average of the weights (ema), name -> new array, or None before any step.
+
+        avg / (1 - D^t) after t steps: the average's zero start corrected as Adam's moments are,
+        so that it weighs only the weights the steps produced,
+        sum_s (1 - D) D^(t-s) p_s / (1 - D^t), never the initial ones.
+        """
+        if not self.ema or not self.steps:
+            return None
+        return ema_average(self.slots, self.ema, self.steps)
 
     def _update(self, p, g, slots, lr, decay):
         raise NotImplementedError
@@ -146,8 +174,9 @@ class Adagrad(Optimizer):
     slot_names = ('sum_sq',)
     default_lr = 0.1     # min-char-rnn's learning_rate
 
-    def __init__(self, lr=None, eps=1e-8, *, weight_decay=0.0, lr_mults=None):
-        super().__init__(lr, weight_decay=weight_decay, lr_mults=lr_mults)
+    def __init__(self, lr=None, eps=1e-8, *, weight_decay=0.0, lr_mults=None,
+                 ema=None):
+        super().__init__(lr, weight_decay=weight_decay, lr_mults=lr_mults, ema=ema)
         self.eps = eps
 
     def _update(self, p, g, slots, lr, decay):
@@ -170,8 +199,9 @@ class Adam(Optimizer):
     slot_names = ('m', 'v')
     default_lr = 2e-3    # char-rnn's and torch-rnn's learning_rate
 
-    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, *, weight_decay=0.0, lr_mults=None):
-        super().__init__(lr, weight_decay=weight_decay, lr_mults=lr_mults)
+    def __init__(self, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, *, weight_decay=0.0, lr_mults=None,
+                 ema=None):
+        super().__init__(lr, weight_decay=weight_decay, lr_mults=lr_mults, ema=ema)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def _update(self, p, g, slots, lr, decay):

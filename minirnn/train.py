@@ -8,6 +8,7 @@ diverged run stops with DivergenceError; Ctrl-C stops after the current batch an
 checkpoint that --resume continues exactly. Settings live in config.py, held-out evaluation in
 evaluation.py, what the user sees meanwhile in feedback.py.
 """
+import contextlib
 import dataclasses
 import math
 import time
@@ -144,6 +145,25 @@ class FitResult(NamedTuple):
     history: list           # one dict per finished epoch (history_row)
     finished: bool          # False when Ctrl-C stopped the run (a checkpoint was saved)
     stopped_early: bool = False   # early_stop ended the run before num_epochs
+    averaged: Optional[dict] = None   # --ema: the moving average of the weights (use_weights)
+
+
+@contextlib.contextmanager
+def use_weights(model, weights):
+    """Within the block the model holds `weights` (name -> array; None: no change), copied in
+    place; its own come back, bit for bit, after it. --ema validates, samples and predicts
+    with the moving average of the weights while training goes on with the weights themselves."""
+    if weights is None:
+        yield model
+        return
+    own = {name: p.copy() for name, p in model.params.items()}
+    for name, p in model.params.items():
+        p[...] = weights[name]
+    try:
+        yield model
+    finally:
+        for name, p in model.params.items():
+            p[...] = own[name]
 
 
 def _split(config, corpus, model):
@@ -248,8 +268,15 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                       num_layers=config.num_layers, dropout=config.dropout, threads=config.threads,
                       init=config.init)
     optimizer = OPTIMIZERS[config.optimizer](config.lr, weight_decay=config.weight_decay,
-                                             lr_mults=bias_lr_mults(model.params, config.bias_lr_mult))
-    (train_corpus, window_options), validate = _split(config, corpus, model)
+                                             lr_mults=bias_lr_mults(model.params, config.bias_lr_mult),
+                                             ema=config.ema)
+    (train_corpus, window_options), validate_weights = _split(config, corpus, model)
+
+    def validate_used_weights():
+        """Held-out loss of the weights a user gets: with --ema, their moving average."""
+        with use_weights(model, optimizer.averaged_params()):
+            return validate_weights()
+    validate = None if validate_weights is None else validate_used_weights
     loader = SeqDataLoader(train_corpus, config.batch_size, config.num_steps, config.sampler,
                            data_rng, model.xp, **window_options)
     schedule = _schedule(config, loader)
@@ -300,8 +327,10 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
             from .generate import predict
             # drawn (as min-char-rnn does: greedy text of a young model repeats itself) from its
             # own Generator, so a sample is reproducible and no training draw changes
-            sample = predict(model, vocab, sample_prefix, SAMPLE_NUM_PREDS, preprocess=config.preprocess,
-                             token=config.token, strategy='sample', rng=np.random.default_rng([config.seed, step]))
+            with use_weights(model, optimizer.averaged_params()):
+                sample = predict(model, vocab, sample_prefix, SAMPLE_NUM_PREDS, preprocess=config.preprocess,
+                                 token=config.token, strategy='sample',
+                                 rng=np.random.default_rng([config.seed, step]))
             progress.samples.append({'step': step, 'text': sample})
             report.line(f'step {step} (epoch {epoch}) sample:{chr(10) if chr(10) in sample else " "}{sample}')
         report.batch(progress)
@@ -341,7 +370,7 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                     run.plot(history, config, force=True)
                     report.line(f'minirnn: interrupted in epoch {epoch}; {run.checkpoint_path} saved, '
                                 f'continue with --resume', always=True)
-                    return FitResult(model, vocab, history, False)
+                    return FitResult(model, vocab, history, False, averaged=optimizer.averaged_params())
                 start = time.perf_counter()
                 val_loss = validate() if validate else None
                 row = history_row(epoch, progress, val_loss, progress.seconds + time.perf_counter() - start,
@@ -370,4 +399,4 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                 last_epoch_seconds = time.monotonic() - epoch_started
     finally:
         report.close()
-    return FitResult(model, vocab, history, True, stopped_early)
+    return FitResult(model, vocab, history, True, stopped_early, optimizer.averaged_params())

@@ -349,7 +349,8 @@ def test_every_help_shows_every_default_and_an_example(capsys):
     flat = ' '.join(out.split())
     for shown in ('sequences per minibatch (default: 32; d2l-v2: 1024)', 'sgd 1, adagrad 0.1, adam 0.002',
                   '(default: 500; d2l-v2: 100)', '--lr-schedule', '--early-stop', '--eval-every',
-                  '--sample-every', '--min-freq', '--weight-decay', '--warmup-steps', '3 training diverged'):
+                  '--sample-every', '--min-freq', '--weight-decay', '--warmup-steps', '3 training diverged',
+                  '--bias-lr-mult', '--ema'):
         assert shown in flat, shown
 
 
@@ -380,6 +381,28 @@ def test_best_npz_from_the_cli_works_with_eval_and_generate(capsys, tmp_path):
     code, stdout, _ = run(capsys, 'generate', '--checkpoint', str(out / 'best.npz'), '--prefix', 'the',
                           '--num-preds', '5')
     assert code == 0 and len(stdout.strip()) == len('the') + 5
+
+
+def test_ema_through_the_cli_eval_and_generate_use_the_average(capsys, tmp_path):
+    from minirnn import checkpoint, text
+    from minirnn.evaluation import corpus_batches, evaluate
+    from minirnn.optim import perplexity
+    out = tmp_path / 'r'
+    code, _, err = run(capsys, 'train', *TINY, '--optimizer', 'adam', '--val-fraction', '0.2', '--ema', '0.9',
+                       '--num-preds', '0', '--out', str(out))
+    assert code == 0, err
+    code, stdout, _ = run(capsys, 'eval', '--checkpoint', str(out / 'model.npz'), '--data', 'timemachine',
+                          '--max-tokens', '1000', '--batch-size', '4', '--num-steps', '10')
+    assert code == 0
+    got = json.loads(stdout)['perplexity']
+    ppl = {}
+    for averaged in (True, False):
+        ckpt = checkpoint.load(out / 'model.npz', averaged=averaged)
+        corpus = text.encode_corpus('timemachine', ckpt.vocab, max_tokens=1000)
+        ppl[averaged] = perplexity(evaluate(ckpt.model, corpus_batches(corpus, 4, 10), carry_state=True))
+    assert got == pytest.approx(ppl[True], rel=1e-9) and got != pytest.approx(ppl[False], rel=1e-6)
+    code, _, err = run(capsys, 'train', *TINY, '--ema', '1', '--out', str(tmp_path / 's'))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and '--ema' in err
 
 
 def test_min_freq_through_the_cli(capsys, tmp_path):

@@ -166,6 +166,51 @@ def test_a_bias_at_twice_the_rate_moves_as_two_biases_sharing_its_gradient(xp, m
     np.testing.assert_array_equal(to_numpy(one['W_xh']), to_numpy(two['W_xh']))
 
 
+def test_ema_is_the_moving_average_of_the_weights_with_its_zero_start_corrected(xp):
+    """averaged_params = sum_s (1 - D) D^(t-s) p_s / (1 - D^t) over the weights p_1..p_t the steps made."""
+    D = 0.8
+    opt = SGD(0.5, ema=D)
+    p = {'W': xp.asarray([[1.0, -2.0]])}
+    assert opt.averaged_params() is None and SGD(0.5).averaged_params() is None
+    made = []
+    for g in ([0.5, 1.0], [-1.0, 2.0], [3.0, 0.0], [0.25, -4.0]):
+        opt.step(p, {'W': xp.asarray([g])})
+        made.append(to_numpy(p['W']).copy())
+        t = len(made)
+        expected = sum((1 - D) * D ** (t - s) * made[s - 1] for s in range(1, t + 1)) / (1 - D ** t)
+        np.testing.assert_allclose(to_numpy(opt.averaged_params()['W']), expected, rtol=1e-12)
+    # the first step's average is that step's weights: nothing of the zero start remains
+    first = SGD(0.5, ema=D)
+    q = {'W': xp.asarray([[1.0, -2.0]])}
+    first.step(q, {'W': xp.asarray([[0.5, 1.0]])})
+    np.testing.assert_allclose(to_numpy(first.averaged_params()['W']), to_numpy(q['W']), rtol=1e-12)
+    # the training weights are SGD's own: the average never feeds back
+    np.testing.assert_allclose(made[-1], [[1.0 - 0.5 * 2.75, -2.0 - 0.5 * -1.0]], rtol=1e-12)
+
+
+@pytest.mark.parametrize('ema', [0.0, 1.0, -0.5, float('nan'), True])
+def test_bad_ema(ema):
+    with pytest.raises(ConfigError, match='ema'):
+        Adam(ema=ema)
+
+
+def test_ema_travels_with_the_optimizer_state(xp):
+    """A resumed optimizer continues the same average (the 'avg' slot is saved with the moments)."""
+    rng = np.random.default_rng(0)
+    grads = [{'W': xp.asarray(rng.standard_normal((2, 2)))} for _ in range(5)]
+    a, pa = Adam(0.1, ema=0.9), {'W': xp.asarray(np.ones((2, 2)))}
+    for g in grads:
+        a.step(pa, {'W': g['W'].copy()})
+    b, pb = Adam(0.1, ema=0.9), {'W': xp.asarray(np.ones((2, 2)))}
+    for g in grads[:3]:
+        b.step(pb, {'W': g['W'].copy()})
+    c = Adam(0.1, ema=0.9)
+    c.load_state_dict(b.state_dict(), xp)
+    for g in grads[3:]:
+        c.step(pb, {'W': g['W'].copy()})
+    np.testing.assert_array_equal(to_numpy(c.averaged_params()['W']), to_numpy(a.averaged_params()['W']))
+
+
 def test_constant_schedule_with_a_linear_warm_up():
     s = Schedule(0.4, 'constant', warmup_steps=4)
     assert [s(step, 1) for step in range(6)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])

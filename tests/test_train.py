@@ -13,6 +13,7 @@ from minirnn.errors import CheckpointError, ConfigError, DataError, DivergenceEr
 from minirnn.evaluation import corpus_batches, evaluate
 from minirnn.feedback import format_ppl
 from minirnn.model import RNNLM
+from minirnn.optim import perplexity
 from minirnn.rundir import RunDir
 from minirnn.train import fit
 
@@ -294,7 +295,7 @@ def test_step_schedule_settings_get_char_rnns_defaults_and_other_schedules_refus
     ({'early_stop': 3}, 'validation split'), ({'eval_every': 10}, 'validation split'),
     ({'early_stop': 0, 'val_fraction': 0.1}, 'early_stop'), ({'weight_decay': -1}, 'weight_decay'),
     ({'min_freq': -1}, 'min_freq'), ({'lr_schedule': 'linear'}, 'lr_schedule'), ({'warmup_steps': -1}, 'warmup'),
-    ({'bias_lr_mult': 0}, 'bias_lr_mult')])
+    ({'bias_lr_mult': 0}, 'bias_lr_mult'), ({'ema': 1.0}, 'ema'), ({'ema': 0}, 'ema')])
 def test_bad_new_settings_are_config_errors(bad, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**bad)
@@ -312,8 +313,8 @@ def test_rows_count_batches_and_optimizer_steps_and_follow_the_schedule(tmp_path
 @pytest.mark.parametrize('options', [
     {'optimizer': 'adam', 'lr': 0.01, 'weight_decay': 0.1, 'lr_schedule': 'step', 'lr_decay': 0.5,
      'bias_lr_mult': 2.0},
-    {'optimizer': 'sgd', 'weight_decay': 1e-3, 'lr_schedule': 'constant', 'warmup_steps': 30}],
-    ids=['adamw-step', 'sgd-l2-warmup'])
+    {'optimizer': 'sgd', 'weight_decay': 1e-3, 'lr_schedule': 'constant', 'warmup_steps': 30, 'ema': 0.95}],
+    ids=['adamw-step', 'sgd-l2-warmup-ema'])
 def test_schedules_and_weight_decay_resume_exactly(tmp_path, options):
     config = TrainConfig(**{**SMALL, **options})
     fit(config, tmp_path / 'a', quiet=True)
@@ -323,6 +324,35 @@ def test_schedules_and_weight_decay_resume_exactly(tmp_path, options):
     resumed = params_of(tmp_path / 'a')
     for k, v in full.model.params.items():
         np.testing.assert_array_equal(resumed[k], v)
+    if config.ema:     # and the moving average went on as if never stopped
+        averaged = checkpoint.load(tmp_path / 'a' / 'model.npz', averaged=True).model.params
+        for k, v in full.averaged.items():
+            np.testing.assert_array_equal(averaged[k], v)
+
+
+def test_ema_validates_the_average_and_eval_loads_it(tmp_path):
+    """With --ema the history's validation perplexity is the moving average's, checkpoint.load(
+    averaged=True) (eval, generate) gives that average, and the plain load (resume) the training
+    weights, which the average never fed back into."""
+    from minirnn import load_corpus
+    from minirnn.text import split_corpus
+    config = TrainConfig(**{**SMALL, 'optimizer': 'adam', 'lr': 0.01, 'num_epochs': 2, 'val_fraction': 0.2,
+                            'ema': 0.9})
+    result = fit(config, tmp_path / 'run', quiet=True)
+    plain = fit(TrainConfig(**{**config.to_dict(), 'ema': None}), tmp_path / 'plain', quiet=True)
+    averaged = checkpoint.load(tmp_path / 'run' / 'model.npz', averaged=True).model
+    raw = checkpoint.load(tmp_path / 'run' / 'model.npz').model
+    for name, p in raw.params.items():
+        np.testing.assert_array_equal(p, result.model.params[name])
+        np.testing.assert_array_equal(p, plain.model.params[name])        # training is untouched
+        np.testing.assert_array_equal(averaged.params[name], result.averaged[name])
+        assert not np.allclose(averaged.params[name], p), name
+    corpus, _ = load_corpus('timemachine', max_tokens=SMALL['max_tokens'])
+    _, val_corpus = split_corpus(corpus, 0.2)
+    val = lambda m: perplexity(evaluate(m, corpus_batches(val_corpus, 8, 10), carry_state=True))  # noqa: E731
+    assert result.history[-1]['val_ppl'] == pytest.approx(val(averaged), rel=1e-12)
+    assert plain.history[-1]['val_ppl'] == pytest.approx(val(raw), rel=1e-12)
+    assert val(averaged) != pytest.approx(val(raw), rel=1e-6)
 
 
 def test_bias_lr_mult_reaches_the_optimizer_and_the_checkpoint(tmp_path, monkeypatch):
