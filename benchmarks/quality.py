@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 # initialisation (its own default, which init='uniform' copies) and the progress options
 ROWS = ('tm-rnn', 'tm-lstm2')
 TORCH_KEYS = ('cell', 'num_layers', 'num_hiddens', 'embed_dim', 'dropout', 'batch_size', 'num_steps',
-              'lr', 'lr_schedule', 'num_epochs', 'clip', 'val_fraction', 'weight_decay', 'bias_lr_mult')
+              'lr', 'lr_schedule', 'num_epochs', 'clip', 'val_fraction', 'weight_decay', 'bias_lr_mult', 'ema')
 
 
 def torch_options(preset):

@@ -4,7 +4,7 @@ A character model like minirnn's (an nn.Embedding or one-hot input, nn.RNN / nn.
 with dropout between layers, dropout on the top layer's output, an nn.Linear head; its two
 biases per gate trained, or b_hh held at zero: --bias-lr-mult), trained
 on exactly minirnn's batches (minirnn.batching's sequential sampler, the state carried and
-detached between batches), with Adam and gradient-norm clipping, validated after each epoch
+detached between batches), with Adam and gradient-norm clipping (and --ema as minirnn's), validated after each epoch
 on the same held-out tail with the state carried (minirnn.evaluation), keeping the best
 epoch, and stopping before an epoch that would end past --max-minutes, as `cli.py train
 --max-minutes` does. PyTorch is a benchmark-only install (pip install torch==2.13.0).
@@ -95,6 +95,9 @@ def main(argv=None):
                    help="2 (default): PyTorch's layers as they come, training b_ih and b_hh, which "
                         "moves their sum at twice the rate (minirnn's --bias-lr-mult 2); any other M "
                         "holds b_hh at zero and gives b_ih M times the rate (1: minirnn's default)")
+    p.add_argument('--ema', type=float, default=None,
+                   help='validate a moving average of the weights with this decay per step, its zero '
+                        'start corrected (minirnn.optim.Optimizer ema)')
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -118,6 +121,7 @@ def main(argv=None):
               {'params': cell_bias, 'weight_decay': 0.0, 'mult': 1.0 if two_biases else args.bias_lr_mult}]
     optimizer = torch.optim.AdamW(groups, lr=args.lr)
     schedule = Schedule(args.lr, args.lr_schedule, total_steps=args.num_epochs * len(loader))
+    averages = {n: torch.zeros_like(p) for n, p in model.named_parameters()} if args.ema else None
     best, best_epoch, history, steps = math.inf, None, [], 0
     started, last_epoch = time.monotonic(), 0.0
     for epoch in range(1, args.num_epochs + 1):
@@ -138,10 +142,23 @@ def main(argv=None):
                 group['lr'] = schedule(steps, epoch) * group['mult']
             optimizer.step()
             steps += 1
+            if averages is not None:
+                with torch.no_grad():
+                    for n, p in model.named_parameters():
+                        averages[n].mul_(args.ema).add_(p, alpha=1 - args.ema)
             loss_sum += loss.item() * Y.numel()
             tokens += Y.numel()
             train_seconds += time.perf_counter() - tick
-        val = evaluate(model, val_corpus, args.batch_size, args.num_steps)
+        if averages is None:
+            val = evaluate(model, val_corpus, args.batch_size, args.num_steps)
+        else:         # the average in, validated, the training weights back
+            with torch.no_grad():
+                own = {n: p.detach().clone() for n, p in model.named_parameters()}
+                for n, p in model.named_parameters():
+                    p.copy_(averages[n] / (1 - args.ema ** steps))
+                val = evaluate(model, val_corpus, args.batch_size, args.num_steps)
+                for n, p in model.named_parameters():
+                    p.copy_(own[n])
         if val < best:
             best, best_epoch = val, epoch
         row = {'epoch': epoch, 'train_ppl': math.exp(loss_sum / tokens), 'val_ppl': math.exp(val),
