@@ -10,7 +10,8 @@ final epoch's is printed too). minirnn runs `cli.py train --preset NAME --max-mi
 PyTorch runs benchmarks/torch_lm.py (pip install torch==2.13.0) with the preset's settings and
 its own default initialisation; the preset's bias_lr_mult decides PyTorch's second bias per gate
 (1: held at zero, so the update is minirnn's; 2: trained, as PyTorch's layers come, which doubles
-the bias's step, as minirnn's --bias-lr-mult 2 does; tests/test_pytorch_reference.py). The runs go one after the other, never side by side.
+the bias's step, as minirnn's --bias-lr-mult 2 does; tests/test_pytorch_reference.py). The runs
+go one after the other, never side by side.
 
     python benchmarks/quality.py --budget-minutes 15 --out runs/quality
 """
@@ -27,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 # initialisation (its own default, which init='uniform' copies) and the progress options
 ROWS = ('tm-rnn', 'tm-lstm2')
 TORCH_KEYS = ('cell', 'num_layers', 'num_hiddens', 'embed_dim', 'dropout', 'batch_size', 'num_steps',
-              'lr', 'lr_schedule', 'num_epochs', 'clip', 'val_fraction', 'weight_decay', 'bias_lr_mult', 'ema')
+              'lr', 'lr_schedule', 'num_epochs', 'clip', 'val_fraction', 'weight_decay', 'bias_lr_mult',
+              'ema')
 
 
 def torch_options(preset):

@@ -2,10 +2,10 @@
 
 A character model like minirnn's (an nn.Embedding or one-hot input, nn.RNN / nn.GRU / nn.LSTM
 with dropout between layers, dropout on the top layer's output, an nn.Linear head; its two
-biases per gate trained, or b_hh held at zero: --bias-lr-mult), trained
-on exactly minirnn's batches (minirnn.batching's sequential sampler, the state carried and
-detached between batches), with Adam and gradient-norm clipping (and --ema as minirnn's), validated after each epoch
-on the same held-out tail with the state carried (minirnn.evaluation), keeping the best
+biases per gate trained, or b_hh held at zero: --bias-lr-mult), trained on exactly minirnn's
+batches (minirnn.batching's sequential sampler, the state carried and detached between
+batches), with Adam and gradient-norm clipping (and --ema as minirnn's), validated after each
+epoch on the same held-out tail with the state carried (minirnn.evaluation), keeping the best
 epoch, and stopping before an epoch that would end past --max-minutes, as `cli.py train
 --max-minutes` does. PyTorch is a benchmark-only install (pip install torch==2.13.0).
 Prints one JSON line per epoch, then a summary line.
@@ -115,7 +115,8 @@ def main(argv=None):
                 param.requires_grad_(False)
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     cell_bias = [p for n, p in trained if n.startswith('rnn.bias')]
-    groups = [{'params': [p for n, p in trained if 'bias' not in n], 'weight_decay': args.weight_decay, 'mult': 1.0},
+    groups = [{'params': [p for n, p in trained if 'bias' not in n], 'weight_decay': args.weight_decay,
+               'mult': 1.0},
               {'params': [p for n, p in trained if 'bias' in n and not n.startswith('rnn.bias')],
                'weight_decay': 0.0, 'mult': 1.0},
               {'params': cell_bias, 'weight_decay': 0.0, 'mult': 1.0 if two_biases else args.bias_lr_mult}]

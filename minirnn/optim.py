@@ -8,6 +8,7 @@ of each step from the step count and the epoch, which checkpoints already hold.
 import math
 import numbers
 
+from . import checks
 from .backend import to_numpy, xp_of
 from .errors import ConfigError
 
@@ -53,8 +54,7 @@ def bias_lr_mults(params, mult):
     PyTorch's nn.RNN / nn.GRU / nn.LSTM keep two biases per gate, b_ih and b_hh, where the book
     keeps one (b = b_ih + b_hh). Both receive the book's bias gradient, so under SGD, Adagrad or
     Adam each moves as the book's bias would, and their sum twice as far: mult=2 is PyTorch's
-    update (but for its clipping norm, which counts each bias gradient twice). Under Adam the
-    faster bias is what lets a gated cell fit sooner (README, held-out quality). The output
+    update (but for its clipping norm, which counts each bias gradient twice). The output
     layer's b_q is one bias in PyTorch too (nn.Linear) and keeps the rate.
 
     Args: params, name -> array (model.params); mult, a positive number.
@@ -89,9 +89,7 @@ class Optimizer:
 
     def __init__(self, lr=None, *, weight_decay=0.0, lr_mults=None, ema=None):
         self.lr = _positive('learning rate', self.default_lr if lr is None else lr)
-        if ema is not None and (isinstance(ema, bool) or not (isinstance(ema, numbers.Real) and 0 < ema < 1)):
-            raise ConfigError(f'ema must be a decay between 0 and 1 (such as 0.999), got {ema!r}')
-        self.ema = None if ema is None else float(ema)
+        self.ema = checks.number('ema', ema, above=0, below=1, optional=True)
         self.lr_mults = {name: _positive(f'learning-rate factor of {name}', m)
                          for name, m in (lr_mults or {}).items()}
         if isinstance(weight_decay, bool) or not (isinstance(weight_decay, numbers.Real)

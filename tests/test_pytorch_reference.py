@@ -29,7 +29,7 @@ V, E, H, B, T, L, P = 13, 6, 8, 3, 7, 2, 0.4
 TORCH_GATES = {'rnn': ('h',), 'lstm': ('i', 'f', 'c', 'o')}
 
 
-def names(cell, letter):
+def names(letter):
     """The book's names of one gate's input weight, recurrent weight and bias."""
     return f'W_x{letter}', f'W_h{letter}', f'b_{letter}'
 
@@ -65,12 +65,10 @@ def copy_into(model, tm, cell):
     with torch.no_grad():
         tm.embedding.weight.copy_(torch.tensor(model.params['W_emb']))
         for k, layer in enumerate(tm.layers):
-            p = {n: model.params[param_name(n, k)] for n in
-                 [x for g in TORCH_GATES[cell] for x in names(cell, g)]}
-            gates = [names(cell, g) for g in TORCH_GATES[cell]]
-            layer.weight_ih_l0.copy_(torch.tensor(np.concatenate([p[x] for x, _, _ in gates], 1).T))
-            layer.weight_hh_l0.copy_(torch.tensor(np.concatenate([p[h] for _, h, _ in gates], 1).T))
-            layer.bias_ih_l0.copy_(torch.tensor(np.concatenate([p[b] for _, _, b in gates])))
+            gates = [[model.params[param_name(n, k)] for n in names(g)] for g in TORCH_GATES[cell]]
+            layer.weight_ih_l0.copy_(torch.tensor(np.concatenate([x for x, _, _ in gates], 1).T))
+            layer.weight_hh_l0.copy_(torch.tensor(np.concatenate([h for _, h, _ in gates], 1).T))
+            layer.bias_ih_l0.copy_(torch.tensor(np.concatenate([b for _, _, b in gates])))
             layer.bias_hh_l0.zero_()
         tm.out.weight.copy_(torch.tensor(model.params['W_hq'].T))
         tm.out.bias.copy_(torch.tensor(model.params['b_q']))
@@ -85,7 +83,7 @@ def torch_grads(tm, cell):
         b_ih, b_hh = layer.bias_ih_l0.grad.numpy(), layer.bias_hh_l0.grad.numpy()
         np.testing.assert_allclose(b_ih, b_hh, rtol=1e-12)    # one sum, one gradient
         for j, letter in enumerate(TORCH_GATES[cell]):
-            x, h, b = names(cell, letter)
+            x, h, b = names(letter)
             cols = slice(j * H, (j + 1) * H)
             g[param_name(x, k)], g[param_name(h, k)], g[param_name(b, k)] = w_ih[:, cols], w_hh[:, cols], b_ih[cols]
     return g
