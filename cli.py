@@ -142,11 +142,15 @@ One JSON line per model on stdout: per layer and step t, ||dL/dH_t||, ||dl_T/dH_
 }
 
 
+IMPL_HELP = ('fast: the cells\' fast paths (minirnn/cells/fast/); reference: the book\'s equations '
+             'as written (minirnn/cells/rnn.py, gru.py, lstm.py); the same function either way')
+
+
 def build_parser():
     import minirnn
     from minirnn.backend import DEVICES
     from minirnn.batching import SAMPLERS
-    from minirnn.cells import CELLS
+    from minirnn.cells import CELLS, IMPLS
     from minirnn.config import PRESETS, TRUNCATIONS, make_config
     from minirnn.corpora import CORPORA
     from minirnn.stopping import DIVERGENCE_FACTOR
@@ -211,6 +215,7 @@ def build_parser():
     option(g, '--init', 'normal: the book\'s N(0, sigma^2) weights, zero biases; uniform: PyTorch\'s '
            'default, U(+-1/sqrt(H)) and an N(0, 1) embedding', choices=INITS)
     option(g, '--dropout', 'inverted dropout on each layer\'s output, in training', type=fraction)
+    option(g, '--impl', IMPL_HELP, choices=IMPLS)
     g = p.add_argument_group('optimization')
     option(g, '--batch-size', 'sequences per minibatch', type=positive_int)
     option(g, '--num-steps', 'time steps per sequence (BPTT length)', type=positive_int)
@@ -306,7 +311,7 @@ def build_parser():
                    help='a trained model (model.npz or best.npz), checked in float64 on a batch of its own text')
     g.add_argument('--level', choices=('model', 'cell'), default='model',
                    help='model: the loss of a whole RNNLM; cell: one cell alone against random upstream '
-                   'gradients (its parameters, the input term XW and the initial state)')
+                   'gradients (its parameters, a dense input X and the initial state)')
     g.add_argument('--cell', choices=sorted(CELLS), default=None, help='recurrent cell (default: rnn)')
     g.add_argument('--num-layers', type=positive_int, default=None, help='recurrent layers (default: 1)')
     g.add_argument('--dropout', type=fraction, default=None,
@@ -320,6 +325,8 @@ def build_parser():
     g.add_argument('--activation', choices=activations, default=None,
                    help='the vanilla cell\'s nonlinearity (default: tanh)')
     g.add_argument('--embed-dim', type=positive_int, default=None, help='learn an embedding of this size')
+    g.add_argument('--impl', choices=IMPLS, default=None,
+                   help=IMPL_HELP + ' (default: fast; a checkpoint: its own)')
     g = p.add_argument_group('how to check')
     g.add_argument('--tensor', action='append', default=None, metavar='NAME',
                    help='check only this tensor (repeatable; e.g. W_hh, state); default: all')
@@ -370,11 +377,12 @@ def build_parser():
     p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
     p.add_argument('--dtype', choices=DTYPES, default='float32', help='floating-point type')
     p.add_argument('--threads', type=positive_int, default=None,
-                   help='CPU threads splitting the batch (default: every core; 1: the reference path)')
+                   help='CPU threads splitting the batch (default: every core; 1: one thread)')
     p.add_argument('--cell', choices=sorted(CELLS), default='rnn', help='recurrent cell')
     p.add_argument('--num-layers', type=positive_int, default=1, help='recurrent layers stacked')
     p.add_argument('--dropout', type=fraction, default=0.0, help='dropout on each layer\'s output')
     p.add_argument('--embed-dim', type=positive_int, default=None, help='an embedding instead of one-hot input')
+    p.add_argument('--impl', choices=IMPLS, default='fast', help=IMPL_HELP)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser('download', help='fetch a registered corpus into data/ and verify its checksum')
@@ -508,21 +516,23 @@ def cmd_gradcheck(args):
     described = any(getattr(args, k) is not None for k in (*GRADCHECK_MODEL, *GRADCHECK_BATCH))
     if args.step_sweep:
         return sweep_steps(args, model, batch)
+    impl = args.impl or 'fast'
     if args.level == 'cell':
         results = gradsuite.check_cell(model['cell'], batch_size=batch['batch_size'],
                                        num_steps=batch['num_steps'], num_hiddens=model['num_hiddens'],
                                        sigma=model['sigma'], activation=args.activation,
-                                       device=args.device, seed=args.seed, **options)
+                                       device=args.device, seed=args.seed, impl=impl, **options)
     elif args.checkpoint:
         results = gradsuite.check_checkpoint(args.checkpoint, **batch, device=args.device,
-                                             seed=args.seed, tensors=args.tensor, **options)
+                                             seed=args.seed, tensors=args.tensor, impl=args.impl, **options)
     elif described:
-        label = describe_model(model, batch)
-        rows = gradsuite.check_case(model, batch['batch_size'], batch['num_steps'], False,
+        label = describe_model(model, batch) + (', reference' if impl == 'reference' else '')
+        rows = gradsuite.check_case({**model, 'impl': impl}, batch['batch_size'], batch['num_steps'], False,
                                     device=args.device, seed=args.seed, tensors=args.tensor, **options)
         results = [(label, rows)]
     else:
-        results = gradsuite.run_default_cases(device=args.device, seed=args.seed, tensors=args.tensor, **options)
+        results = gradsuite.run_default_cases(device=args.device, seed=args.seed, tensors=args.tensor,
+                                              impl=impl, **options)
     print(format_report(results, args.tolerance))
     counts = count_verdicts(results)
     return 1 if counts['FAIL'] or (args.strict and counts['INCONCLUSIVE']) else 0
@@ -591,7 +601,7 @@ def cmd_bench(args):
                              num_hiddens=args.num_hiddens, vocab_size=args.vocab_size,
                              iters=args.iters, warmup=args.warmup, device=args.device, dtype=args.dtype,
                              threads=args.threads, cell=args.cell, num_layers=args.num_layers,
-                             dropout=args.dropout, embed_dim=args.embed_dim)
+                             dropout=args.dropout, embed_dim=args.embed_dim, impl=args.impl)
     print(json.dumps(result))
     return 0
 

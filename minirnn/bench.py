@@ -18,7 +18,7 @@ from .optim import SGD, clip_grad_norm
 
 def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28, iters=20,
                     warmup=3, device='cpu', dtype='float32', seed=0, max_norm=1.0, lr=1.0,
-                    threads=None, cell='rnn', num_layers=1, dropout=0.0, embed_dim=None):
+                    threads=None, cell='rnn', num_layers=1, dropout=0.0, embed_dim=None, impl='fast'):
     """Time `iters` training steps of an RNNLM on random tokens, after `warmup` untimed ones.
 
     One step = model.gradients(X, Y, state=None) (forward, softmax cross-entropy, BPTT
@@ -30,7 +30,8 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
         steps), device ('cpu' | 'gpu' | 'auto'), dtype, seed (model init and tokens),
         max_norm (0 disables clipping but still measures the norm), lr, threads (CPU threads
         that split the batch; None: every core, 1: the single-threaded reference path),
-        cell, num_layers, dropout (masks drawn every step, as in training), embed_dim.
+        cell, num_layers, dropout (masks drawn every step, as in training), embed_dim, impl
+        ('fast' or 'reference', RNNLM's).
     Returns: a JSON-serialisable dict with the shape, device, dtype, iters, `seconds` (total
         timed wall time), `step_ms` (median step), `tokens_per_s` (B*T / median step) and
         `tokens_per_s_mean` (B*T*iters / seconds).
@@ -45,7 +46,7 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
     tune_host_allocator()   # as fit() does
     rng = make_rng(seed)
     model = RNNLM(vocab_size, num_hiddens, dtype=dtype, device=device, seed=rng, threads=threads,
-                  cell=cell, num_layers=num_layers, dropout=dropout, embed_dim=embed_dim)
+                  cell=cell, num_layers=num_layers, dropout=dropout, embed_dim=embed_dim, impl=impl)
     dropout_rng = rng if dropout else None
     xp = model.xp
     optimizer = SGD(lr)
@@ -78,7 +79,7 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
             'num_hiddens': int(num_hiddens), 'vocab_size': int(vocab_size),
             'device': device_name(xp), 'dtype': model.dtype.name, 'threads': model.threads,
             'cell': model.cell_name, 'num_layers': model.num_layers, 'dropout': model.dropout,
-            'embed_dim': model.embed_dim,
+            'embed_dim': model.embed_dim, 'impl': model.impl,
             'iters': int(iters),
             'seconds': seconds, 'step_ms': median * 1e3,
             'tokens_per_s': tokens / median, 'tokens_per_s_mean': tokens * iters / seconds}

@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 from . import checks, text, truncation
 from .backend import DEVICES
 from .batching import SAMPLERS
-from .cells import CELLS
+from .cells import CELLS, IMPLS
 from .errors import ConfigError
 from .model import DTYPES, INITS
 from .optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
@@ -39,6 +39,7 @@ class TrainConfig:
     sigma: float = 0.01
     init: str = 'normal'       # normal (the book's, sigma) | uniform (PyTorch's default): model.INITS
     dropout: float = 0.0
+    impl: str = 'fast'         # fast (cells/fast/) | reference (the book's equations as written)
     # optimization
     batch_size: int = 32
     num_steps: int = 35
@@ -99,7 +100,7 @@ class TrainConfig:
         checks.number('dropout', self.dropout, minimum=0, below=1)
         for name, allowed in (('sampler', SAMPLERS), ('device', DEVICES),
                               ('dtype', DTYPES), ('init', INITS), ('preprocess', text.PREPROCESS_MODES),
-                              ('token', text.TOKEN_KINDS), ('cell', CELLS)):
+                              ('token', text.TOKEN_KINDS), ('cell', CELLS), ('impl', IMPLS)):
             checks.one_of(name, getattr(self, name), allowed)
         checks.one_of('activation', self.activation, CELLS[self.cell].ACTIVATIONS)
         windows_split = self.num_train_windows is not None or self.num_val_windows is not None

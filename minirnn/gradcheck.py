@@ -309,7 +309,8 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
 
 
 def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5, activation=None,
-                   device='cpu', seed=0, max_entries=100, step=STEP, tolerance=TOLERANCE):
+                   device='cpu', seed=0, max_entries=100, step=STEP, tolerance=TOLERANCE,
+                   impl='fast'):
     """Check one recurrent cell's backward pass alone, against f = sum(Hs * dHs) + sum(final * dfinal).
 
     Random upstream gradients dHs (T, B, H) and dfinal (shaped as the state) enter at every
@@ -318,20 +319,21 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
 
     Args: cell, a name in cells.CELLS or a module with the interface of cells/__init__.py;
           sizes B, T, H; sigma, the std of the random parameters (biases too, so no path is
-          zero); activation, one of the cell's (default its first); device 'cpu' or 'gpu'.
-    Returns: report rows (see `compare`): every cell parameter except the input weights (the
-        layer loop differentiates those), then 'XW' (T, B, G*H), then the state's arrays.
+          zero); activation, one of the cell's (default its first); device 'cpu' or 'gpu';
+          impl, for a cell named by a string: 'fast' or 'reference' (cells.implementation).
+    Returns: report rows (see `compare`): every cell parameter, then the dense input 'X'
+        (T, B, H), then the state's arrays.
 
     Example, a cell of your own (see cells/__init__.py for the interface):
         import minirnn.gradcheck as gc
         rows = gc.gradcheck_cell(my_cell_module, num_hiddens=5)
         print(gc.format_report([('my cell', rows)]))
     """
-    from .cells import CELLS
+    from .cells import CELLS, implementation
     if isinstance(cell, str):
         if cell not in CELLS:
             raise ConfigError(f'unknown cell {cell!r}; choose one of {", ".join(CELLS)}')
-        cell = CELLS[cell]
+        cell = implementation(cell, impl)
     xp, rng = get_xp(device), make_rng(seed)
     B, T, H = batch_size, num_steps, num_hiddens
     activation = activation or cell.ACTIVATIONS[0]
@@ -342,19 +344,19 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
     params = {k: normal(v.shape, sigma) for k, v in params.items()}   # biases off zero as well
     for v in params.values():
         _float64('cell parameters', v.dtype)
-    XW = normal((T, B, cell.GATES * H))
+    X = normal((T, B, H))                                   # a dense input, as a lower layer's
     state = tree_map(lambda a: normal(a.shape, 0.5), cell.begin_state(B, H, xp, np.float64))
     dHs = normal((T, B, H))
     dfinal = tree_map(lambda a: normal(a.shape), state)
-    _, _, cache = cell.forward(params, XW, state, activation=activation)
-    grads, dXW, dstate = cell.backward(params, dHs, cache, dfinal)
+    _, _, cache = cell.forward(params, X, state, activation=activation)
+    grads, dX, dstate = cell.backward(params, dHs, cache, dfinal)
 
     def f():
-        Hs, final, _ = cell.forward(params, XW, state, activation=activation)
+        Hs, final, _ = cell.forward(params, X, state, activation=activation)
         return float((Hs * dHs).sum()) + sum(float((s * g).sum()) for s, g in zip(leaves(final), leaves(dfinal)))
 
-    checked = [(k, grads.get(k), p) for k, p in params.items() if k not in cell.INPUT_WEIGHTS]
-    checked.append(('XW', dXW, XW))
+    checked = [(k, grads.get(k), p) for k, p in params.items()]
+    checked.append(('X', dX, X))
     checked += [(name, d, s) for name, d, s in zip(state_names(state), leaves(dstate), leaves(state))]
     missing = [k for k, g, _ in checked if g is None]
     if missing:

@@ -54,26 +54,31 @@ def check_case(model_args, batch_size, num_steps, random_state, *, device='cpu',
     return gradcheck_model(model, X, Y, state, dropout_rng=dropout_rng, seed=seed, **options)
 
 
-def run_default_cases(device='cpu', seed=0, cases=DEFAULT_CASES, **options):
-    """Check every case of the suite (case i seeded with seed + i). Returns [(label, rows)]."""
-    return [(label, check_case(args, B, T, random_state, device=device, seed=seed + i, **options))
+def run_default_cases(device='cpu', seed=0, cases=DEFAULT_CASES, impl='fast', **options):
+    """Check every case of the suite (case i seeded with seed + i) under `impl`. Returns [(label, rows)]."""
+    return [(label, check_case({**args, 'impl': impl}, B, T, random_state, device=device, seed=seed + i,
+                               **options))
             for i, (label, args, B, T, random_state) in enumerate(cases)]
 
 
-def check_checkpoint(path, *, batch_size=4, num_steps=35, device='cpu', seed=0, **options):
+def check_checkpoint(path, *, batch_size=4, num_steps=35, device='cpu', seed=0, impl=None, **options):
     """Check a trained model's gradients, in float64, on a batch of its own training text.
 
-    Returns [(label, rows)] with one entry.
+    impl: None (the checkpoint's own), 'fast' or 'reference'. Returns [(label, rows)] with one entry.
     """
+    from .cells import implementation
     from .probe import probe_batch
     (label, model, X, Y), = probe_batch(checkpoints=[path], batch_size=batch_size, num_steps=num_steps,
                                         dtype='float64', device=device, seed=seed)
+    if impl is not None:
+        model.impl, model.cell = impl, implementation(model.cell_name, impl)
     return [(label, gradcheck_model(model, X, Y, seed=seed, **options))]
 
 
-def check_cell(cell, *, seed=0, **options):
-    """gradcheck_cell for `cell` as [(label, rows)], the shape format_report takes."""
-    return [(f'cell {cell}', gradcheck_cell(cell, seed=seed, **options))]
+def check_cell(cell, *, seed=0, impl='fast', **options):
+    """gradcheck_cell for `cell` (under `impl`) as [(label, rows)], the shape format_report takes."""
+    label = f'cell {cell}' + (' (reference)' if impl == 'reference' else '')
+    return [(label, gradcheck_cell(cell, seed=seed, impl=impl, **options))]
 
 
 def step_sweep(model, X, Y, state=None, *, tensor='W_hh', steps=None, entries=3):

@@ -81,49 +81,66 @@ def linear_backward(dy, cache):
     return dx, dW, db
 
 
-# --- a recurrent layer's input projection: XW = x [W_1 | ... | W_G] ----------------------------
+# --- a recurrent layer's input term: X_t W_x for every step at once ------------------------------
+
+class InputCache(NamedTuple):
+    inner: object       # the cache of the embedding (token ids) or linear (dense input) pair
+    one_hot: bool
+
+
+def input_forward(x, W):
+    """The input term of a cell's equations, X_t W, for all T steps at once.
+
+    Args: x, either integer token ids (T, B) (one-hot input, the book: the product is a row
+          gather, the one-hot matrix is never built) or a dense input (T, B, D) (an
+          embedding, or the layer below's states); W (D, H).
+    Returns: XW (T, B, H), cache.
+    """
+    if x.ndim == 2:
+        XW, inner = embedding_forward(x, W)                               # (T, B, H)
+        return XW, InputCache(inner, True)
+    T, B, D = x.shape
+    XW, inner = linear_forward(x.reshape(T * B, D), W)                    # no bias: the cell's
+    return XW.reshape(T, B, -1), InputCache(inner, False)
+
+
+def input_backward(dXW, cache):
+    """Args: dXW (T, B, H). Returns: dx (T, B, D) (None for token ids: they have no gradient), dW (D, H)."""
+    if cache.one_hot:
+        return None, embedding_backward(dXW, cache.inner)
+    T, B, _ = dXW.shape
+    dx, dW, _ = linear_backward(dXW.reshape(T * B, -1), cache.inner)
+    return dx.reshape(T, B, -1), dW
+
+
+def add_input_gradients(dx, more):
+    """dL/dx summed over the terms that read x (None + None = None: token ids have no gradient)."""
+    return more if dx is None else dx + more
+
 
 class ProjectionCache(NamedTuple):
-    inner: object       # the cache of the embedding (one-hot x) or linear (dense x) pair
-    one_hot: bool
+    inner: InputCache
     widths: tuple       # columns of each W_i, to split dW back into them
 
 
 def projection_forward(x, weights):
-    """The input term a cell receives: every step's input times its input weights, all at once.
+    """Several input terms from one product: x [W_1 | ... | W_G] (the fast cells' layout).
 
-    Args: x, either integer token ids (T, B) (one-hot input, the book: the product is a row
-          gather) or a dense input (T, B, D) (an embedding, or the layer below's states);
-          weights, the cell's input weights [W_1, ..., W_G], each (D, H_i), in the order of
-          the cell's INPUT_WEIGHTS.
-    Returns: XW (T, B, sum H_i), cache.
+    Concatenating G small (D, H) blocks once per call costs far less than G separate
+    products (or gathers) over T*B rows.
+    Args: x as in input_forward; weights [W_1, ..., W_G], each (D, H_i).
+    Returns: XW (T, B, sum H_i), the blocks side by side in the order of `weights`, cache.
     """
     xp = xp_of(weights[0])
-    # one GEMM (or one gather) for all gates: concatenating G small (D, H) blocks once per
-    # call costs far less than G separate products over T*B rows
     W = weights[0] if len(weights) == 1 else xp.concatenate(weights, axis=1)   # (D, G*H)
-    widths = tuple(w.shape[1] for w in weights)
-    if x.ndim == 2:
-        XW, inner = embedding_forward(x, W)                               # (T, B, G*H)
-        return XW, ProjectionCache(inner, True, widths)
-    T, B, D = x.shape
-    XW, inner = linear_forward(x.reshape(T * B, D), W)                    # no bias: the cell's
-    return XW.reshape(T, B, -1), ProjectionCache(inner, False, widths)
+    XW, inner = input_forward(x, W)
+    return XW, ProjectionCache(inner, tuple(w.shape[1] for w in weights))
 
 
 def projection_backward(dXW, cache):
     """Args: dXW (T, B, G*H). Returns: dx (T, B, D) (None for token ids), [dW_1, ..., dW_G]."""
-    if cache.one_hot:
-        dx, dW = None, embedding_backward(dXW, cache.inner)               # (V, G*H)
-    else:
-        T, B, _ = dXW.shape
-        dx, dW, _ = linear_backward(dXW.reshape(T * B, -1), cache.inner)
-        dx = dx.reshape(T, B, -1)                                          # (T, B, D)
-    if len(cache.widths) == 1:
-        return dx, [dW]
-    edges = [0]
-    for width in cache.widths:
-        edges.append(edges[-1] + width)
+    dx, dW = input_backward(dXW, cache.inner)
+    edges = np.cumsum((0,) + cache.widths)
     return dx, [dW[:, lo:hi] for lo, hi in zip(edges[:-1], edges[1:])]
 
 

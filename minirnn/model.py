@@ -2,7 +2,7 @@
 
 The model owns its parameters, its array module `xp` (NumPy or CuPy, chosen once) and its
 dtype. The forward pass reads top to bottom: (1) token input, (2) a loop over layers, each
-an input projection, a recurrent cell and (between layers) dropout, (3) the output layer,
+a recurrent cell (its input term X_t W_x included) and (between layers) dropout, (3) the output layer,
 (4) softmax cross-entropy. `backprop` walks the same steps in reverse, (4) -> (1), one call
 per step, the layer loop reversed.
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from . import checks, layers, parallel
 from .backend import device_name, get_xp, make_rng, to_device, to_numpy
-from .cells import CELLS
+from .cells import CELLS, IMPLS, implementation
 from .errors import ConfigError
 from .tree import structure, tree_map
 
@@ -63,7 +63,6 @@ class Gradients(NamedTuple):
 
 
 class LayerCache(NamedTuple):
-    projection: object      # layers.ProjectionCache
     cell: object            # the cell's own cache
     dropout: object         # layers.DropoutCache, or None when this layer's output is not dropped
 
@@ -101,7 +100,10 @@ class RNNLM:
         dropout: p, inverted dropout on each layer's output (before the next layer and
             before the output layer), in training only (when a dropout_rng is passed).
         threads: CPU threads that split a batch's rows (parallel.py); None uses every core.
-            The result is the same up to float rounding; 1 runs the reference path alone.
+            The result is the same up to float rounding; 1 keeps the batch in one thread.
+        impl: 'fast' (the default: the cell's fast path where it has one, cells/fast/) or
+            'reference' (the book's equations as written, cells/rnn.py, gru.py, lstm.py).
+            Both compute the same function; tests hold them equal.
 
     Attributes: params, a dict of arrays on the model's device (names in the module docstring).
     A state is the cell's state (an array, or a tuple such as an LSTM's (H, C)) for one layer,
@@ -110,14 +112,15 @@ class RNNLM:
 
     def __init__(self, vocab_size, num_hiddens, *, activation='tanh', embed_dim=None,
                  sigma=0.01, dtype='float32', device='cpu', seed=None, cell='rnn', num_layers=1,
-                 dropout=0.0, threads=None, init='normal'):
+                 dropout=0.0, threads=None, init='normal', impl='fast'):
         self.vocab_size = checks.integer('vocab_size', vocab_size)
         self.num_hiddens = checks.integer('num_hiddens', num_hiddens)
         self.embed_dim = checks.integer('embed_dim', embed_dim, optional=True)
         self.num_layers = checks.integer('num_layers', num_layers)
         self.dtype = np.dtype(checks.one_of('dtype', str(dtype), DTYPES))
         self.cell_name = checks.one_of('cell', cell, CELLS)
-        self.cell = CELLS[cell]
+        self.impl = checks.one_of('impl', impl, IMPLS)
+        self.cell = implementation(cell, impl)
         self.activation = checks.one_of('activation', activation, self.cell.ACTIVATIONS)
         self.sigma = checks.number('sigma', sigma, above=0)
         self.init = checks.one_of('init', init, INITS)
@@ -178,7 +181,8 @@ class RNNLM:
         return {'vocab_size': self.vocab_size, 'num_hiddens': self.num_hiddens,
                 'activation': self.activation, 'embed_dim': self.embed_dim,
                 'sigma': self.sigma, 'dtype': self.dtype.name, 'cell': self.cell_name,
-                'num_layers': self.num_layers, 'dropout': self.dropout, 'init': self.init}
+                'num_layers': self.num_layers, 'dropout': self.dropout, 'init': self.init,
+                'impl': self.impl}
 
     def layer_params(self, layer, params=None):
         """Layer `layer`'s parameters under the cell's own (book) names, e.g. {'W_hh': params['W_hh_l1']}."""
@@ -345,22 +349,21 @@ class RNNLM:
     def _forward(self, params, ids, state, masks):
         """Steps (1)-(3): ids (T, B) -> logits (T*B, V), the final state, and the caches."""
         T, B = ids.shape
-        # (1) token input: one-hot ids go straight into layer 0's projection (a row gather);
+        # (1) token input: one-hot ids go straight into layer 0's cell (X_t W_x is a row gather);
         #     with an embedding, layer 0 reads the looked-up vectors
         x, emb_cache = ids, None
         if self.embed_dim is not None:
             x, emb_cache = layers.embedding_forward(ids, params['W_emb'])   # (T, B, E)
-        # (2) the layers: input projection, recurrence, dropout on the way up
+        # (2) the layers: the recurrence (with its input term), dropout on the way up
         final, caches = [], []
         for layer, layer_state in enumerate(self._layer_states(state)):
             p = self.layer_params(layer, params)
-            XW, proj_cache = layers.projection_forward(x, [p[k] for k in self.cell.INPUT_WEIGHTS])
-            Hs, last, cell_cache = self.cell.forward(p, XW, layer_state, activation=self.activation)
+            Hs, last, cell_cache = self.cell.forward(p, x, layer_state, activation=self.activation)
             drop_cache = None
             if masks is not None:
                 Hs, drop_cache = layers.dropout_forward(Hs, masks[layer].transpose(1, 0, 2))
             final.append(last)
-            caches.append(LayerCache(proj_cache, cell_cache, drop_cache))
+            caches.append(LayerCache(cell_cache, drop_cache))
             x = Hs                                                        # (T, B, H)
         # (3) all outputs at once: one (T*B, H) x (H, V) GEMM, stored vocab-major for the softmax
         logits, out_cache = layers.linear_forward(x.reshape(T * B, -1), params['W_hq'], params['b_q'],
@@ -410,13 +413,11 @@ class RNNLM:
             if cache.dropout is not None:
                 dx = layers.dropout_backward(dx, cache.dropout)
             dH_out = xp.empty_like(dx) if record_steps else None
-            cell_grads, dXW, dstate[layer] = self.cell.backward(
+            cell_grads, dx, dstate[layer] = self.cell.backward(
                 lp, dx, cache.cell, dfinal[layer], carry=carry, dH_out=dH_out)
             dH_steps[layer] = dH_out
-            dx, dW_in = layers.projection_backward(dXW, cache.projection)
-            cell_grads.update(zip(self.cell.INPUT_WEIGHTS, dW_in))
             grads.update({param_name(k, layer): g for k, g in cell_grads.items()})
-        # (1) the embedding, when there is one (one-hot input ends at layer 0's projection)
+        # (1) the embedding, when there is one (one-hot input ends at layer 0's cell)
         if self.embed_dim is not None:
             grads['W_emb'] = layers.embedding_backward(dx, tape.embedding)     # (V, E)
         grads = {k: grads[k] for k in self.params}                          # the params' order

@@ -266,7 +266,7 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
                       embed_dim=config.embed_dim, sigma=config.sigma, dtype=config.dtype,
                       device=config.device, seed=init_rng, cell=config.cell,
                       num_layers=config.num_layers, dropout=config.dropout, threads=config.threads,
-                      init=config.init)
+                      init=config.init, impl=config.impl)
     optimizer = OPTIMIZERS[config.optimizer](config.lr, weight_decay=config.weight_decay,
                                              lr_mults=bias_lr_mults(model.params, config.bias_lr_mult),
                                              ema=config.ema)

@@ -1,12 +1,12 @@
 """Recurrent cells: each module owns one recurrence and its backpropagation through time.
 
-A cell is a plain module found by name in CELLS. To add one, write a module with:
+rnn.py, gru.py and lstm.py are the references: the book's sections as runnable code, one line
+per equation. fast/ holds faster versions of the same math (chosen with RNNLM(impl=...)),
+each tested equal to its reference. A cell is a plain module found by name in CELLS. To add
+one, write a module with:
 
-    GATES              int G: the input term XW has G blocks of H columns per step
     ACTIVATIONS        the activation names forward accepts (the first is the default)
-    INPUT_WEIGHTS      names of the (D, H) input weights, in the order of XW's column blocks;
-                       the layer loop (model.py) concatenates them and computes
-                       XW = x [W_1 | ... | W_G] (a row gather for one-hot tokens)
+    INPUT_WEIGHTS      names of the (D, H) weights that multiply the layer's input X_t
     RECURRENT_WEIGHTS  names of the (H, H) weights that multiply the previous state (probes
                        report their spectra)
     init_params(rng, input_dim, num_hiddens, sigma, xp, dtype) -> dict of arrays, every
@@ -14,29 +14,35 @@ A cell is a plain module found by name in CELLS. To add one, write a module with
     begin_state(batch_size, num_hiddens, xp, dtype) -> state: an array, or a tuple of arrays
                        (an LSTM's (H, C)); a state is a value the caller owns
     hidden(state) -> H (B, H): the part of the state the layer passes upward
-    forward(params, XW, state, *, activation) -> (Hs, final_state, cache)
-                       XW (T, B, G*H), Hs (T, B, H) = H_1..H_T, final_state shaped as state
+    forward(params, X, state, *, activation) -> (Hs, final_state, cache)
+                       X the layer's input: token ids (T, B) (one-hot input; X_t W is a row
+                       gather, layers.input_forward) or dense (T, B, D); Hs (T, B, H) =
+                       H_1..H_T; final_state shaped as state
     backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None)
-                       -> (grads, dXW, dstate)
+                       -> (grads, dX, dstate)
                        dHs (T, B, H) = dL/dH_t from above; dfinal_state: a gradient entering
                        through the final state (None: zero), shaped as the state; carry: None
                        or T numbers, carry[t-1] scales what flows from step t back to step
                        t-1 (0 truncates); dH_out: None or a (T, B, H) array that receives
                        the total gradient dL/dH_t of every step; grads has a key per
-                       parameter except the input weights (the layer loop differentiates
-                       those), dXW (T, B, G*H), dstate shaped as the state.
+                       parameter, dX (T, B, D) (None for token ids), dstate shaped as the state.
 
 The model, the trainer, generation, the thread split and the gradient checks use nothing else,
 so a new cell needs no change elsewhere: `register('mine', module)` makes it available as
-RNNLM(cell='mine') and TrainConfig(cell='mine') (tests/test_toy_cell.py adds one this way).
+RNNLM(cell='mine') and TrainConfig(cell='mine') (tests/test_toy_cell.py adds one this way);
+such a cell runs as it is written, under either impl.
 Steps are numbered t = 1..T as in the book; arrays over steps hold step t at index t-1.
 """
+from ..checks import one_of
 from ..errors import ConfigError
 from . import gru, lstm, rnn
+from .fast import FAST
 
 CELLS = {'rnn': rnn, 'gru': gru, 'lstm': lstm}
 
-INTERFACE = ('GATES', 'ACTIVATIONS', 'INPUT_WEIGHTS', 'RECURRENT_WEIGHTS', 'init_params',
+IMPLS = ('fast', 'reference')
+
+INTERFACE = ('ACTIVATIONS', 'INPUT_WEIGHTS', 'RECURRENT_WEIGHTS', 'init_params',
              'begin_state', 'hidden', 'forward', 'backward')
 
 
@@ -48,3 +54,16 @@ def register(name, cell):
     if not isinstance(name, str) or not name:
         raise ConfigError(f'a cell needs a non-empty name, got {name!r}')
     CELLS[name] = cell
+
+
+def implementation(name, impl='fast'):
+    """The cell module (or FastCell) that runs cell `name` under `impl` ('fast' or 'reference').
+
+    'fast' picks the cell's fast path where one exists (fast.FAST) and the cell as written
+    otherwise, so a registered cell of one's own runs under either.
+    """
+    one_of('cell', name, CELLS)
+    one_of('impl', impl, IMPLS)
+    if impl == 'fast' and name in FAST and CELLS[name] is FAST[name].reference:
+        return FAST[name]
+    return CELLS[name]

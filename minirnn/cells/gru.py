@@ -5,27 +5,28 @@
     H~_t = tanh(X_t W_xh + (R_t * H_{t-1}) W_hh + b_h)       candidate state
     H_t  = Z_t * H_{t-1} + (1 - Z_t) * H~_t,    t = 1..T
 
-The input terms XW_t = X_t [W_xz | W_xr | W_xh] come from the layer loop in model.py, so this
-module holds only the recurrence. Per call, the two gates' recurrent weights are joined once,
-W_hzr = [W_hz | W_hr] (H, 2H), so each step makes one GEMM for both gates; the biases and the
-weight gradients are done for all steps outside the loop.
+This is the reference: each equation one line of `forward`, each line of `backward` under the
+forward line it inverts. The fast path (fast/gru.py) is tested against it. The input terms
+X_t W_x* are made for all steps before the loop, the weight gradients after it.
 
-Legend: T = num_steps, B = batch_size, H = num_hiddens. Steps t = 1..T; per-step arrays hold
-step t at index t-1; the state buffer H (T+1, B, H) holds H_t at index t, H_0 at index 0.
+Legend: T = num_steps, B = batch_size, H = num_hiddens, D = input width. Steps t = 1..T;
+per-step arrays (Z, R, H_tilde, dA_*) hold step t at index t-1; the state buffer H (T+1, B, H)
+holds H_t at index t, H_0 at index 0.
 """
 from typing import NamedTuple
 
+from .. import layers
 from ..backend import xp_of
 from ..checks import one_of
-from .gates import sigmoid_of_negated_
+from .sigmoid import sigmoid
 # the GRU's state is the vanilla cell's: one (B, H) array H, zeros before the first step,
 # and all of it is what the layer outputs
 from .rnn import begin_state, hidden  # noqa: F401  (part of the cell interface)
 
-GATES = 3                     # XW's column blocks per step: [z | r | h~]
 ACTIVATIONS = ('tanh',)       # the candidate's; the gates are always sigmoids
 INPUT_WEIGHTS = ('W_xz', 'W_xr', 'W_xh')
 RECURRENT_WEIGHTS = ('W_hz', 'W_hr', 'W_hh')
+GATES = ('z', 'r', 'h')       # the suffixes of the three (W_x*, W_h*, b_*) triples, in order
 
 
 def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
@@ -39,7 +40,7 @@ def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
     def normal(*shape):
         return xp.asarray((rng.standard_normal(shape) * sigma).astype(dtype))
     params = {}
-    for gate in ('z', 'r', 'h'):
+    for gate in GATES:
         params[f'W_x{gate}'] = normal(input_dim, num_hiddens)
         params[f'W_h{gate}'] = normal(num_hiddens, num_hiddens)
         params[f'b_{gate}'] = xp.zeros(num_hiddens, dtype=dtype)
@@ -47,133 +48,93 @@ def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
 
 
 class GRUCache(NamedTuple):
+    X: dict             # gate -> layers.InputCache of X_t W_x<gate>
     H: object           # (T+1, B, H) hidden states, H[t] = H_t, H[0] = H_0
-    ZR: object          # (T, B, 2H) the gates [Z_t | R_t] after the sigmoid
-    Hc: object          # (T, B, H) the candidates H~_t after the tanh
-    RH: object          # (T, B, H) R_t * H_{t-1}, the input of W_hh (for dW_hh)
+    Z: object           # (T, B, H) update gates
+    R: object           # (T, B, H) reset gates
+    H_tilde: object     # (T, B, H) candidate states
 
 
-def forward(params, XW, state, *, activation='tanh'):
+def forward(params, X, state, *, activation='tanh'):
     """Run the GRU over all T steps (the module docstring's four equations).
 
-    Args: params with W_hz, W_hr, W_hh (H, H) and b_z, b_r, b_h (H,); XW (T, B, 3H) the input
-          terms [X W_xz | X W_xr | X W_xh]; state H_0 (B, H); activation 'tanh'.
+    Args: params W_xz, W_xr, W_xh (D, H), W_hz, W_hr, W_hh (H, H), b_z, b_r, b_h (H,); X the
+          layer's input, token ids (T, B) or dense (T, B, D); state H_0 (B, H); activation 'tanh'.
     Returns: Hs (T, B, H) the states H_1..H_T (a view into the cache), the final state H_T
              (B, H) (a copy, safe to keep), cache.
     """
     one_of('activation', activation, ACTIVATIONS)
-    xp = xp_of(XW)
-    num_steps, batch_size, _ = XW.shape
-    h = state.shape[1]
-    # once per call: both gates' recurrent weights as one (H, 2H) GEMM operand, the biases too
-    W_hzr = xp.concatenate([params['W_hz'], params['W_hr']], axis=1)        # (H, 2H)
-    b_zr = xp.concatenate([params['b_z'], params['b_r']])                   # (2H,)
-    W_hh, b_h = params['W_hh'], params['b_h']
-    H = xp.empty((num_steps + 1, batch_size, h), dtype=XW.dtype)
-    ZR = xp.empty((num_steps, batch_size, 2 * h), dtype=XW.dtype)
-    Hc = xp.empty((num_steps, batch_size, h), dtype=XW.dtype)
-    RH = xp.empty_like(Hc)
+    p = params
+    xp = xp_of(p['W_hh'])
+    # the input terms X_t W_x* of all steps at once, (T, B, H) each
+    (XW_xz, XW_xr, XW_xh), x_caches = zip(*(layers.input_forward(X, p[f'W_x{g}']) for g in GATES))
+    num_steps = XW_xz.shape[0]
+    H = xp.empty((num_steps + 1,) + state.shape, dtype=p['W_hh'].dtype)
+    Z, R, H_tilde = (xp.empty_like(H[1:]) for _ in range(3))
     H[0] = state
     for t in range(1, num_steps + 1):
-        H_prev, zr = H[t - 1], ZR[t - 1]
-        # [Z_t | R_t] = sigma(XW_t[z, r] + H_{t-1} [W_hz | W_hr] + [b_z | b_r]): one GEMM for
-        # both gates. The input term and the bias are added here, on a step's block in cache,
-        # not over all steps at once before the loop: those passes are memory-bound (measured)
-        xp.matmul(H_prev, W_hzr, out=zr)
-        zr += XW[t - 1, :, :2 * h]
-        zr += b_zr
-        xp.negative(zr, out=zr)
-        sigmoid_of_negated_(zr)                                            # gates.py
-        # H~_t = tanh(XW_t[h] + (R_t * H_{t-1}) W_hh + b_h)
-        xp.multiply(zr[:, h:], H_prev, out=RH[t - 1])
-        xp.matmul(RH[t - 1], W_hh, out=Hc[t - 1])
-        Hc[t - 1] += XW[t - 1, :, 2 * h:]
-        Hc[t - 1] += b_h
-        xp.tanh(Hc[t - 1], out=Hc[t - 1])
-        # H_t = Z_t * H_{t-1} + (1 - Z_t) * H~_t, written as H~_t + Z_t * (H_{t-1} - H~_t)
-        xp.subtract(H_prev, Hc[t - 1], out=H[t])
-        H[t] *= zr[:, :h]
-        H[t] += Hc[t - 1]
-    return H[1:], H[num_steps].copy(), GRUCache(H, ZR, Hc, RH)
+        s = t - 1                                                         # step t's index
+        Z[s] = sigmoid(XW_xz[s] + H[t - 1] @ p['W_hz'] + p['b_z'])
+        R[s] = sigmoid(XW_xr[s] + H[t - 1] @ p['W_hr'] + p['b_r'])
+        H_tilde[s] = xp.tanh(XW_xh[s] + (R[s] * H[t - 1]) @ p['W_hh'] + p['b_h'])
+        H[t] = Z[s] * H[t - 1] + (1 - Z[s]) * H_tilde[s]
+    cache = GRUCache(dict(zip(GATES, x_caches)), H, Z, R, H_tilde)
+    return H[1:], H[num_steps].copy(), cache
 
 
 def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     """BPTT through the GRU: the gradients of forward's inputs, given dL/dH_t from above.
 
-    With A_z, A_r, A_h the pre-activations of Z, R, H~ (so dXW_t = [dA_z | dA_r | dA_h]_t),
-    the loop runs from t = T down to 1:
-        dH_t   = dHs_t + c_{t+1} dH_t^next          the total gradient reaching H_t
-        dA_h   = dH_t * (1 - Z_t) * (1 - H~_t^2)    through H~ = tanh(A_h)
-        dA_z   = dH_t * (H_{t-1} - H~_t) * Z_t (1 - Z_t)
-        dRH    = dA_h W_hh^T                        the gradient of R_t * H_{t-1}
-        dA_r   = dRH * H_{t-1} * R_t (1 - R_t)
-        dH_{t-1}^next = dH_t * Z_t + dRH * R_t + [dA_z | dA_r] [W_hz | W_hr]^T
-    i.e. H_{t-1} receives through the convex mix, through the reset product, and through both
-    gates. The term from step T+1 is dfinal_state (zero when None); c_t = carry[t-1] (1 when
-    None) scales what step t sends back. The derivative factors multiplying dH_t and dRH
-    depend on the forward pass only; they are formed step by step inside the loop, where the
-    step's values are in cache (measured: over all steps at once, before the loop, these
-    passes are bound by memory bandwidth and the backward pass is up to 1.2x slower). After it:
-        [dW_hz | dW_hr] = sum_t H_{t-1}^T [dA_z | dA_r],   dW_hh = sum_t (R_t * H_{t-1})^T dA_h,
-        db_* = sum_t dA_*,   dstate = c_1 dH_0^next.
+    A_z, A_r, A_h are the pre-activations of Z, R, H~ (the arguments of sigma and tanh). The
+    loop runs from t = T down to 1; H_{t-1} receives gradient through the convex mix, through
+    the reset product and through both gates. Then, for all steps at once:
+        dW_hz = sum_t H_{t-1}^T dA_z,  dW_hr = sum_t H_{t-1}^T dA_r,  dW_hh = sum_t (R_t * H_{t-1})^T dA_h,
+        db_* = sum_t dA_*,  dW_x* and dX from dA_* through X_t W_x*.
 
-    Args: dHs (T, B, H) dL/dH_t from the layer above; dfinal_state (B, H) or None; carry: None
-          or T numbers; dH_out: None or a (T, B, H) array that receives every dH_t.
-    Returns: grads {'W_hz', 'W_hr', 'W_hh': (H, H), 'b_z', 'b_r', 'b_h': (H,)},
-             dXW (T, B, 3H), dstate (B, H).
+    Args: dHs (T, B, H) dL/dH_t from the layer above; dfinal_state (B, H) or None (zero);
+          carry: None or T numbers, carry[t-1] scales what step t sends back to H_{t-1};
+          dH_out: None or a (T, B, H) array that receives every dH_t.
+    Returns: grads (every parameter, shaped as it), dX (T, B, D) (None for token ids),
+             dstate (B, H) = dL/dH_0.
     """
     xp = xp_of(dHs)
-    H, ZR, Hc, RH = cache
-    num_steps, batch_size, h = dHs.shape
-    H_prev = H[:-1]                                                      # (T, B, H)
-    Z, R = ZR[..., :h], ZR[..., h:]
-    W_hzr_T = xp.concatenate([params['W_hz'], params['W_hr']], axis=1).T   # (2H, H)
-    W_hh_T = params['W_hh'].T
-    dA = xp.empty((num_steps, batch_size, 3 * h), dtype=dHs.dtype)      # [dA_z | dA_r | dA_h]
-    dH = xp.empty_like(dHs) if dH_out is None else dH_out
-    # per-step scratch: the derivative factors [K_z | K_r] and K_h, and two products
-    K_zr = xp.empty((batch_size, 2 * h), dtype=dHs.dtype)
-    K_z, K_r = K_zr[:, :h], K_zr[:, h:]
-    K_h = xp.empty((batch_size, h), dtype=dHs.dtype)
-    dRH = xp.empty((batch_size, h), dtype=dHs.dtype)
-    scratch = xp.empty_like(dRH)
-    if dfinal_state is None:
-        dH_next = xp.zeros((batch_size, h), dtype=dHs.dtype)
-    else:
-        dH_next = xp.array(dfinal_state, dtype=dHs.dtype)               # a copy: written in place
+    p, H, Z, R, H_tilde = params, cache.H, cache.Z, cache.R, cache.H_tilde
+    num_steps, batch_size, num_hiddens = dHs.shape
+    dA_z, dA_r, dA_h = (xp.empty_like(dHs) for _ in range(3))          # (T, B, H) each
+    dH_next = xp.zeros_like(dHs[0]) if dfinal_state is None else dfinal_state
     for t in range(num_steps, 0, -1):
-        s = t - 1                                                        # step t's index
-        Z_t, R_t, Hc_t, H_prev_t = Z[s], R[s], Hc[s], H_prev[s]
-        # step t's derivative factors, formed here while its values are in cache
-        xp.subtract(1, ZR[s], out=K_zr)
-        K_zr *= ZR[s]                                     # sigma' = sigma (1 - sigma): z, r
-        xp.subtract(H_prev_t, Hc_t, out=scratch)
-        K_z *= scratch                                    # dA_z / dH_t = (H_{t-1} - H~_t) Z_t (1 - Z_t)
-        K_r *= H_prev_t                                   # dA_r / dRH = H_{t-1} R_t (1 - R_t)
-        xp.multiply(Hc_t, Hc_t, out=K_h)
-        xp.subtract(1, K_h, out=K_h)
-        xp.subtract(1, Z_t, out=scratch)
-        K_h *= scratch                                    # dA_h / dH_t = (1 - Z_t) (1 - H~_t^2)
-        dH_t, dA_t = dH[s], dA[s]
-        xp.add(dHs[s], dH_next, out=dH_t)
-        xp.multiply(dH_t, K_z, out=dA_t[:, :h])                          # dA_z
-        xp.multiply(dH_t, K_h, out=dA_t[:, 2 * h:])                      # dA_h
-        xp.matmul(dA_t[:, 2 * h:], W_hh_T, out=dRH)                      # dRH
-        xp.multiply(dRH, K_r, out=dA_t[:, h:2 * h])                      # dA_r
-        # on to H_{t-1}: through both gates (one GEMM), the mix and the reset product
-        xp.matmul(dA_t[:, :2 * h], W_hzr_T, out=dH_next)
-        xp.multiply(dH_t, Z_t, out=scratch)
-        dH_next += scratch
-        xp.multiply(dRH, R_t, out=scratch)
-        dH_next += scratch
+        s = t - 1
+        # the total gradient reaching H_t: from the layer above and from step t+1
+        dH = dHs[s] + dH_next
+        if dH_out is not None:
+            dH_out[s] = dH
+        # H_t = Z_t * H_{t-1} + (1 - Z_t) * H~_t
+        dZ = dH * (H[t - 1] - H_tilde[s])
+        dH_tilde = dH * (1 - Z[s])
+        dH_prev = dH * Z[s]
+        # H~_t = tanh(A_h),  A_h = X_t W_xh + (R_t * H_{t-1}) W_hh + b_h
+        dA_h[s] = dH_tilde * (1 - H_tilde[s] ** 2)
+        dRH = dA_h[s] @ p['W_hh'].T
+        dR = dRH * H[t - 1]
+        dH_prev += dRH * R[s]
+        # Z_t = sigma(A_z),  R_t = sigma(A_r):  sigma' = sigma (1 - sigma)
+        dA_z[s] = dZ * Z[s] * (1 - Z[s])
+        dA_r[s] = dR * R[s] * (1 - R[s])
+        # A_z = X_t W_xz + H_{t-1} W_hz + b_z,  A_r = X_t W_xr + H_{t-1} W_hr + b_r
+        dH_prev += dA_z[s] @ p['W_hz'].T + dA_r[s] @ p['W_hr'].T
         if carry is not None and carry[s] != 1:
-            dH_next *= carry[s]
-    # weight gradients as single GEMMs over all T*B rows
+            dH_prev *= carry[s]
+        dH_next = dH_prev
+    # the weights are shared by all steps: their gradients add up over t, one GEMM each
     rows = num_steps * batch_size
-    dA2 = dA.reshape(rows, 3 * h)                                        # (T*B, 3H)
-    dW_hzr = H_prev.reshape(rows, h).T @ dA2[:, :2 * h]                  # (H, 2H)
-    db = dA2.sum(axis=0)                                                 # (3H,)
-    grads = {'W_hz': dW_hzr[:, :h], 'b_z': db[:h],
-             'W_hr': dW_hzr[:, h:], 'b_r': db[h:2 * h],
-             'W_hh': RH.reshape(rows, h).T @ dA2[:, 2 * h:], 'b_h': db[2 * h:]}
-    return grads, dA, dH_next
+
+    def flat(a):
+        return a.reshape(rows, num_hiddens)                               # (T*B, H)
+    H_prev, RH = flat(H[:-1]), flat(R * H[:-1])    # R_t * H_{t-1} recomputed: one product
+    grads = {'W_hz': H_prev.T @ flat(dA_z), 'W_hr': H_prev.T @ flat(dA_r), 'W_hh': RH.T @ flat(dA_h)}
+    dX = None
+    for gate, dA in zip(GATES, (dA_z, dA_r, dA_h)):
+        grads[f'b_{gate}'] = dA.sum(axis=(0, 1))
+        dx, grads[f'W_x{gate}'] = layers.input_backward(dA, cache.X[gate])
+        dX = layers.add_input_gradients(dX, dx)
+    return {k: grads[k] for k in params}, dX, dH_next

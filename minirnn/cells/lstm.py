@@ -7,24 +7,26 @@
     C_t  = F_t * C_{t-1} + I_t * C~_t                memory cell
     H_t  = O_t * tanh(C_t),    t = 1..T
 
-The state is the pair (H, C). The input terms XW_t = X_t [W_xi | W_xf | W_xo | W_xc] come from
-the layer loop in model.py. Per call, the four recurrent weights are joined once,
-W_h = [W_hi | W_hf | W_ho | W_hc] (H, 4H), so each step makes one GEMM for all four gates
-(torch-rnn's layout); the biases and the weight gradients are done outside the loop.
+The state is the pair (H, C). This is the reference: each equation one line of `forward`,
+each line of `backward` under the forward line it inverts. The fast path (fast/lstm.py) is
+tested against it. The input terms X_t W_x* are made for all steps before the loop, the
+weight gradients after it.
 
-Legend: T = num_steps, B = batch_size, H = num_hiddens. Steps t = 1..T; per-step arrays hold
-step t at index t-1; the state buffers H, C (T+1, B, H) hold H_t, C_t at index t.
+Legend: T = num_steps, B = batch_size, H = num_hiddens, D = input width. Steps t = 1..T;
+per-step arrays (I, F, O, C_tilde, dA_*) hold step t at index t-1; the state buffers H, C
+(T+1, B, H) hold H_t, C_t at index t, the initial state at index 0.
 """
 from typing import NamedTuple
 
+from .. import layers
 from ..backend import xp_of
 from ..checks import one_of
-from .gates import sigmoid_of_negated_
+from .sigmoid import sigmoid
 
-GATES = 4                     # XW's column blocks per step: [i | f | o | c~]
 ACTIVATIONS = ('tanh',)       # the candidate's and the output's; the gates are sigmoids
 INPUT_WEIGHTS = ('W_xi', 'W_xf', 'W_xo', 'W_xc')
 RECURRENT_WEIGHTS = ('W_hi', 'W_hf', 'W_ho', 'W_hc')
+GATES = ('i', 'f', 'o', 'c')  # the suffixes of the four (W_x*, W_h*, b_*) triples, in order
 
 
 def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
@@ -38,7 +40,7 @@ def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
     def normal(*shape):
         return xp.asarray((rng.standard_normal(shape) * sigma).astype(dtype))
     params = {}
-    for gate in ('i', 'f', 'o', 'c'):
+    for gate in GATES:
         params[f'W_x{gate}'] = normal(input_dim, num_hiddens)
         params[f'W_h{gate}'] = normal(num_hiddens, num_hiddens)
         params[f'b_{gate}'] = xp.zeros(num_hiddens, dtype=dtype)
@@ -57,142 +59,103 @@ def hidden(state):
 
 
 class LSTMCache(NamedTuple):
+    X: dict             # gate -> layers.InputCache of X_t W_x<gate>
     H: object           # (T+1, B, H) hidden states, H[t] = H_t, H[0] = H_0
     C: object           # (T+1, B, H) memory cells, C[t] = C_t, C[0] = C_0
-    gates: object       # (T, B, 4H) [I_t | F_t | O_t | C~_t] after their nonlinearities
-    tanhC: object       # (T, B, H) tanh(C_t)
+    I: object           # (T, B, H) input gates
+    F: object           # (T, B, H) forget gates
+    O: object           # (T, B, H) output gates
+    C_tilde: object     # (T, B, H) candidate memories
 
 
-def forward(params, XW, state, *, activation='tanh'):
+def forward(params, X, state, *, activation='tanh'):
     """Run the LSTM over all T steps (the module docstring's six equations).
 
-    Args: params with W_hi, W_hf, W_ho, W_hc (H, H) and b_i, b_f, b_o, b_c (H,); XW (T, B, 4H)
-          the input terms [X W_xi | X W_xf | X W_xo | X W_xc]; state (H_0, C_0), each (B, H);
-          activation 'tanh'.
+    Args: params W_x* (D, H), W_h* (H, H), b_* (H,) for * = i, f, o, c; X the layer's input,
+          token ids (T, B) or dense (T, B, D); state (H_0, C_0), each (B, H); activation 'tanh'.
     Returns: Hs (T, B, H) the states H_1..H_T (a view into the cache), the final state
              (H_T, C_T) (copies, safe to keep), cache.
     """
     one_of('activation', activation, ACTIVATIONS)
-    xp = xp_of(XW)
-    num_steps, batch_size, _ = XW.shape
-    H0, C0 = state
-    h = H0.shape[1]
-    # once per call: the four recurrent weights as one (H, 4H) GEMM operand, and the factors
-    # (-1, -1, -1, -2) by block that turn A into S = -[A_i | A_f | A_o | 2 A_c], so that one
-    # exp serves all four blocks (gates.py): sigma(A) = 1 / (1 + exp(S)) for the gates, and
-    # tanh(A_c) = 2 sigma(2 A_c) - 1 for the candidate
-    W_h = xp.concatenate([params[k] for k in RECURRENT_WEIGHTS], axis=1)                # (H, 4H)
-    b = xp.concatenate([params['b_i'], params['b_f'], params['b_o'], params['b_c']])    # (4H,)
-    negate = xp.repeat(xp.asarray([-1, -1, -1, -2], dtype=XW.dtype), h)                 # (4H,)
-    H = xp.empty((num_steps + 1, batch_size, h), dtype=XW.dtype)
+    p = params
+    xp = xp_of(p['W_hi'])
+    # the input terms X_t W_x* of all steps at once, (T, B, H) each
+    (XW_xi, XW_xf, XW_xo, XW_xc), x_caches = zip(*(layers.input_forward(X, p[f'W_x{g}']) for g in GATES))
+    num_steps = XW_xi.shape[0]
+    H = xp.empty((num_steps + 1,) + state[0].shape, dtype=p['W_hi'].dtype)
     C = xp.empty_like(H)
-    gates = xp.empty((num_steps, batch_size, 4 * h), dtype=XW.dtype)
-    tanhC = xp.empty((num_steps, batch_size, h), dtype=XW.dtype)
-    H[0], C[0] = H0, C0
+    I, F, O, C_tilde = (xp.empty_like(H[1:]) for _ in range(4))
+    H[0], C[0] = state
     for t in range(1, num_steps + 1):
-        g = gates[t - 1]                                                   # (B, 4H)
-        # all four pre-activations from one GEMM: A_t = XW_t + H_{t-1} W_h + b. The input
-        # term and the bias are added here, on a step's block in cache, not over all steps
-        # at once before the loop: those passes are bound by memory bandwidth (measured)
-        xp.matmul(H[t - 1], W_h, out=g)
-        g += XW[t - 1]
-        g += b
-        g *= negate                                                        # S_t
-        sigmoid_of_negated_(g)                            # [I_t | F_t | O_t | sigma(2 A_c)]
-        c_tilda = g[:, 3 * h:]
-        c_tilda *= 2
-        c_tilda -= 1                                      # C~_t = tanh(A_c) = 2 sigma(2 A_c) - 1
-        # C_t = F_t * C_{t-1} + I_t * C~_t
-        xp.multiply(g[:, h:2 * h], C[t - 1], out=C[t])
-        xp.multiply(g[:, :h], c_tilda, out=tanhC[t - 1])                   # scratch: I_t * C~_t
-        C[t] += tanhC[t - 1]
-        # H_t = O_t * tanh(C_t)
-        xp.tanh(C[t], out=tanhC[t - 1])
-        xp.multiply(g[:, 2 * h:3 * h], tanhC[t - 1], out=H[t])
-    final = (H[num_steps].copy(), C[num_steps].copy())
-    return H[1:], final, LSTMCache(H, C, gates, tanhC)
+        s = t - 1                                                         # step t's index
+        I[s] = sigmoid(XW_xi[s] + H[t - 1] @ p['W_hi'] + p['b_i'])
+        F[s] = sigmoid(XW_xf[s] + H[t - 1] @ p['W_hf'] + p['b_f'])
+        O[s] = sigmoid(XW_xo[s] + H[t - 1] @ p['W_ho'] + p['b_o'])
+        C_tilde[s] = xp.tanh(XW_xc[s] + H[t - 1] @ p['W_hc'] + p['b_c'])
+        C[t] = F[s] * C[t - 1] + I[s] * C_tilde[s]
+        H[t] = O[s] * xp.tanh(C[t])
+    cache = LSTMCache(dict(zip(GATES, x_caches)), H, C, I, F, O, C_tilde)
+    return H[1:], (H[num_steps].copy(), C[num_steps].copy()), cache
 
 
 def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     """BPTT through the LSTM: the gradients of forward's inputs, given dL/dH_t from above.
 
-    With A_i, A_f, A_o, A_c the pre-activations of I, F, O, C~ (so dXW_t = dA_t, in that order),
-    two messages flow back, one for H and one for C; the loop runs from t = T down to 1:
-        dH_t = dHs_t + c_{t+1} dH_t^next              the total gradient reaching H_t
-        dA_o = dH_t * tanh(C_t) * O_t (1 - O_t)
-        dC_t = c_{t+1} dC_t^next + dH_t * O_t * (1 - tanh(C_t)^2)   the total reaching C_t
-        dA_i = dC_t * C~_t * I_t (1 - I_t)
-        dA_f = dC_t * C_{t-1} * F_t (1 - F_t)
-        dA_c = dC_t * I_t * (1 - C~_t^2)
-        dC_{t-1}^next = dC_t * F_t                     C's message: only through the forget gate
-        dH_{t-1}^next = dA_t [W_hi | W_hf | W_ho | W_hc]^T   H's message: through all four
-    The terms from step T+1 are dfinal_state = (dH_T, dC_T) (zeros when None); c_t = carry[t-1]
-    (1 when None) scales both messages step t sends back. The derivative factors multiplying
-    dH_t and dC_t depend on the forward pass only; they are formed step by step inside the
-    loop, where the step's values are in cache (measured: over all steps at once, before the
-    loop, these passes are bound by memory bandwidth and the backward pass is up to 1.5x
-    slower at H = 32). After it:
-        dW_h* = sum_t H_{t-1}^T dA_*,   db_* = sum_t dA_*,   dstate = (c_1 dH_0^next, c_1 dC_0^next).
+    A_i, A_f, A_o, A_c are the pre-activations of I, F, O, C~. Two messages flow back, one
+    for H and one for C; the loop runs from t = T down to 1. C's message passes only through
+    the forget gate (dC_{t-1} = dC_t * F_t), H's through all four pre-activations. Then, for
+    all steps at once:
+        dW_h* = sum_t H_{t-1}^T dA_*,   db_* = sum_t dA_*,   dW_x* and dX from dA_* through X_t W_x*.
 
-    Args: dHs (T, B, H) dL/dH_t from the layer above; dfinal_state (dH_T, dC_T) or None; carry:
-          None or T numbers; dH_out: None or a (T, B, H) array that receives every dH_t.
-    Returns: grads {'W_hi', 'W_hf', 'W_ho', 'W_hc': (H, H), 'b_i', 'b_f', 'b_o', 'b_c': (H,)},
-             dXW (T, B, 4H), dstate (dH_0, dC_0), each (B, H).
+    Args: dHs (T, B, H) dL/dH_t from the layer above; dfinal_state (dH_T, dC_T) or None (zeros);
+          carry: None or T numbers, carry[t-1] scales both messages step t sends back;
+          dH_out: None or a (T, B, H) array that receives every dH_t.
+    Returns: grads (every parameter, shaped as it), dX (T, B, D) (None for token ids),
+             dstate (dH_0, dC_0), each (B, H).
     """
     xp = xp_of(dHs)
-    H, C, gates, tanhC = cache
-    num_steps, batch_size, h = dHs.shape
-    I, F, O, Cc = (gates[..., k * h:(k + 1) * h] for k in range(4))
-    W_h_T = xp.concatenate([params[k] for k in RECURRENT_WEIGHTS], axis=1).T   # (4H, H)
-    dA = xp.empty((num_steps, batch_size, 4 * h), dtype=dHs.dtype)      # [dA_i | dA_f | dA_o | dA_c]
-    dA4 = dA.reshape(num_steps, batch_size, 4, h)                        # a view of dA by block
-    dH = xp.empty_like(dHs) if dH_out is None else dH_out
-    # per-step scratch: the derivative factors K_t, laid out as dA's blocks (K[:, k] multiplies
-    # dC_t for k = i, f, c~ and dH_t for k = o), and K_c = dC_t / dH_t
-    K = xp.empty((batch_size, 4 * h), dtype=dHs.dtype)
-    K4 = K.reshape(batch_size, 4, h)
-    K_c = xp.empty((batch_size, h), dtype=dHs.dtype)
-    dC = xp.empty((batch_size, h), dtype=dHs.dtype)
+    p, H, C, I, F, O, C_tilde = params, cache.H, cache.C, cache.I, cache.F, cache.O, cache.C_tilde
+    num_steps, batch_size, num_hiddens = dHs.shape
+    tanh_C = xp.tanh(C[1:])              # (T, B, H): recomputed, one pass, instead of kept
+    dA_i, dA_f, dA_o, dA_c = (xp.empty_like(dHs) for _ in range(4))    # (T, B, H) each
     if dfinal_state is None:
-        dH_next = xp.zeros((batch_size, h), dtype=dHs.dtype)
-        dC_next = xp.zeros((batch_size, h), dtype=dHs.dtype)
-    else:                                                                # copies: written in place
-        dH_next = xp.array(dfinal_state[0], dtype=dHs.dtype)
-        dC_next = xp.array(dfinal_state[1], dtype=dHs.dtype)
+        dH_next, dC_next = xp.zeros_like(dHs[0]), xp.zeros_like(dHs[0])
+    else:
+        dH_next, dC_next = dfinal_state
     for t in range(num_steps, 0, -1):
-        s = t - 1                                                        # step t's index
-        I_t, F_t, O_t, Cc_t = I[s], F[s], O[s], Cc[s]
-        # step t's derivative factors, formed here while its values are in cache
-        xp.subtract(1, gates[s], out=K)
-        K *= gates[s]                                     # sigma' = sigma (1 - sigma): i, f, o
-        xp.multiply(Cc_t, Cc_t, out=K4[:, 3])
-        xp.subtract(1, K4[:, 3], out=K4[:, 3])            # tanh' = 1 - C~^2 for the candidate
-        K4[:, 0] *= Cc_t                                  # dA_i / dC_t = C~_t I_t (1 - I_t)
-        K4[:, 1] *= C[s]                                  # dA_f / dC_t = C_{t-1} F_t (1 - F_t)
-        K4[:, 2] *= tanhC[s]                              # dA_o / dH_t = tanh(C_t) O_t (1 - O_t)
-        K4[:, 3] *= I_t                                   # dA_c / dC_t = I_t (1 - C~_t^2)
-        xp.multiply(tanhC[s], tanhC[s], out=K_c)
-        xp.subtract(1, K_c, out=K_c)
-        K_c *= O_t                                        # dC_t / dH_t = O_t (1 - tanh(C_t)^2)
-        dH_t, dA_t = dH[s], dA4[s]
-        xp.add(dHs[s], dH_next, out=dH_t)
-        xp.multiply(dH_t, K4[:, 2], out=dA_t[:, 2])                      # dA_o
-        xp.multiply(dH_t, K_c, out=dC)
-        dC += dC_next                                                    # dC_t
-        xp.multiply(dC[:, None], K4[:, :2], out=dA_t[:, :2])             # dA_i, dA_f
-        xp.multiply(dC, K4[:, 3], out=dA_t[:, 3])                        # dA_c
-        xp.multiply(dC, F_t, out=dC_next)
-        xp.matmul(dA[s], W_h_T, out=dH_next)
+        s = t - 1
+        # the total gradient reaching H_t: from the layer above and from step t+1
+        dH = dHs[s] + dH_next
+        if dH_out is not None:
+            dH_out[s] = dH
+        # H_t = O_t * tanh(C_t)
+        dO = dH * tanh_C[s]
+        dC = dC_next + dH * O[s] * (1 - tanh_C[s] ** 2)
+        # C_t = F_t * C_{t-1} + I_t * C~_t
+        dF = dC * C[t - 1]
+        dI = dC * C_tilde[s]
+        dC_tilde = dC * I[s]
+        dC_prev = dC * F[s]
+        # I_t, F_t, O_t = sigma(A_*):  sigma' = sigma (1 - sigma)
+        dA_i[s] = dI * I[s] * (1 - I[s])
+        dA_f[s] = dF * F[s] * (1 - F[s])
+        dA_o[s] = dO * O[s] * (1 - O[s])
+        # C~_t = tanh(A_c):  tanh' = 1 - tanh^2
+        dA_c[s] = dC_tilde * (1 - C_tilde[s] ** 2)
+        # A_* = X_t W_x* + H_{t-1} W_h* + b_*
+        dH_prev = (dA_i[s] @ p['W_hi'].T + dA_f[s] @ p['W_hf'].T
+                   + dA_o[s] @ p['W_ho'].T + dA_c[s] @ p['W_hc'].T)
         if carry is not None and carry[s] != 1:
-            dH_next *= carry[s]
-            dC_next *= carry[s]
-    # weight gradients as single GEMMs over all T*B rows
+            dH_prev *= carry[s]
+            dC_prev *= carry[s]
+        dH_next, dC_next = dH_prev, dC_prev
+    # the weights are shared by all steps: their gradients add up over t, one GEMM each
     rows = num_steps * batch_size
-    dA2 = dA.reshape(rows, 4 * h)                                        # (T*B, 4H)
-    dW_h = H[:-1].reshape(rows, h).T @ dA2                               # (H, 4H)
-    db = dA2.sum(axis=0)                                                 # (4H,)
-    grads = {}
-    for k, gate in enumerate(('i', 'f', 'o', 'c')):
-        grads[f'W_h{gate}'] = dW_h[:, k * h:(k + 1) * h]
-        grads[f'b_{gate}'] = db[k * h:(k + 1) * h]
-    return grads, dA, (dH_next, dC_next)
+    H_prev = H[:-1].reshape(rows, num_hiddens)                          # (T*B, H) = H_0..H_{T-1}
+    grads, dX = {}, None
+    for gate, dA in zip(GATES, (dA_i, dA_f, dA_o, dA_c)):
+        grads[f'W_h{gate}'] = H_prev.T @ dA.reshape(rows, num_hiddens)
+        grads[f'b_{gate}'] = dA.sum(axis=(0, 1))
+        dx, grads[f'W_x{gate}'] = layers.input_backward(dA, cache.X[gate])
+        dX = layers.add_input_gradients(dX, dx)
+    return {k: grads[k] for k in params}, dX, (dH_next, dC_next)

@@ -7,7 +7,7 @@ one exp serves all of a step's gates: NumPy's float32 exp costs about 0.6 of its
 these passes are most of a step's elementwise time.
 Derivatives are the cells' business: sigma' = sigma (1 - sigma), from the stored gate values.
 """
-from ..backend import xp_of
+from ...backend import xp_of
 
 # exp(S) overflows float32 above ~88.7 (to inf, with a RuntimeWarning, though 1 / (1 + inf) = 0
 # is right); capping S at 80 keeps it finite: sigma(-80) = 1.8e-35 instead of ~1e-35, i.e. zero

@@ -1,0 +1,100 @@
+"""The vanilla cell's fast path: the recurrence of ../rnn.py computed in place in preallocated buffers.
+
+    A_t = XW_t + H_{t-1} W_hh + b_h,   H_t = phi(A_t),   t = 1..T
+
+The reference (cells/rnn.py) is the book's equation; this is the same math with every step
+written into a buffer allocated once per call (no temporary per step), and phi' taken from the
+outputs for all steps before the backward loop. XW_t = X_t W_xh is made by FastCell (fast/__init__.py).
+Tested equal to the reference (tests/test_fast_cells.py).
+
+Legend: T = num_steps, B = batch_size, H = num_hiddens. Per-step arrays (XW, Hs, dHs, dA) hold
+step t at index t-1; the state buffer H (T+1, B, H) holds H_t at index t, H_0 at index 0.
+"""
+from typing import NamedTuple
+
+from ...backend import xp_of
+
+
+
+
+
+
+
+
+
+class RNNCache(NamedTuple):
+    H: object           # (T+1, B, H) hidden states, H[t] = H_t, H[0] = H_0
+    activation: str     # 'tanh' or 'relu', to pick phi' in backward
+
+
+def forward(params, XW, state, *, activation='tanh'):
+    """Run the recurrence over all T steps.
+
+    Args: params with W_hh (H, H), b_h (H,); XW (T, B, H) input terms; state H_0 (B, H);
+          activation one of the reference's ACTIVATIONS.
+    Returns: Hs (T, B, H) the states H_1..H_T (a view into the cache), the final state H_T
+             (B, H) (a copy, safe to keep), cache.
+    """
+    xp = xp_of(XW)
+    W_hh = params['W_hh']
+    num_steps = XW.shape[0]
+    H = xp.empty((num_steps + 1,) + state.shape, dtype=XW.dtype)   # (T+1, B, H), allocated once
+    H[0] = state
+    XWb = XW + params['b_h']               # (T, B, H): the bias added once, not once per step
+    for t in range(1, num_steps + 1):
+        # H_t = phi(XWb_t + H_{t-1} W_hh), computed in place in the state buffer
+        xp.matmul(H[t - 1], W_hh, out=H[t])
+        H[t] += XWb[t - 1]
+        if activation == 'tanh':
+            xp.tanh(H[t], out=H[t])
+        else:
+            xp.maximum(H[t], 0, out=H[t])
+    return H[1:], H[num_steps].copy(), RNNCache(H, activation)
+
+
+def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
+    """BPTT: the gradients of forward's inputs, given dL/dH_t from above for every step.
+
+    Only the recurrence is a loop, from t = T down to 1:
+        dH_t = dHs_t + c_{t+1} dA_{t+1} W_hh^T     the total gradient reaching H_t
+        dA_t = dH_t * phi'(A_t)
+    where the term from step T+1 is dfinal_state (zero when None), and c_t = carry[t-1]
+    (1 when carry is None). Then, for all steps at once:
+        dW_hh = sum_t H_{t-1}^T dA_t,   db_h = sum_t dA_t,   dXW_t = dA_t,
+        dstate = c_1 dA_1 W_hh^T        the gradient w.r.t. H_0.
+
+    Args: dHs (T, B, H) dL/dH_t from the layer above (the output layer or the next layer);
+          dfinal_state (B, H) or None: a gradient entering through H_T from beyond the
+              sequence (BPTT across batches);
+          carry: None, or T numbers; carry[t-1] scales the gradient passed from step t back
+              to H_{t-1} (0 cuts it: truncation; 1/p reweights: randomized truncation);
+          dH_out: None, or a (T, B, H) array that receives every dH_t (for probes).
+    Returns: grads {'W_hh': (H, H), 'b_h': (H,)}, dXW (T, B, H), dstate (B, H).
+    """
+    xp = xp_of(dHs)
+    H = cache.H
+    num_steps, batch_size, num_hiddens = dHs.shape
+    # phi'(A_t) from the outputs, for all steps before the loop:
+    # tanh' = 1 - tanh^2, relu' = [H_t > 0]; no pre-activations need to be stored.
+    if cache.activation == 'tanh':
+        dphi = 1 - H[1:] * H[1:]                                  # (T, B, H)
+    else:
+        dphi = (H[1:] > 0).astype(dHs.dtype)                      # (T, B, H)
+    W_hh_T = params['W_hh'].T
+    dA = xp.empty_like(dHs)                                       # (T, B, H)
+    dH = dA if dH_out is None else dH_out   # where dH_t is formed: in dA itself unless kept
+    if dfinal_state is None:
+        dH_next = xp.zeros((batch_size, num_hiddens), dtype=dHs.dtype)
+    else:
+        dH_next = xp.array(dfinal_state, dtype=dHs.dtype)         # a copy: written in place below
+    for t in range(num_steps, 0, -1):
+        xp.add(dHs[t - 1], dH_next, out=dH[t - 1])      # dH_t: from above and from step t+1
+        xp.multiply(dH[t - 1], dphi[t - 1], out=dA[t - 1])   # through phi
+        xp.matmul(dA[t - 1], W_hh_T, out=dH_next)       # on to H_{t-1}
+        if carry is not None and carry[t - 1] != 1:
+            dH_next *= carry[t - 1]
+    # weight gradients as single GEMMs over all T*B rows
+    H_prev = H[:-1].reshape(num_steps * batch_size, num_hiddens)  # (T*B, H) = H_0..H_{T-1}
+    dA2 = dA.reshape(num_steps * batch_size, num_hiddens)         # (T*B, H)
+    grads = {'W_hh': H_prev.T @ dA2, 'b_h': dA2.sum(axis=0)}
+    return grads, dA, dH_next
