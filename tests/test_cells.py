@@ -1,11 +1,13 @@
-"""Every cell in CELLS: forward against an independent per-step formulation, BPTT against finite
-differences (every parameter, the input term, every state component, a gradient entering
-through the final state), the per-step gradients, and the carry that truncates."""
+"""Every cell in CELLS, under each implementation (the reference and its fast path): forward
+against an independent per-step formulation, BPTT against finite differences (every parameter,
+the input, every state component, a gradient entering through the final state), the per-step
+gradients, and the carry that truncates."""
 import numpy as np
 import pytest
 
 from minirnn.backend import to_numpy
-from minirnn.cells import CELLS, gru, lstm, rnn
+from minirnn.cells import CELLS, IMPLS, gru, implementation, lstm, rnn
+from minirnn.cells.fast import FAST
 from minirnn.errors import ConfigError
 from minirnn.gradcheck import numerical_gradient, relative_error
 from minirnn.tree import leaves, tree_map
@@ -18,27 +20,25 @@ def _sigmoid(x):
 
 
 # One step of each cell written out plainly from the book, on NumPy, one step at a time:
-# (params, XW_t (B, G*H), state) -> state. Independent of the cells' own loops and caches.
-def rnn_step(p, xw, h, activation):
+# (params, X_t (B, D), state) -> state. Independent of the cells' own loops and caches.
+def rnn_step(p, x, h, activation):
     phi = np.tanh if activation == 'tanh' else (lambda z: np.maximum(z, 0))
-    return phi(xw + h @ p['W_hh'] + p['b_h'])
+    return phi(x @ p['W_xh'] + h @ p['W_hh'] + p['b_h'])
 
 
-def gru_step(p, xw, h, activation):
-    x_z, x_r, x_h = np.split(xw, 3, axis=1)             # XW's blocks [z | r | h~]
-    Z = _sigmoid(x_z + h @ p['W_hz'] + p['b_z'])
-    R = _sigmoid(x_r + h @ p['W_hr'] + p['b_r'])
-    H_tilda = np.tanh(x_h + (R * h) @ p['W_hh'] + p['b_h'])
+def gru_step(p, x, h, activation):
+    Z = _sigmoid(x @ p['W_xz'] + h @ p['W_hz'] + p['b_z'])
+    R = _sigmoid(x @ p['W_xr'] + h @ p['W_hr'] + p['b_r'])
+    H_tilda = np.tanh(x @ p['W_xh'] + (R * h) @ p['W_hh'] + p['b_h'])
     return Z * h + (1 - Z) * H_tilda
 
 
-def lstm_step(p, xw, state, activation):
+def lstm_step(p, x, state, activation):
     H, C = state
-    x_i, x_f, x_o, x_c = np.split(xw, 4, axis=1)        # XW's blocks [i | f | o | c~]
-    I = _sigmoid(x_i + H @ p['W_hi'] + p['b_i'])
-    F = _sigmoid(x_f + H @ p['W_hf'] + p['b_f'])
-    O = _sigmoid(x_o + H @ p['W_ho'] + p['b_o'])
-    C_tilda = np.tanh(x_c + H @ p['W_hc'] + p['b_c'])
+    I = _sigmoid(x @ p['W_xi'] + H @ p['W_hi'] + p['b_i'])
+    F = _sigmoid(x @ p['W_xf'] + H @ p['W_hf'] + p['b_f'])
+    O = _sigmoid(x @ p['W_xo'] + H @ p['W_ho'] + p['b_o'])
+    C_tilda = np.tanh(x @ p['W_xc'] + H @ p['W_hc'] + p['b_c'])
     C = F * C + I * C_tilda
     return O * np.tanh(C), C
 
@@ -46,95 +46,100 @@ def lstm_step(p, xw, state, activation):
 REFERENCE_STEPS = {'rnn': rnn_step, 'gru': gru_step, 'lstm': lstm_step}
 
 
-def make(xp, name, seed=0, activation=None):
-    """Float64 params (sigma 0.5, random biases), XW, a random initial state, upstream gradients."""
-    cell = CELLS[name]
+def make(xp, name, seed=0, activation=None, impl='reference'):
+    """Float64 params (sigma 0.5, random biases), a dense input X (T, B, D), a random initial
+    state and upstream gradients, for cell `name` under `impl`."""
+    cell = implementation(name, impl)
     rng = np.random.default_rng(seed)
     params = cell.init_params(rng, D, H, 0.5, xp, np.float64)
     for k, v in params.items():
         if v.ndim == 1:                      # biases start at zero: move them off it
             params[k] = xp.asarray(rng.standard_normal(v.shape) * 0.3)
-    XW = xp.asarray(rng.standard_normal((T, B, cell.GATES * H)))
+    X = xp.asarray(rng.standard_normal((T, B, D)))
     state = tree_map(lambda a: xp.asarray(rng.standard_normal(a.shape) * 0.5),
                      cell.begin_state(B, H, xp, np.float64))
     dHs = xp.asarray(rng.standard_normal((T, B, H)))                  # random upstream gradient
     dfinal = tree_map(lambda a: xp.asarray(rng.standard_normal(a.shape)), state)
-    return cell, params, XW, state, dHs, dfinal, activation or cell.ACTIVATIONS[0]
+    return cell, params, X, state, dHs, dfinal, activation or cell.ACTIVATIONS[0]
 
 
 def cases():
-    return [(name, a) for name, cell in CELLS.items() for a in cell.ACTIVATIONS]
+    return [(name, a, impl) for name, cell in CELLS.items() for a in cell.ACTIVATIONS for impl in IMPLS]
 
 
-@pytest.mark.parametrize('name, activation', cases())
-def test_forward_matches_the_books_equations_step_by_step(xp, name, activation):
-    cell, params, XW, state, _, _, _ = make(xp, name)
-    Hs, final, _ = cell.forward(params, XW, state, activation=activation)
+def each_cell():
+    return [(name, impl) for name in CELLS for impl in IMPLS]
+
+
+@pytest.mark.parametrize('name, activation, impl', cases())
+def test_forward_matches_the_books_equations_step_by_step(xp, name, activation, impl):
+    cell, params, X, state, _, _, _ = make(xp, name, impl=impl)
+    Hs, final, _ = cell.forward(params, X, state, activation=activation)
     p = {k: to_numpy(v) for k, v in params.items()}
     s = tree_map(to_numpy, state)
     for t in range(1, T + 1):
-        s = REFERENCE_STEPS[name](p, to_numpy(XW)[t - 1], s, activation)
+        s = REFERENCE_STEPS[name](p, to_numpy(X)[t - 1], s, activation)
         np.testing.assert_allclose(to_numpy(Hs)[t - 1], to_numpy(cell.hidden(s)), rtol=1e-12, atol=1e-12)
     for got, want in zip(leaves(final), leaves(s)):
         np.testing.assert_allclose(to_numpy(got), want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize('name, activation', cases())
-def test_bptt_matches_finite_differences_for_every_input(xp, name, activation):
+@pytest.mark.parametrize('name, activation, impl', cases())
+def test_bptt_matches_finite_differences_for_every_input(xp, name, activation, impl):
     """f = sum(Hs * dHs) + sum(final * dfinal): gradients enter at every step and through the
     final state, so every path of the backward pass is exercised."""
-    cell, params, XW, state, dHs, dfinal, _ = make(xp, name, seed=1)
-    _, _, cache = cell.forward(params, XW, state, activation=activation)
-    grads, dXW, dstate = cell.backward(params, dHs, cache, dfinal)
+    cell, params, X, state, dHs, dfinal, _ = make(xp, name, seed=1, impl=impl)
+    _, _, cache = cell.forward(params, X, state, activation=activation)
+    grads, dX, dstate = cell.backward(params, dHs, cache, dfinal)
 
     def f():
-        Hs, final, _ = cell.forward(params, XW, state, activation=activation)
+        Hs, final, _ = cell.forward(params, X, state, activation=activation)
         return float((Hs * dHs).sum()) + sum(float((a * b).sum()) for a, b in zip(leaves(final), leaves(dfinal)))
-    checked = [(grads[k], params[k]) for k in params if k not in cell.INPUT_WEIGHTS]
-    checked += [(dXW, XW)] + list(zip(leaves(dstate), leaves(state)))
-    assert set(grads) == set(params) - set(cell.INPUT_WEIGHTS)
+    checked = [(grads[k], params[k]) for k in params]
+    checked += [(dX, X)] + list(zip(leaves(dstate), leaves(state)))
+    assert set(grads) == set(params)
     for analytic, x in checked:
         numeric = numerical_gradient(f, x, np.arange(x.size))
         err = relative_error(to_numpy(analytic).reshape(-1), numeric)
         assert err.max() < 1e-6
 
 
-@pytest.mark.parametrize('name', CELLS)
-def test_dH_out_is_the_total_gradient_reaching_each_state(xp, name):
+@pytest.mark.parametrize('name, impl', each_cell())
+def test_dH_out_is_the_total_gradient_reaching_each_state(xp, name, impl):
     """dL/dH_t = dHs_t (its own step) + what steps t+1..T send back; the latter is the dstate of
     the same recurrence started at step t+1 from the state after step t."""
-    cell, params, XW, state, dHs, dfinal, activation = make(xp, name, seed=2)
-    _, _, cache = cell.forward(params, XW, state, activation=activation)
+    cell, params, X, state, dHs, dfinal, activation = make(xp, name, seed=2, impl=impl)
+    _, _, cache = cell.forward(params, X, state, activation=activation)
     dH = xp.zeros((T, B, H))
     cell.backward(params, dHs, cache, dfinal, dH_out=dH)
     s = state
     for t in range(1, T + 1):
-        _, s, _ = cell.forward(params, XW[t - 1:t], s, activation=activation)     # the state after step t
+        _, s, _ = cell.forward(params, X[t - 1:t], s, activation=activation)     # the state after step t
         if t == T:
             future = cell.hidden(dfinal)
         else:
-            _, _, sub = cell.forward(params, XW[t:], s, activation=activation)
+            _, _, sub = cell.forward(params, X[t:], s, activation=activation)
             future = cell.hidden(cell.backward(params, dHs[t:], sub, dfinal)[2])
         np.testing.assert_allclose(to_numpy(dH[t - 1]), to_numpy(dHs[t - 1] + future), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize('name', CELLS)
-def test_a_zero_carry_cuts_the_sequence_in_two(xp, name):
+@pytest.mark.parametrize('name, impl', each_cell())
+def test_a_zero_carry_cuts_the_sequence_in_two(xp, name, impl):
     """carry[k-1] = 0 stops what step k sends back: steps 1..k-1 and k..T then backpropagate as
     two sequences, the second one starting from the state after step k-1 as a constant."""
-    cell, params, XW, state, dHs, dfinal, activation = make(xp, name, seed=3)
+    cell, params, X, state, dHs, dfinal, activation = make(xp, name, seed=3, impl=impl)
     k = 3
-    _, _, cache = cell.forward(params, XW, state, activation=activation)
+    _, _, cache = cell.forward(params, X, state, activation=activation)
     carry = [1.0] * T
     carry[k - 1] = 0.0
-    grads, dXW, dstate = cell.backward(params, dHs, cache, dfinal, carry=carry)
-    _, middle, first = cell.forward(params, XW[:k - 1], state, activation=activation)
-    _, _, second = cell.forward(params, XW[k - 1:], middle, activation=activation)
-    g1, dXW1, dstate1 = cell.backward(params, dHs[:k - 1], first)
-    g2, dXW2, _ = cell.backward(params, dHs[k - 1:], second, dfinal)
+    grads, dX, dstate = cell.backward(params, dHs, cache, dfinal, carry=carry)
+    _, middle, first = cell.forward(params, X[:k - 1], state, activation=activation)
+    _, _, second = cell.forward(params, X[k - 1:], middle, activation=activation)
+    g1, dX1, dstate1 = cell.backward(params, dHs[:k - 1], first)
+    g2, dX2, _ = cell.backward(params, dHs[k - 1:], second, dfinal)
     for key in grads:
         np.testing.assert_allclose(to_numpy(grads[key]), to_numpy(g1[key] + g2[key]), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(to_numpy(dXW), np.concatenate([to_numpy(dXW1), to_numpy(dXW2)]), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(to_numpy(dX), np.concatenate([to_numpy(dX1), to_numpy(dX2)]), rtol=1e-10, atol=1e-12)
     for got, want in zip(leaves(dstate), leaves(dstate1)):
         np.testing.assert_allclose(to_numpy(got), to_numpy(want), rtol=1e-10, atol=1e-12)
     # a carry of ones is no carry at all
@@ -143,35 +148,66 @@ def test_a_zero_carry_cuts_the_sequence_in_two(xp, name):
     np.testing.assert_array_equal(to_numpy(ones[1]), to_numpy(plain[1]))
 
 
-@pytest.mark.parametrize('name', CELLS)
-def test_backward_changes_neither_its_inputs_nor_the_cache(xp, name):
-    cell, params, XW, state, dHs, dfinal, activation = make(xp, name, seed=4)
-    _, _, cache = cell.forward(params, XW, state, activation=activation)
-    snapshot = [to_numpy(a).copy() for a in leaves(tuple(a for a in cache if hasattr(a, 'shape')))
-                + [dHs] + leaves(dfinal) + list(params.values())]
+def _arrays(tree):
+    """Every array inside a cache: through tuples (NamedTuples too), lists and dicts."""
+    if hasattr(tree, 'shape'):
+        return [tree]
+    if isinstance(tree, dict):
+        tree = list(tree.values())
+    if isinstance(tree, (tuple, list)):
+        return [a for branch in tree for a in _arrays(branch)]
+    return []
+
+
+@pytest.mark.parametrize('name, impl', each_cell())
+def test_backward_changes_neither_its_inputs_nor_the_cache(xp, name, impl):
+    cell, params, X, state, dHs, dfinal, activation = make(xp, name, seed=4, impl=impl)
+    _, _, cache = cell.forward(params, X, state, activation=activation)
+    kept = _arrays(cache) + [X, dHs] + leaves(dfinal) + list(params.values())
+    assert len(kept) > 4 + len(params)                       # the cache's arrays are among them
+    snapshot = [to_numpy(a).copy() for a in kept]
     cell.backward(params, dHs, cache, dfinal, carry=[0.5] * T, dH_out=xp.zeros((T, B, H)))
-    after = [to_numpy(a) for a in leaves(tuple(a for a in cache if hasattr(a, 'shape')))
-             + [dHs] + leaves(dfinal) + list(params.values())]
-    for a, b in zip(snapshot, after):
+    for a, b in zip(snapshot, [to_numpy(a) for a in kept]):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize('name', CELLS)
-def test_the_final_state_is_a_value_not_a_view(xp, name):
-    cell, params, XW, state, _, _, activation = make(xp, name, seed=5)
-    Hs, final, cache = cell.forward(params, XW, state, activation=activation)
+@pytest.mark.parametrize('name, impl', each_cell())
+def test_the_final_state_is_a_value_not_a_view(xp, name, impl):
+    cell, params, X, state, _, _, activation = make(xp, name, seed=5, impl=impl)
+    Hs, final, cache = cell.forward(params, X, state, activation=activation)
     kept = [to_numpy(a).copy() for a in leaves(final)]
     Hs[...] = 0            # scribbling over the outputs (and so the cache) leaves the state alone
     for a, b in zip(leaves(final), kept):
         np.testing.assert_array_equal(to_numpy(a), b)
 
 
-def test_unknown_activation(xp):
-    cell, params, XW, state, _, _, _ = make(xp, 'rnn')
+@pytest.mark.parametrize('impl', IMPLS)
+def test_unknown_activation(xp, impl):
+    cell, params, X, state, _, _, _ = make(xp, 'rnn', impl=impl)
     with pytest.raises(ConfigError, match='activation'):
-        rnn.forward(params, XW, state, activation='sigmoid')
+        cell.forward(params, X, state, activation='sigmoid')
 
 
 def test_cells_are_found_by_name():
     assert CELLS['rnn'] is rnn and CELLS['gru'] is gru and CELLS['lstm'] is lstm
     assert set(REFERENCE_STEPS) == set(CELLS)           # every cell has its book-plain reference
+    for name in CELLS:
+        assert implementation(name, 'reference') is CELLS[name]
+        assert implementation(name, 'fast') is FAST[name] and FAST[name].reference is CELLS[name]
+    with pytest.raises(ConfigError, match='impl'):
+        implementation('rnn', 'quick')
+
+
+def test_token_ids_need_no_one_hot_and_get_no_gradient(xp):
+    """Token ids (T, B) give the same states as their one-hot rows, and dX is None for them."""
+    for impl in IMPLS:
+        cell, params, _, state, dHs, dfinal, activation = make(xp, 'lstm', seed=6, impl=impl)
+        ids = np.random.default_rng(6).integers(0, D, (T, B))
+        one_hot = xp.asarray(np.eye(D)[ids])                            # (T, B, D)
+        Hs, _, cache = cell.forward(params, xp.asarray(ids), state)
+        Hs1, _, cache1 = cell.forward(params, one_hot, state)
+        np.testing.assert_allclose(to_numpy(Hs), to_numpy(Hs1), rtol=1e-13, atol=1e-13)
+        grads, dX, _ = cell.backward(params, dHs, cache, dfinal)
+        grads1, _, _ = cell.backward(params, dHs, cache1, dfinal)
+        assert dX is None
+        np.testing.assert_allclose(to_numpy(grads['W_xi']), to_numpy(grads1['W_xi']), rtol=1e-12, atol=1e-13)

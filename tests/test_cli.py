@@ -153,7 +153,10 @@ def test_gradcheck_of_a_checkpoint_on_its_own_text(capsys, trained):
 def test_gradcheck_of_a_cell_alone(capsys):
     code, out, _ = run(capsys, 'gradcheck', '--level', 'cell', '--cell', 'lstm', '--num-hiddens', '3',
                        '--num-steps', '4')
-    assert code == 0 and 'cell lstm' in out and ' XW ' in out and 'W_xi' not in out
+    assert code == 0 and 'cell lstm' in out and ' X ' in out and 'W_xi' in out and 'reference' not in out
+    code, out, _ = run(capsys, 'gradcheck', '--level', 'cell', '--cell', 'gru', '--num-hiddens', '3',
+                       '--num-steps', '4', '--impl', 'reference')
+    assert code == 0 and 'cell gru (reference)' in out and 'W_xz' in out
 
 
 def test_gradcheck_inconclusive_passes_unless_strict(capsys):
@@ -166,7 +169,7 @@ def test_gradcheck_inconclusive_passes_unless_strict(capsys):
 
 
 def test_gradcheck_exits_1_on_a_fail(capsys, monkeypatch):
-    from minirnn.cells import rnn
+    from minirnn.cells.fast import rnn      # the default impl's recurrence
     real = rnn.backward
 
     def wrong(params, dHs, cache, dfinal_state=None, **options):

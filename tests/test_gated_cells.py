@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import cli
-from minirnn import checkpoint, layers
-from minirnn.cells import CELLS
+from minirnn import checkpoint
+from minirnn.cells import IMPLS, implementation
 from minirnn.config import TrainConfig
 from minirnn.gradcheck import numerical_gradient
 from minirnn.model import RNNLM
@@ -50,14 +50,15 @@ def _torch_layer(torch, name, p, X, state, carry):
     return torch.stack(outputs), state
 
 
+@pytest.mark.parametrize('impl', IMPLS)
 @pytest.mark.parametrize('name', ['gru', 'lstm'])
 @pytest.mark.parametrize('carry', [None, [1.0, 0.5, 1.0, 0.0, 2.0, 1.0]], ids=['no carry', 'carry'])
-def test_bptt_equals_torch_autograd_on_the_books_equations(name, carry):
-    """The layer (input projection + cell) against torch autograd, float64, every gradient:
+def test_bptt_equals_torch_autograd_on_the_books_equations(name, carry, impl):
+    """The cell (its input terms included) against torch autograd, float64, every gradient:
     the parameters (input weights included), the input X, every component of the initial
     state, with gradients entering at every step and through the final state."""
     torch = pytest.importorskip('torch')
-    cell = CELLS[name]
+    cell = implementation(name, impl)
     rng = np.random.default_rng(0)
     params = cell.init_params(rng, D, H, 0.5, np, np.float64)
     params = {k: v + rng.standard_normal(v.shape) * 0.3 if v.ndim == 1 else v for k, v in params.items()}
@@ -66,12 +67,9 @@ def test_bptt_equals_torch_autograd_on_the_books_equations(name, carry):
     dHs = rng.standard_normal((T, B, H))
     dfinal = tree_map(lambda a: rng.standard_normal(a.shape), state)
 
-    # minirnn: projection, cell forward, cell backward, projection backward
-    XW, proj_cache = layers.projection_forward(X, [params[k] for k in cell.INPUT_WEIGHTS])
-    Hs, final, cache = cell.forward(params, XW, state)
-    grads, dXW, dstate = cell.backward(params, dHs, cache, dfinal, carry=carry)
-    dX, dW_in = layers.projection_backward(dXW, proj_cache)
-    grads.update(zip(cell.INPUT_WEIGHTS, dW_in))
+    # minirnn: the cell's forward and backward
+    Hs, final, cache = cell.forward(params, X, state)
+    grads, dX, dstate = cell.backward(params, dHs, cache, dfinal, carry=carry)
 
     # torch: the same equations, autograd
     tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
@@ -191,7 +189,8 @@ def test_presets_are_the_books_gated_and_deep_runs():
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])
 def test_the_gate_sigmoid_is_the_logistic_function_without_overflow_warnings(dtype):
     import warnings
-    from minirnn.cells.gates import sigmoid_of_negated_
+    from minirnn.cells.fast.gates import sigmoid_of_negated_
+    from minirnn.cells.sigmoid import sigmoid
     A = np.concatenate([np.linspace(-30, 30, 601), [-1e4, -200, -89, 89, 200, 1e4]]).astype(dtype)
     S = -A
     with warnings.catch_warnings():
@@ -205,3 +204,9 @@ def test_the_gate_sigmoid_is_the_logistic_function_without_overflow_warnings(dty
     block = np.zeros((2, 6), dtype)
     sigmoid_of_negated_(block[:, :3])
     assert (block[:, :3] == 0.5).all() and (block[:, 3:] == 0).all()
+    # the references' sigmoid: the same function, never an overflow either
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        reference = sigmoid(A)
+    np.testing.assert_allclose(reference, want, rtol=1e-6 if dtype == 'float32' else 1e-14, atol=1e-30)
+    assert reference.dtype == A.dtype

@@ -129,25 +129,28 @@ def test_a_zero_gradient_has_nothing_to_compare():
     assert row['verdict'] == 'INCONCLUSIVE' and 'zero' in row['reason']
 
 
+@pytest.mark.parametrize('impl', cells.IMPLS)
 @pytest.mark.parametrize('name', sorted(gradsuite.PLANT_IN))
-def test_every_cell_passes_the_cell_level_check(xp, name):
-    rows = gc.gradcheck_cell(name, device=device_name(xp), num_steps=6)
+def test_every_cell_passes_the_cell_level_check(xp, name, impl):
+    rows = gc.gradcheck_cell(name, device=device_name(xp), num_steps=6, impl=impl)
     cell = cells.CELLS[name]
-    expected = [k for k in cell.init_params(np.random.default_rng(0), 4, 4, 0.1, np, np.float64)
-                if k not in cell.INPUT_WEIGHTS] + ['XW']
+    expected = list(cell.init_params(np.random.default_rng(0), 4, 4, 0.1, np, np.float64)) + ['X']
     assert [r['name'] for r in rows][:len(expected)] == expected
     assert all(r['verdict'] == 'OK' for r in rows), gc.format_report([(name, rows)])
 
 
-def test_the_cell_level_check_catches_a_bug_in_a_cells_backward(monkeypatch):
+@pytest.mark.parametrize('impl', cells.IMPLS)
+def test_the_cell_level_check_catches_a_bug_in_a_cells_backward(monkeypatch, impl):
     from minirnn.cells import lstm
-    real = lstm.backward
+    from minirnn.cells.fast import lstm as fast_lstm
+    module = lstm if impl == 'reference' else fast_lstm
+    real = module.backward
 
     def wrong(params, dHs, cache, dfinal_state=None, **options):
-        grads, dXW, dstate = real(params, dHs, cache, dfinal_state, **options)
-        return {**grads, 'W_hf': grads['W_hf'] * 1.01}, dXW, dstate
-    monkeypatch.setattr(lstm, 'backward', wrong)
-    rows = gc.gradcheck_cell('lstm')
+        grads, dX, dstate = real(params, dHs, cache, dfinal_state, **options)
+        return {**grads, 'W_hf': grads['W_hf'] * 1.01}, dX, dstate
+    monkeypatch.setattr(module, 'backward', wrong)
+    rows = gc.gradcheck_cell('lstm', impl=impl)
     assert {r['name'] for r in rows if r['verdict'] == 'FAIL'} == {'W_hf'}
 
 

@@ -3,14 +3,14 @@ splits over threads and passes the gradient check: nothing else in the package a
 vanilla cell or a one-array state.
 
 The toy cell: no bias, and a two-array state (H, M), M a leaky memory of H that feeds back:
-    H_t = tanh(XW_t + H_{t-1} W_hh + M_{t-1}),    M_t = (M_{t-1} + H_t) / 2
+    H_t = tanh(X_t W_xh + H_{t-1} W_hh + M_{t-1}),    M_t = (M_{t-1} + H_t) / 2
 """
 import types
 
 import numpy as np
 import pytest
 
-from minirnn import checkpoint, cells
+from minirnn import checkpoint, cells, layers
 from minirnn.config import TrainConfig
 from minirnn.gradcheck import gradcheck_model as gradcheck
 from minirnn.model import RNNLM
@@ -28,7 +28,8 @@ def begin_state(batch_size, num_hiddens, xp, dtype):
     return (xp.zeros((batch_size, num_hiddens), dtype), xp.zeros((batch_size, num_hiddens), dtype))
 
 
-def forward(params, XW, state, *, activation='tanh'):
+def forward(params, X, state, *, activation='tanh'):
+    XW, x_cache = layers.input_forward(X, params['W_xh'])        # (T, B, H), a gather for ids
     T = XW.shape[0]
     H = np.empty((T + 1,) + state[0].shape, XW.dtype)
     M = np.empty_like(H)
@@ -36,11 +37,11 @@ def forward(params, XW, state, *, activation='tanh'):
     for t in range(1, T + 1):
         H[t] = np.tanh(XW[t - 1] + H[t - 1] @ params['W_hh'] + M[t - 1])
         M[t] = (M[t - 1] + H[t]) / 2
-    return H[1:], (H[T].copy(), M[T].copy()), (H, M)
+    return H[1:], (H[T].copy(), M[T].copy()), (H, M, x_cache)
 
 
 def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
-    H, M = cache
+    H, M, x_cache = cache
     T = dHs.shape[0]
     dH_next, dM_next = (np.zeros_like(H[0]), np.zeros_like(M[0])) if dfinal_state is None \
         else (dfinal_state[0].copy(), dfinal_state[1].copy())
@@ -55,10 +56,11 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
         c = 1 if carry is None else carry[t - 1]
         dH_next, dM_next = c * dH_next, c * dM_next
     dW_hh = np.einsum('tbi,tbj->ij', H[:-1], dA)
-    return {'W_hh': dW_hh}, dA, (dH_next, dM_next)
+    dX, dW_xh = layers.input_backward(dA, x_cache)
+    return {'W_xh': dW_xh, 'W_hh': dW_hh}, dX, (dH_next, dM_next)
 
 
-TOY = types.SimpleNamespace(GATES=1, ACTIVATIONS=('tanh',), INPUT_WEIGHTS=('W_xh',),
+TOY = types.SimpleNamespace(ACTIVATIONS=('tanh',), INPUT_WEIGHTS=('W_xh',),
                             RECURRENT_WEIGHTS=('W_hh',), init_params=init_params,
                             begin_state=begin_state, hidden=lambda state: state[0],
                             forward=forward, backward=backward)
