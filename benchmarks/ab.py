@@ -8,7 +8,8 @@ that a change makes no benchmarked shape slower:
     git worktree add --detach ../before HEAD~1
     python benchmarks/ab.py --a ../before --b . --rounds 7
 
-Extra `cli.py bench` flags (e.g. --cell lstm) go after `--`; both sides get them.
+Extra `cli.py bench` flags (e.g. --cell lstm) go after `--`; both sides get them. The machine's
+load is reported at the end (quiet.py); on a busy machine a warning replaces the verdict.
 """
 import argparse
 import json
@@ -16,6 +17,9 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quiet import LoadGuard  # noqa: E402  (a sibling script, not a package)
 
 DEFAULT_SHAPES = ('32x35x512:20', '1024x32x32:10', '1x100x256:50')
 
@@ -44,6 +48,7 @@ def main(argv=None):
     parser.add_argument('--rounds', type=int, default=7)
     args, extra = parser.parse_known_args(argv)
     extra = [x for x in extra if x != '--']
+    guard = LoadGuard()
     print('| B, T, H | A tok/s | B tok/s | B/A median | B/A min | B/A max |')
     print('|---|---:|---:|---:|---:|---:|')
     for text in args.shapes:
@@ -59,6 +64,7 @@ def main(argv=None):
                   file=sys.stderr)
         print(f'| {", ".join(map(str, shape))} | {statistics.median(a):,.0f} | {statistics.median(b):,.0f} '
               f'| {statistics.median(ratios):.3f} | {min(ratios):.3f} | {max(ratios):.3f} |', flush=True)
+    print(guard.verdict())
     return 0
 
 

@@ -6,7 +6,8 @@ For each shape, each round runs `cli.py bench --cell C --num-layers L`, `torch_s
 after another (the order rotates each round), so slow drift in the machine's load hits all
 alike. Reports per shape the median tokens/s of each program and the median and minimum of
 the per-round ratio minirnn / each torch program, and / the fastest torch program of the round
-when several thread counts are timed, as a Markdown table (and JSON with --json).
+when several thread counts are timed, as a Markdown table (and JSON with --json), and then
+the machine's load (quiet.py): when other processes ran meanwhile, a warning replaces the verdict.
 
     python benchmarks/bench_cpu.py --cell lstm --num-layers 2 --shapes 32x35x256:10 --threads 1 2
 """
@@ -21,6 +22,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quiet import LoadGuard  # noqa: E402  (a sibling script, not a package)
 
 REPO = Path(__file__).resolve().parents[1]
 TORCH_STEP = Path(__file__).resolve().parent / 'torch_step.py'
@@ -170,6 +174,7 @@ def main(argv=None):
         print('note: PyTorch is not installed, so only minirnn is timed '
               '(pip install torch==2.13.0 for the comparison)', file=sys.stderr)
 
+    guard = LoadGuard()
     results = []
     for shape, shape_iters in shapes:
         iters = args.iters or shape_iters or DEFAULT_SHAPES.get(shape, 20)
@@ -192,13 +197,16 @@ def main(argv=None):
     print(table)
     if not have_torch:
         print('\n(the PyTorch programs were skipped: PyTorch is not installed)')
+    machine = guard.facts()
+    print(guard.verdict())
     if args.json:
         meta = {'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'python': platform.python_version(),
                 'platform': platform.platform(), 'processor': platform.processor(),
                 'cpu_count': os.cpu_count(), 'threads': args.threads, 'rounds': args.rounds,
                 'vocab_size': args.vocab_size, 'minirnn_cmd': args.minirnn_cmd,
                 'cell': args.cell, 'num_layers': args.num_layers,
-                'torch_available': have_torch}
+                'torch_available': have_torch, 'machine': machine,
+                'quiet': not guard.busy_reasons(machine)}
         Path(args.json).write_text(json.dumps({'meta': meta, 'shapes': results}, indent=1) + '\n')
     return 0
 

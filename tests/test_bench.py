@@ -45,3 +45,44 @@ def test_bad_arguments_raise_config_error(kwargs):
     args.update(kwargs)
     with pytest.raises(ConfigError):
         step_throughput(**args)
+
+
+# --- the benchmarks' load guard (benchmarks/quiet.py) -------------------------------------------
+
+def _quiet_module():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / 'benchmarks' / 'quiet.py'
+    spec = importlib.util.spec_from_file_location('quiet', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_load_guard_warns_when_others_took_cpu_time(monkeypatch):
+    quiet = _quiet_module()
+    clock = {'busy': 100.0, 'steal': 0.0, 'own': 5.0, 't': 1000.0}
+    monkeypatch.setattr(quiet, 'cpu_seconds', lambda: (clock['busy'], clock['steal']))
+    monkeypatch.setattr(quiet, 'own_seconds', lambda: clock['own'])
+    monkeypatch.setattr(quiet.time, 'monotonic', lambda: clock['t'])
+    monkeypatch.setattr(quiet.os, 'getloadavg', lambda: (0.1, 0.1, 0.1))
+    monkeypatch.setattr(quiet.os, 'cpu_count', lambda: 2)
+    guard = quiet.LoadGuard()
+    # 10 s of wall time: this process used 19.9 s of CPU (both cores), the machine 20 s
+    clock.update(busy=120.0, own=24.9, t=1010.0)
+    assert guard.busy_reasons() == [] and 'the ratios stand' in guard.verdict()
+    # another process took 3 s more over the same 10 s: 0.31 of a core with the 0.1 s above
+    clock.update(busy=123.0)
+    assert 'other processes used 0.31 of a core' in guard.verdict() and 'WARNING' in guard.verdict()
+    # stolen time counts too, and so does a load average already high at the start
+    clock.update(busy=120.0, steal=1.0)
+    assert 'stole 5.0%' in guard.verdict()
+    monkeypatch.setattr(quiet.os, 'getloadavg', lambda: (1.5, 1.0, 1.0))
+    assert 'load average was 1.50' in quiet.LoadGuard().verdict()
+
+
+def test_the_load_guard_reads_this_machine():
+    facts = _quiet_module().LoadGuard().facts()
+    assert facts['load_before'] >= 0 and facts['wall_s'] > 0
+    if 'other_cores' in facts:                       # Linux: /proc/stat is there
+        assert facts['other_cores'] >= 0 and facts['steal'] >= 0

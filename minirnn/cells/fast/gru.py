@@ -15,9 +15,6 @@ from ...backend import xp_of
 from .gates import sigmoid_of_negated_
 
 
-
-
-
 class GRUCache(NamedTuple):
     H: object           # (T+1, B, H) hidden states, H[t] = H_t, H[0] = H_0
     ZR: object          # (T, B, 2H) the gates [Z_t | R_t] after the sigmoid

@@ -16,13 +16,6 @@ from ...backend import xp_of
 from .gates import sigmoid_of_negated_
 
 
-
-
-
-
-
-
-
 class LSTMCache(NamedTuple):
     H: object           # (T+1, B, H) hidden states, H[t] = H_t, H[0] = H_0
     C: object           # (T+1, B, H) memory cells, C[t] = C_t, C[0] = C_0

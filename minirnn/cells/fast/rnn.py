@@ -15,13 +15,6 @@ from typing import NamedTuple
 from ...backend import xp_of
 
 
-
-
-
-
-
-
-
 class RNNCache(NamedTuple):
     H: object           # (T+1, B, H) hidden states, H[t] = H_t, H[0] = H_0
     activation: str     # 'tanh' or 'relu', to pick phi' in backward
