@@ -140,7 +140,11 @@ def projection_forward(x, weights):
 def projection_backward(dXW, cache):
     """Args: dXW (T, B, G*H). Returns: dx (T, B, D) (None for token ids), [dW_1, ..., dW_G]."""
     dx, dW = input_backward(dXW, cache.inner)
-    edges = np.cumsum((0,) + cache.widths)
+    if len(cache.widths) == 1:
+        return dx, [dW]
+    edges = [0]
+    for width in cache.widths:
+        edges.append(edges[-1] + width)
     return dx, [dW[:, lo:hi] for lo, hi in zip(edges[:-1], edges[1:])]
 
 
