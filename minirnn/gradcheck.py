@@ -310,7 +310,7 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
 
 def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5, activation=None,
                    device='cpu', seed=0, max_entries=100, step=STEP, tolerance=TOLERANCE,
-                   impl='fast'):
+                   impl='reference'):
     """Check one recurrent cell's backward pass alone, against f = sum(Hs * dHs) + sum(final * dfinal).
 
     Random upstream gradients dHs (T, B, H) and dfinal (shaped as the state) enter at every

@@ -153,10 +153,10 @@ def test_gradcheck_of_a_checkpoint_on_its_own_text(capsys, trained):
 def test_gradcheck_of_a_cell_alone(capsys):
     code, out, _ = run(capsys, 'gradcheck', '--level', 'cell', '--cell', 'lstm', '--num-hiddens', '3',
                        '--num-steps', '4')
-    assert code == 0 and 'cell lstm' in out and ' X ' in out and 'W_xi' in out and 'reference' not in out
+    assert code == 0 and 'cell lstm' in out and ' X ' in out and 'W_xi' in out and 'fast' not in out
     code, out, _ = run(capsys, 'gradcheck', '--level', 'cell', '--cell', 'gru', '--num-hiddens', '3',
-                       '--num-steps', '4', '--impl', 'reference')
-    assert code == 0 and 'cell gru (reference)' in out and 'W_xz' in out
+                       '--num-steps', '4', '--impl', 'fast')
+    assert code == 0 and 'cell gru (fast)' in out and 'W_xz' in out
 
 
 def test_gradcheck_inconclusive_passes_unless_strict(capsys):
@@ -169,7 +169,7 @@ def test_gradcheck_inconclusive_passes_unless_strict(capsys):
 
 
 def test_gradcheck_exits_1_on_a_fail(capsys, monkeypatch):
-    from minirnn.cells.fast import rnn      # the default impl's recurrence
+    from minirnn.cells import rnn      # gradcheck checks the reference unless told otherwise
     real = rnn.backward
 
     def wrong(params, dHs, cache, dfinal_state=None, **options):
