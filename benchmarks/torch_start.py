@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO / 'benchmarks'))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import cli  # noqa: E402
+from minirnn import cli  # noqa: E402
 from minirnn import model as minirnn_model  # noqa: E402
 from minirnn.model import param_name  # noqa: E402
 from torch_lm import LanguageModel  # noqa: E402

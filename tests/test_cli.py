@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import cli
+from minirnn import cli
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ['--max-tokens', '2000', '--batch-size', '8', '--num-steps', '10', '--num-hiddens', '24',
@@ -272,6 +272,21 @@ def test_package_errors_exit_1_with_one_line(capsys, tmp_path, trained):
     assert not any((tmp_path / d).exists() for d in ('o1', 'o2', 'o3'))
 
 
+def test_the_program_names_itself_as_it_was_invoked(tmp_path):
+    assert cli.invoked_as('/home/me/minirnn/cli.py') == 'python cli.py'
+    assert cli.invoked_as('/venv/lib/python3.11/site-packages/minirnn/__main__.py') == 'python -m minirnn'
+    assert cli.invoked_as('/venv/bin/minirnn') == 'minirnn'
+    assert cli.invoked_as('') == 'minirnn'
+    # the three ways in, as subprocesses: each one's examples and its bare-command hint use its name
+    for argv, name in (([str(REPO / 'cli.py')], 'python cli.py'), (['-m', 'minirnn'], 'python -m minirnn')):
+        shown = subprocess.run([sys.executable, *argv, 'bench', '-h'], capture_output=True, text=True,
+                               cwd=tmp_path)
+        assert shown.returncode == 0 and f'{name} bench --num-hiddens' in shown.stdout, shown.stderr
+        bare = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=tmp_path)
+        assert bare.returncode == 2 and f'`{name} COMMAND -h`' in bare.stderr
+    assert 'python cli.py train' in cli.build_parser('python cli.py').commands['train'].format_help()
+
+
 def test_the_console_script_and_python_cli_py_are_the_same_program():
     result = subprocess.run([sys.executable, str(REPO / 'cli.py'), 'train', '--lr', '-1'],
                             capture_output=True, text=True)
@@ -343,7 +358,7 @@ def test_version_and_the_bare_command(capsys):
 def test_every_help_shows_every_default_and_an_example(capsys):
     for name, subparser in cli.build_parser().commands.items():
         code, out, _ = run(capsys, name, '-h')
-        assert code == 0 and 'example' in out and f'python cli.py {name}' in out, name
+        assert code == 0 and 'example' in out and f'minirnn {name}' in out, name
         formatter = subparser._get_formatter()
         for action in subparser._actions:
             if action.option_strings and action.nargs != 0 and not action.required:

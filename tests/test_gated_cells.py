@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-import cli
+from minirnn import cli
 from minirnn import checkpoint
 from minirnn.cells import IMPLS, implementation
 from minirnn.config import TrainConfig

@@ -106,7 +106,7 @@ def test_spectra_of_every_recurrent_weight_of_every_layer():
 
 def test_cli_probe_of_two_checkpoints_prints_two_json_lines_and_draws_one_png(tmp_path, data_dir, monkeypatch, capsys):
     import json
-    from cli import main
+    from minirnn.cli import main
     from minirnn.config import TrainConfig
     from minirnn.train import fit
     monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))
@@ -127,7 +127,7 @@ def test_cli_probe_of_two_checkpoints_prints_two_json_lines_and_draws_one_png(tm
 
 def test_cli_probe_of_a_fresh_model_and_a_batch_too_long_for_the_text(tmp_path, data_dir, monkeypatch, capsys):
     import json
-    from cli import main
+    from minirnn.cli import main
     monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))
     assert main(['probe', '--cell', 'rnn', '--num-hiddens', '8', '--num-steps', '5', '--batch-size', '2',
                  '--sigma', '0.5', '--plot', str(tmp_path / 'p.png')]) == 0

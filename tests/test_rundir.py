@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import cli
+from minirnn import cli
 from minirnn import checkpoint
 from minirnn.rundir import RUN_FILES, RunDir
 

@@ -1,0 +1,677 @@
+"""minirnn's command line: parses arguments, calls the package, prints results.
+
+Subcommands: train, generate, eval, gradcheck, probe, bench, download (`minirnn SUBCOMMAND -h`).
+The same program runs as `python cli.py` (the repository's root), `python -m minirnn` and the
+installed `minirnn` command; its examples and messages name it as it was invoked (`invoked_as`).
+Results go to stdout, progress and diagnostics to stderr. Exit status: 0 done; 1 a package
+error (MiniRNNError); 2 bad arguments; 3 training diverged (DivergenceError: a loss or gradient
+NaN, infinite or above stopping.DIVERGENCE_FACTOR x max(log V, the untrained model's loss)); 130
+interrupted. Each error is one line on stderr, never a traceback.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line on stderr (no usage block) and exit code 2, and
+    the help shows every default (HelpFormatter)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault('formatter_class', HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        # argparse lists an option without help text bare; give it a line with its default
+        if kwargs.get('help') is None and kwargs.get('default') not in (None, argparse.SUPPRESS):
+            kwargs['help'] = '(default: %(default)s)'
+        return super().add_argument(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f'{self.prog}: error: {message}\n')
+
+
+# --- argument types: each rejects bad values with a message argparse puts on one line ---------
+
+def _int(s, minimum, wanted):
+    from minirnn import checks
+    from minirnn.errors import ConfigError
+    try:
+        return checks.integer('value', int(s), minimum)      # the package's own check
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f'expected {wanted}, got {s!r}') from None
+
+
+def positive_int(s):
+    return _int(s, 1, 'a positive integer')
+
+
+def non_negative_int(s):
+    return _int(s, 0, 'an integer >= 0')
+
+
+def _float(s, wanted, **bounds):
+    from minirnn import checks
+    from minirnn.errors import ConfigError
+    try:
+        return checks.number('value', float(s), **bounds)    # finite, within bounds
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f'expected {wanted}, got {s!r}') from None
+
+
+def positive_float(s):
+    return _float(s, 'a positive number', above=0)
+
+
+def non_negative_float(s):
+    return _float(s, 'a number >= 0', minimum=0)
+
+
+def fraction(s):
+    return _float(s, 'a fraction in [0, 1)', minimum=0, below=1)
+
+
+def decay(s):
+    return _float(s, 'a decay in (0, 1), such as 0.999', above=0, below=1)
+
+
+def max_tokens(s):
+    return None if s.lower() == 'all' else positive_int(s)
+
+
+def optional_positive_int(s):
+    return None if s.lower() == 'none' else positive_int(s)
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (unless its help states it already, or it is a flag) and
+    keeps the examples in the epilogs as written."""
+
+    def _get_help_string(self, action):
+        if 'default' in (action.help or '') or action.nargs == 0 or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+EXIT_STATUS = """exit status: 0 done, 1 an error (one line on stderr), 2 bad arguments, 3 training
+diverged (train; or a model with NaN or infinite weights), 130 interrupted"""
+
+EXAMPLES = {
+    'train': """examples:
+  {prog} train                              # the book's 1st-edition run (--preset d2l-v1)
+  {prog} train --data sherlock_holmes --max-tokens all --val-fraction 0.1 --num-hiddens 256 \\
+      --optimizer adam --lr-schedule cosine --warmup-steps 200 --early-stop 3 --eval-every 500 \\
+      --sample-every 500 --num-epochs 20 --out runs/sherlock
+  {prog} train --resume --out runs/sherlock --num-epochs 30
+
+Without --lr each optimizer takes its own default; a preset's lr goes with the preset's optimizer.
+Divergence: a batch whose mean loss is NaN, infinite or above {divergence_factor:g} x max(log V, the
+untrained model's loss) (V: the vocabulary size; log V is uniform guessing), or a NaN/infinite
+gradient norm, ends the run with exit status 3; model.npz and best.npz keep the last finished
+epoch, and history.jsonl records the diverged one with "diverged": true.
+
+""" + EXIT_STATUS,
+    'generate': """example:
+  {prog} generate --checkpoint runs/sherlock/best.npz --prefix 'the door' --num-preds 200 \\
+      --temperature 0.8 --seed 1""",
+    'eval': """example:
+  {prog} eval --checkpoint runs/sherlock/best.npz --data war_of_the_worlds""",
+    'gradcheck': """examples:
+  {prog} gradcheck                                    # the default suite: every cell and path
+  {prog} gradcheck --cell lstm --num-layers 2 --dropout 0.3 --sigma 0.01 --num-steps 35
+  {prog} gradcheck --checkpoint runs/v1/model.npz    # a trained model on its own text
+  {prog} gradcheck --level cell --cell gru           # the cell alone, random upstream gradients
+  {prog} gradcheck --sigma 0.01 --num-steps 35 --step-sweep sweep.png
+
+Verdicts: OK; FAIL, a disagreement beyond what rounding and the step explain (a bug: the worst
+entries are listed); INCONCLUSIVE, the finite differences could not settle it, with the reason
+and what to change. Exit status 0 without a FAIL (with --strict: only when all OK), 1 otherwise.""",
+    'probe': """examples:
+  {prog} probe --sigma 0.1 --num-hiddens 256 --plot probe.png   # a fresh model at the book's shapes
+  {prog} probe --checkpoint runs/a/model.npz runs/b/model.npz --plot flow.png
+
+One JSON line per model on stdout: per layer and step t, ||dL/dH_t||, ||dl_T/dH_t|| and
+||dH_T/dH_t||_F / sqrt(H), and each recurrent weight's spectral radius and largest singular value.""",
+    'bench': """example:
+  {prog} bench --num-hiddens 256 --batch-size 64 --iters 50""",
+    'download': """example:
+  {prog} download war_of_the_worlds""",
+}
+
+
+IMPL_HELP = ('fast: the cells\' fast paths (minirnn/cells/fast/); reference: the book\'s equations '
+             'as written (minirnn/cells/rnn.py, gru.py, lstm.py); the same function either way')
+
+
+def invoked_as(argv0=None):
+    """How the user started this program, for its examples and messages: 'python cli.py',
+    'python -m minirnn' or the installed command's name ('minirnn' when it cannot tell)."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    name = os.path.basename(argv0 or '')
+    if name == 'cli.py':
+        return 'python cli.py'
+    if name == '__main__.py' and os.path.basename(os.path.dirname(argv0)) == 'minirnn':
+        return 'python -m minirnn'
+    return 'minirnn'
+
+
+def build_parser(prog=None):
+    """The argument parser; prog is how the program was invoked (default: invoked_as())."""
+    import minirnn
+    from minirnn.backend import DEVICES
+    from minirnn.batching import SAMPLERS
+    from minirnn.cells import CELLS, IMPLS
+    from minirnn.config import PRESETS, TRUNCATIONS, make_config
+    from minirnn.corpora import CORPORA
+    from minirnn.stopping import DIVERGENCE_FACTOR
+    from minirnn.generate import STRATEGIES
+    from minirnn.gradcheck import STEP, TOLERANCE
+    from minirnn.model import DTYPES, INITS
+    from minirnn.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
+    from minirnn.train import SAMPLE_NUM_PREDS
+    from minirnn.text import PREPROCESS_MODES, TOKEN_KINDS
+    activations = sorted({a for cell in CELLS.values() for a in cell.ACTIVATIONS})
+
+    prog = prog or invoked_as()
+    parser = Parser(prog='minirnn', description='Recurrent language models with hand-written '
+                    'backpropagation through time on NumPy (CPU) and CuPy (GPU).',
+                    epilog=f'`{prog} COMMAND -h` shows a command\'s options, with an example.\n\n'
+                    + EXIT_STATUS)
+    parser.invoked_as = prog
+    parser.add_argument('--version', action='version', version=f'%(prog)s {minirnn.__version__}')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
+
+    # train: an option left out keeps the preset's value (SUPPRESS), so argparse knows no
+    # defaults; the help shows d2l-v1's (and d2l-v2's where it differs)
+    S = argparse.SUPPRESS
+    v1, v2 = make_config('d2l-v1'), make_config('d2l-v2')
+
+    def option(group, flag, help, none='none', **kwargs):
+        name = kwargs.get('dest', flag[2:].replace('-', '_'))
+
+        def show(value):
+            if value is None:
+                return none
+            if isinstance(value, tuple):
+                return ', '.join(repr(v) for v in value)
+            return f'{value:g}' if isinstance(value, float) else str(value)
+        default = f'default: {show(getattr(v1, name))}'
+        if getattr(v2, name) != getattr(v1, name):
+            default += f'; d2l-v2: {show(getattr(v2, name))}'
+        group.add_argument(flag, help=f'{help} ({default})', **kwargs)
+
+    p = sub.add_parser('train', help='train a model; writes DIR/model.npz, best.npz, history.jsonl, perplexity.png',
+                       argument_default=S)
+    p.add_argument('--preset', choices=sorted(PRESETS), help='settings to start from: the book\'s runs (d2l-*) or the held-out presets (tm-*) (default: d2l-v1)')
+    g = p.add_argument_group('data')
+    option(g, '--data', f'a registered corpus ({", ".join(CORPORA)}) or a text file')
+    option(g, '--encoding', 'text encoding of --data')
+    option(g, '--preprocess', 'letters: the book (lowercase letters and spaces); raw: every character',
+           choices=PREPROCESS_MODES)
+    option(g, '--token', 'character or word tokens', choices=TOKEN_KINDS)
+    option(g, '--min-freq', 'tokens seen fewer times become <unk> (for --token word)', type=non_negative_int)
+    option(g, '--max-tokens', 'use the first N tokens ("all" for the whole text)', none='all', type=max_tokens)
+    option(g, '--val-fraction', 'hold out this tail of the corpus for validation', type=fraction)
+    option(g, '--num-train-windows', 'windows sampler: train on the first N windows ("none": all)',
+           type=optional_positive_int)
+    option(g, '--num-val-windows', 'windows sampler: validate on the next N windows ("none": no validation)',
+           type=optional_positive_int)
+    g = p.add_argument_group('model')
+    option(g, '--cell', 'recurrent cell (rnn: the book\'s vanilla cell)', choices=sorted(CELLS))
+    option(g, '--num-layers', 'recurrent layers stacked (the book\'s deep RNN)', type=positive_int)
+    option(g, '--num-hiddens', 'hidden state size H', type=positive_int)
+    option(g, '--activation', 'the vanilla cell\'s nonlinearity (gated cells: tanh)', choices=activations)
+    option(g, '--embed-dim', 'learn an embedding of this size instead of one-hot input', none='one-hot',
+           type=positive_int)
+    option(g, '--sigma', 'standard deviation of the initial weights (--init normal)', type=positive_float)
+    option(g, '--init', 'normal: the book\'s N(0, sigma^2) weights, zero biases; uniform: PyTorch\'s '
+           'default, U(+-1/sqrt(H)) and an N(0, 1) embedding', choices=INITS)
+    option(g, '--dropout', 'inverted dropout on each layer\'s output, in training', type=fraction)
+    option(g, '--impl', IMPL_HELP, choices=IMPLS)
+    g = p.add_argument_group('optimization')
+    option(g, '--batch-size', 'sequences per minibatch', type=positive_int)
+    option(g, '--num-steps', 'time steps per sequence (BPTT length)', type=positive_int)
+    option(g, '--sampler', 'sequential (state carried), random, or windows (the 2nd edition)', choices=SAMPLERS)
+    option(g, '--optimizer', 'sgd (the book), adagrad (min-char-rnn) or adam', choices=sorted(OPTIMIZERS))
+    g.add_argument('--lr', type=positive_float, help='learning rate (default: the optimizer\'s: ' + ', '.join(
+        f'{name} {lr:g}' for name, lr in DEFAULT_LR.items()) + '; a preset\'s lr goes with its optimizer)')
+    option(g, '--lr-schedule', 'constant; step: times --lr-decay after epoch --lr-decay-after and every '
+           '--lr-decay-every epochs after it (char-rnn); cosine: to 0 over --num-epochs', choices=SCHEDULES)
+    g.add_argument('--lr-decay', type=positive_float,
+                   help='step schedule: factor per decay, in (0, 1] (default: 0.97, char-rnn\'s)')
+    g.add_argument('--lr-decay-every', type=positive_int, help='step schedule: epochs between decays (default: 1)')
+    g.add_argument('--lr-decay-after', type=non_negative_int,
+                   help='step schedule: the first decay ends this epoch (default: --lr-decay-every)')
+    option(g, '--warmup-steps', 'raise the learning rate linearly over the first N optimizer steps '
+           '(any schedule)', type=non_negative_int)
+    option(g, '--weight-decay', 'shrink the weight matrices (not biases): L2 for sgd and adagrad, '
+           'decoupled for adam (AdamW)', type=non_negative_float)
+    option(g, '--bias-lr-mult', 'the recurrent cells\' biases learn this many times as fast as the '
+           'weights; 2 is PyTorch\'s update, whose layers train two biases (b_ih + b_hh) per gate',
+           type=positive_float)
+    option(g, '--ema', 'keep a moving average of the weights with this decay per step (0.999: about '
+           'the last 1000 steps); validation, best.npz\'s choice, eval and generate use it, training '
+           'goes on with the weights themselves', type=decay)
+    option(g, '--num-epochs', 'epochs to train (with --resume: the new total)', type=positive_int)
+    option(g, '--clip', 'max global gradient norm; 0 disables clipping', type=non_negative_float)
+    option(g, '--early-stop', 'stop after N epochs without a better validation perplexity',
+           type=positive_int)
+    option(g, '--max-minutes', 'start no epoch that would end past this much wall time (the last '
+           'epoch\'s time is the estimate)', type=positive_float)
+    g = p.add_argument_group('backpropagation through time')
+    option(g, '--truncation', 'detach: BPTT within each batch, the carried state a constant (the book); '
+           'full: on through every earlier batch of the epoch (sequential sampler); regular: every --k1 '
+           'steps, the last k1 losses backpropagated --k2 steps; random: what a step passes back is '
+           'multiplied by 0 or 1/--keep-prob (unbiased)', choices=TRUNCATIONS)
+    option(g, '--k1', 'regular truncation: steps per chunk of losses', type=positive_int)
+    option(g, '--k2', 'regular truncation: steps each chunk is backpropagated (>= k1)', type=positive_int)
+    option(g, '--keep-prob', 'random truncation: probability pi that a step passes its gradient back',
+           type=positive_float)
+    option(g, '--max-tape-mb', 'full truncation: memory for the epoch\'s kept batches', type=positive_int)
+    g = p.add_argument_group('bookkeeping')
+    g.add_argument('--out', default=None, help='run directory (default: runs/<date-time>)')
+    g.add_argument('--resume', action='store_true', default=False, help='continue the run in --out')
+    g.add_argument('--overwrite', action='store_true', default=False, help='start over in an --out that holds a run')
+    option(g, '--seed', 'seed for initialisation and batching', type=non_negative_int)
+    option(g, '--prefix', 'text to continue after training (repeatable)', dest='prefixes', action='append')
+    option(g, '--num-preds', 'tokens to generate after each prefix', type=non_negative_int)
+    option(g, '--eval-every', 'print and record the validation perplexity every N optimizer steps',
+           type=positive_int)
+    option(g, '--sample-every', f'print and record {SAMPLE_NUM_PREDS} tokens sampled after the first '
+           '--prefix (seeded by --seed and the step) every N optimizer steps', type=positive_int)
+    g.add_argument('--quiet', action='store_true', default=False,
+                   help='no progress bar or progress lines (the bar shows only on a terminal anyway)')
+    g = p.add_argument_group('device')
+    option(g, '--device', 'cpu (NumPy), gpu (CuPy) or auto', choices=DEVICES)
+    option(g, '--dtype', 'floating-point type of parameters and activations', choices=DTYPES)
+    option(g, '--threads', 'CPU threads splitting each batch', none='every core', type=positive_int)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser('generate', help='continue a prefix with a trained model')
+    p.add_argument('--checkpoint', required=True, help='a model.npz or best.npz written by train')
+    p.add_argument('--prefix', required=True, help='text to continue')
+    p.add_argument('--num-preds', type=non_negative_int, default=50, help='tokens to generate')
+    p.add_argument('--strategy', choices=STRATEGIES, default=None,
+                   help='greedy (argmax, the book) or sample (default: greedy; sample when --temperature, '
+                   '--alpha or --top-k is given)')
+    p.add_argument('--temperature', type=positive_float, default=None,
+                   help='sample from softmax(logits / temperature) (default: 1; implies --strategy sample)')
+    p.add_argument('--alpha', type=positive_float, default=None,
+                   help='sharpening: sample from P^alpha (default: 1; implies --strategy sample)')
+    p.add_argument('--top-k', type=positive_int, default=None,
+                   help='sample among the k most likely tokens (default: all; implies --strategy sample)')
+    p.add_argument('--seed', type=non_negative_int, default=None, help='seed for sampling (default: fresh entropy)')
+    p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
+    p.set_defaults(func=cmd_generate, check=check_generate)
+
+    p = sub.add_parser('eval', help='perplexity of a text under a trained model')
+    p.add_argument('--checkpoint', required=True, help='a model.npz or best.npz written by train')
+    p.add_argument('--data', required=True, help='a registered corpus or a text file')
+    p.add_argument('--encoding', default='utf-8', help='text encoding of --data')
+    p.add_argument('--max-tokens', type=max_tokens, default=None,
+                   help='evaluate the first N tokens only (default: all)')
+    p.add_argument('--batch-size', type=positive_int, default=64, help='rows evaluated in parallel')
+    p.add_argument('--num-steps', type=positive_int, default=64, help='steps per forward call')
+    p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser('gradcheck', help='check every gradient against finite differences (float64), '
+                       'with a verdict per tensor: OK, FAIL or INCONCLUSIVE')
+    g = p.add_argument_group('what to check (default: the built-in suite of small models, every '
+                             'cell and code path; any model option checks that one model instead)')
+    g.add_argument('--checkpoint', default=None, metavar='FILE',
+                   help='a trained model (model.npz or best.npz), checked in float64 on a batch of its own text')
+    g.add_argument('--level', choices=('model', 'cell'), default='model',
+                   help='model: the loss of a whole RNNLM; cell: one cell alone against random upstream '
+                   'gradients (its parameters, a dense input X and the initial state)')
+    g.add_argument('--cell', choices=sorted(CELLS), default=None, help='recurrent cell (default: rnn)')
+    g.add_argument('--num-layers', type=positive_int, default=None, help='recurrent layers (default: 1)')
+    g.add_argument('--dropout', type=fraction, default=None,
+                   help='inverted dropout on each layer\'s output, with a fixed mask (default: 0)')
+    g.add_argument('--num-hiddens', type=positive_int, default=None, help='hidden size H (default: 16)')
+    g.add_argument('--vocab-size', type=positive_int, default=None, help='vocabulary size V (default: 28)')
+    g.add_argument('--batch-size', type=positive_int, default=None, help='rows B of the batch (default: 4)')
+    g.add_argument('--num-steps', type=positive_int, default=None, help='time steps T (default: 35)')
+    g.add_argument('--sigma', type=positive_float, default=None,
+                   help='std of the initial weights (default: 0.01, the book\'s)')
+    g.add_argument('--activation', choices=activations, default=None,
+                   help='the vanilla cell\'s nonlinearity (default: tanh)')
+    g.add_argument('--embed-dim', type=positive_int, default=None, help='learn an embedding of this size')
+    g.add_argument('--impl', choices=IMPLS, default=None,
+                   help=IMPL_HELP + ' (default: reference, the form the docs explain; a checkpoint: its own)')
+    g = p.add_argument_group('how to check')
+    g.add_argument('--tensor', action='append', default=None, metavar='NAME',
+                   help='check only this tensor (repeatable; e.g. W_hh, state); default: all')
+    g.add_argument('--step', type=positive_float, default=STEP,
+                   help='the first finite-difference step h; each entry then adapts it')
+    g.add_argument('--tolerance', type=positive_float, default=TOLERANCE,
+                   help='disagreements below this fraction of a tensor\'s scale never FAIL')
+    g.add_argument('--max-entries', type=non_negative_int, default=100,
+                   help='entries checked per tensor, a seeded sample of larger ones (0: every entry)')
+    g.add_argument('--strict', action='store_true', default=False, help='exit 1 on INCONCLUSIVE too')
+    g.add_argument('--step-sweep', default=None, metavar='PNG',
+                   help='instead of checking: plot the error of the central difference against the '
+                   'step for a few entries of --tensor (default W_hh) of the described model')
+    g.add_argument('--seed', type=non_negative_int, default=0, help='weights, batch and sampled entries')
+    g.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
+    p.set_defaults(func=cmd_gradcheck, check=check_gradcheck)
+
+    p = sub.add_parser('probe', help='gradient flow through time for one batch: per-step gradient norms, '
+                       'Jacobian gains, recurrent spectra (JSON lines on stdout, a PNG)')
+    p.add_argument('--checkpoint', nargs='+', default=None, metavar='FILE',
+                   help='model.npz files to probe (several: one line each in the plot); without it, '
+                   'a fresh model from the options below')
+    p.add_argument('--data', default=None, help='text of the batch (default: the checkpoint\'s own, or timemachine)')
+    p.add_argument('--batch-size', type=positive_int, default=32, help='sequences in the batch')
+    p.add_argument('--num-steps', type=positive_int, default=35, help='steps T of the batch')
+    p.add_argument('--cell', choices=sorted(CELLS), default='rnn', help='fresh model: recurrent cell')
+    p.add_argument('--num-layers', type=positive_int, default=1, help='fresh model: layers')
+    p.add_argument('--num-hiddens', type=positive_int, default=512, help='fresh model: hidden size H')
+    p.add_argument('--sigma', type=positive_float, default=0.01, help='fresh model: initial weights\' std')
+    p.add_argument('--activation', choices=activations, default='tanh', help='fresh model: the vanilla cell\'s nonlinearity')
+    p.add_argument('--embed-dim', type=positive_int, default=None, help='fresh model: embedding size')
+    p.add_argument('--seed', type=non_negative_int, default=0, help='fresh model\'s weights, the batch\'s position, the Jacobian probes')
+    p.add_argument('--jacobian-probes', type=positive_int, default=16,
+                   help='random vectors estimating each Jacobian norm (>= H: exact)')
+    p.add_argument('--dtype', choices=DTYPES, default='float64',
+                   help='float64 (default) so vanishing gradients are measured, not flushed to zero')
+    p.add_argument('--plot', default='probe.png', help='PNG to write')
+    p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser('bench', help='training-step throughput; the last stdout line is JSON')
+    p.add_argument('--batch-size', type=positive_int, default=32, help='sequences per step B')
+    p.add_argument('--num-steps', type=positive_int, default=35, help='time steps T')
+    p.add_argument('--num-hiddens', type=positive_int, default=512, help='hidden size H')
+    p.add_argument('--vocab-size', type=positive_int, default=28, help='vocabulary size V (random tokens)')
+    p.add_argument('--iters', type=positive_int, default=20, help='timed training steps')
+    p.add_argument('--warmup', type=non_negative_int, default=3, help='untimed steps first')
+    p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
+    p.add_argument('--dtype', choices=DTYPES, default='float32', help='floating-point type')
+    p.add_argument('--threads', type=positive_int, default=None,
+                   help='CPU threads splitting the batch (default: every core; 1: one thread)')
+    p.add_argument('--cell', choices=sorted(CELLS), default='rnn', help='recurrent cell')
+    p.add_argument('--num-layers', type=positive_int, default=1, help='recurrent layers stacked')
+    p.add_argument('--dropout', type=fraction, default=0.0, help='dropout on each layer\'s output')
+    p.add_argument('--embed-dim', type=positive_int, default=None, help='an embedding instead of one-hot input')
+    p.add_argument('--impl', choices=IMPLS, default='fast', help=IMPL_HELP)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser('download', help='fetch a registered corpus into data/ and verify its checksum')
+    p.add_argument('name', help=', '.join(CORPORA))
+    p.set_defaults(func=cmd_download)
+
+    for name, subparser in sub.choices.items():
+        subparser.epilog = EXAMPLES[name].format(prog=prog, divergence_factor=DIVERGENCE_FACTOR)
+    parser.commands = dict(sub.choices)     # name -> its parser
+    return parser
+
+
+def check_generate(args):
+    """Sampling options imply --strategy sample; with an explicit greedy they are a mistake."""
+    given = [flag for flag, value in (('--temperature', args.temperature), ('--alpha', args.alpha),
+                                      ('--top-k', args.top_k)) if value is not None]
+    if given and args.strategy == 'greedy':
+        flags = ' and '.join(given)
+        return (f'{flags} only {"affects" if len(given) == 1 else "affect"} sampling, and --strategy greedy '
+                f'does not sample; drop --strategy greedy to sample, or drop {flags}')
+    args.strategy = args.strategy or ('sample' if given else 'greedy')
+    args.temperature = 1.0 if args.temperature is None else args.temperature
+    args.alpha = 1.0 if args.alpha is None else args.alpha
+    return None
+
+
+# --- one function per subcommand: no math, only calls into the package -------------------------
+
+def cmd_train(args):
+    from minirnn.config import TrainConfig, make_config
+    from minirnn.errors import ConfigError
+    from minirnn.rundir import RunDir
+    from minirnn.train import fit
+    options = {k: v for k, v in vars(args).items()
+               if k not in ('command', 'func', 'preset', 'out', 'resume', 'overwrite', 'quiet')}
+    if args.resume:
+        if args.out is None:
+            raise ConfigError('--resume needs the --out directory of the run to continue')
+        if getattr(args, 'preset', None):
+            raise ConfigError('--preset starts a new run; --resume continues with the saved settings')
+    out = RunDir(args.out or Path('runs') / time.strftime('%Y%m%d-%H%M%S'))
+    if args.resume:       # the saved settings, with the options given now on top
+        config = TrainConfig.from_dict({**out.saved_config().to_dict(), **options})
+    else:
+        config = make_config(getattr(args, 'preset', None), **options)
+    result = fit(config, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+    print_results(result, config, out)
+    return 0 if result.finished else 130   # an early stop is finished too
+
+
+def print_results(result, config, out):
+    """The last epoch's numbers, the continuations of the prefixes, and the files saved."""
+    from minirnn.errors import MiniRNNError
+    from minirnn.feedback import format_ppl
+    if result.history:
+        last = result.history[-1]
+        val = '' if 'val_ppl' not in last or last['val_ppl'] is None else \
+            f', validation perplexity {format_ppl(last["val_ppl"])}'
+        print(f'epoch {last["epoch"]}: train perplexity {format_ppl(last["train_ppl"])}{val}, '
+              f'{last["tokens_per_s"]:,.0f} tokens/s on {config.device}')
+    if result.finished:
+        from minirnn.generate import predict
+        from minirnn.train import use_weights
+        for prefix in config.prefixes:
+            try:      # the model is trained and saved: a prefix it cannot read is only a warning
+                with use_weights(result.model, result.averaged) as model:
+                    print(predict(model, result.vocab, prefix, config.num_preds,
+                                  preprocess=config.preprocess, token=config.token))
+            except MiniRNNError as exc:
+                print(f'minirnn: warning: no continuation of {prefix!r}: {exc}', file=sys.stderr)
+    best = [r for r in result.history if r.get('best')]
+    if best and out.best_path.exists():
+        print(f'saved {out.best_path} (epoch {best[-1]["epoch"]}, validation perplexity '
+              f'{format_ppl(best[-1]["val_ppl"])})')
+    print(f'saved {out.checkpoint_path}')
+
+
+def cmd_generate(args):
+    from minirnn import checkpoint
+    from minirnn.generate import predict
+    ckpt = checkpoint.load(args.checkpoint, device=args.device, averaged=True)
+    preprocess, token = checkpoint.text_options(ckpt)
+    print(predict(ckpt.model, ckpt.vocab, args.prefix, args.num_preds,
+                  preprocess=preprocess, token=token, strategy=args.strategy,
+                  temperature=args.temperature, alpha=args.alpha, top_k=args.top_k, rng=args.seed))
+    return 0
+
+
+def cmd_eval(args):
+    from minirnn import checkpoint, text
+    from minirnn.optim import perplexity
+    from minirnn.evaluation import corpus_batches, evaluate
+    ckpt = checkpoint.load(args.checkpoint, device=args.device, averaged=True)
+    preprocess, token = checkpoint.text_options(ckpt)
+    corpus = text.encode_corpus(args.data, ckpt.vocab, preprocess=preprocess, token=token,
+                                encoding=args.encoding, max_tokens=args.max_tokens)
+    loss = evaluate(ckpt.model, corpus_batches(corpus, args.batch_size, args.num_steps), carry_state=True)
+    unknown = float((corpus == ckpt.vocab.unk).mean())
+    ppl = perplexity(loss)
+    print(json.dumps({'data': args.data, 'tokens': int(len(corpus)), 'loss': loss,
+                      'perplexity': ppl if math.isfinite(ppl) else None,   # JSON has no Infinity
+                      'unknown_fraction': unknown}))
+    return 0
+
+
+# gradcheck's model options and their defaults when one model is described
+GRADCHECK_MODEL = {'cell': 'rnn', 'num_layers': 1, 'dropout': 0.0, 'num_hiddens': 16, 'vocab_size': 28,
+                   'sigma': 0.01, 'activation': 'tanh', 'embed_dim': None}
+GRADCHECK_BATCH = {'batch_size': 4, 'num_steps': 35}
+
+
+def check_gradcheck(args):
+    described = [k for k in GRADCHECK_MODEL if getattr(args, k) is not None]
+    if args.checkpoint and described:
+        return f'--checkpoint checks the saved model; drop --{described[0].replace("_", "-")}'
+    if args.level == 'cell' and (args.checkpoint or args.step_sweep):
+        return '--level cell checks a fresh cell: drop --checkpoint and --step-sweep'
+    model_only = [k for k in ('num_layers', 'dropout', 'vocab_size', 'embed_dim', 'tensor') if getattr(args, k) is not None]
+    if args.level == 'cell' and model_only:
+        return f'--level cell checks one cell alone: --{model_only[0].replace("_", "-")} belongs to --level model'
+    return None
+
+
+def cmd_gradcheck(args):
+    from minirnn import gradsuite
+    from minirnn.gradcheck import count_verdicts, format_report
+    options = dict(max_entries=args.max_entries or None, step=args.step, tolerance=args.tolerance)
+    model = {k: GRADCHECK_MODEL[k] if getattr(args, k) is None else getattr(args, k) for k in GRADCHECK_MODEL}
+    batch = {k: GRADCHECK_BATCH[k] if getattr(args, k) is None else getattr(args, k) for k in GRADCHECK_BATCH}
+    described = any(getattr(args, k) is not None for k in (*GRADCHECK_MODEL, *GRADCHECK_BATCH))
+    if args.step_sweep:
+        return sweep_steps(args, model, batch)
+    impl = args.impl or 'reference'
+    if args.level == 'cell':
+        results = gradsuite.check_cell(model['cell'], batch_size=batch['batch_size'],
+                                       num_steps=batch['num_steps'], num_hiddens=model['num_hiddens'],
+                                       sigma=model['sigma'], activation=args.activation,
+                                       device=args.device, seed=args.seed, impl=impl, **options)
+    elif args.checkpoint:
+        results = gradsuite.check_checkpoint(args.checkpoint, **batch, device=args.device,
+                                             seed=args.seed, tensors=args.tensor, impl=args.impl, **options)
+    elif described:
+        label = describe_model(model, batch) + (', fast' if impl == 'fast' else '')
+        rows = gradsuite.check_case({**model, 'impl': impl}, batch['batch_size'], batch['num_steps'], False,
+                                    device=args.device, seed=args.seed, tensors=args.tensor, **options)
+        results = [(label, rows)]
+    else:
+        results = gradsuite.run_default_cases(device=args.device, seed=args.seed, tensors=args.tensor,
+                                              impl=impl, **options)
+    print(format_report(results, args.tolerance))
+    counts = count_verdicts(results)
+    return 1 if counts['FAIL'] or (args.strict and counts['INCONCLUSIVE']) else 0
+
+
+def describe_model(model, batch):
+    """A short label for a described model: 'lstm x2, dropout 0.3, H=16, V=28, sigma=0.01, B=4, T=35'."""
+    parts = [model['cell'] + (f' x{model["num_layers"]}' if model['num_layers'] > 1 else '')]
+    parts += [f'dropout {model["dropout"]:g}'] if model['dropout'] else []
+    parts += [model['activation']] if model['cell'] == 'rnn' else []
+    parts += [f'E={model["embed_dim"]}'] if model['embed_dim'] else []
+    parts += [f'H={model["num_hiddens"]}', f'V={model["vocab_size"]}', f'sigma={model["sigma"]:g}',
+              f'B={batch["batch_size"]}', f'T={batch["num_steps"]}']
+    return ', '.join(parts)
+
+
+ROUNDING_NOTE = 'K eps |loss| / h, the bound the checker uses'
+
+
+def sweep_steps(args, model, batch):
+    """`gradcheck --step-sweep PNG`: the error-against-step curve, a table on stdout and the PNG."""
+    from minirnn import RNNLM, gradsuite
+    from minirnn.backend import make_rng
+    from minirnn.plots import plot_step_sweep
+    net = RNNLM(**model, dtype='float64', device=args.device, seed=args.seed, threads=1)
+    X, Y, _ = gradsuite.random_batch(net, batch['batch_size'], batch['num_steps'], make_rng(args.seed), False)
+    tensor = (args.tensor or ['W_hh'])[0]
+    sweep = gradsuite.step_sweep(net, X, Y, tensor=tensor)
+    print(f'# |analytic - central difference| for entries of {tensor} with |a| = '
+          + ', '.join(f'{abs(e["analytic"]):.1e}' for e in sweep['entries'])
+          + f'; loss {sweep["loss"]:.4f}; rounding = {ROUNDING_NOTE}')
+    print(f'{"step h":>8}  ' + '  '.join(f'{str(list(e["index"])):>12}' for e in sweep['entries'])
+          + f'  {"rounding":>12}')
+    for k, h in enumerate(sweep['steps']):
+        print(f'{h:>8.1e}  ' + '  '.join(f'{e["errors"][k]:>12.2e}' for e in sweep['entries'])
+              + f'  {sweep["rounding"][k]:>12.2e}')
+    plot_step_sweep(sweep, args.step_sweep, title=f'dL/d{tensor} by central differences: '
+                    f'{describe_model(model, batch)}')
+    print(f'minirnn: wrote {args.step_sweep}', file=sys.stderr)
+    return 0
+
+
+def cmd_probe(args):
+    from minirnn.plots import plot_probe
+    from minirnn.probe import probe, probe_batch
+    labels, results = [], []
+    for label, model, X, Y in probe_batch(checkpoints=args.checkpoint, data=args.data,
+                                          batch_size=args.batch_size, num_steps=args.num_steps,
+                                          dtype=args.dtype, device=args.device, seed=args.seed,
+                                          model_options=dict(cell=args.cell, num_layers=args.num_layers,
+                                                             num_hiddens=args.num_hiddens, sigma=args.sigma,
+                                                             activation=args.activation,
+                                                             embed_dim=args.embed_dim)):
+        result = probe(model, X, Y, jacobian_probes=args.jacobian_probes, seed=args.seed)
+        print(json.dumps({'label': label, **result}), flush=True)
+        labels.append(label)
+        results.append(result)
+    plot_probe(results, args.plot, labels)
+    print(f'minirnn: wrote {args.plot}', file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args):
+    from minirnn.bench import step_throughput
+    result = step_throughput(batch_size=args.batch_size, num_steps=args.num_steps,
+                             num_hiddens=args.num_hiddens, vocab_size=args.vocab_size,
+                             iters=args.iters, warmup=args.warmup, device=args.device, dtype=args.dtype,
+                             threads=args.threads, cell=args.cell, num_layers=args.num_layers,
+                             dropout=args.dropout, embed_dim=args.embed_dim, impl=args.impl)
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_download(args):
+    from minirnn.text import download
+    print(download(args.name))
+    return 0
+
+
+def main(argv=None, prog=None):
+    """Run one subcommand; returns the exit code (tests call this in-process).
+
+    prog: how the user invoked the program, for examples and messages (default: invoked_as()).
+    """
+    from minirnn.errors import DivergenceError, MiniRNNError
+    parser = build_parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:      # argparse: --help, --version (0) or a bad argument (2)
+        return exc.code
+    if args.command is None:
+        commands = ', '.join(parser.commands)
+        print(f'minirnn: error: choose a command: {commands} (`{parser.invoked_as} COMMAND -h` for its '
+              'options, `-h` for an overview)', file=sys.stderr)
+        return 2
+    problem = args.check(args) if hasattr(args, 'check') else None
+    if problem:
+        print(f'minirnn {args.command}: error: {problem}', file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except DivergenceError as exc:   # a run whose numbers blew up: its own status, for scripts
+        print(f'minirnn: error: {exc}', file=sys.stderr)
+        return 3
+    except MiniRNNError as exc:
+        print(f'minirnn: error: {exc}', file=sys.stderr)
+        return 1
+    except MemoryError:
+        print('minirnn: error: out of memory; try a smaller --batch-size, --num-steps or '
+              '--num-hiddens', file=sys.stderr)
+        return 1
+    except BrokenPipeError:        # stdout closed early (`| head`): stop quietly, as Python's docs advise
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:         # a path the user gave cannot be written or read
+        print(f'minirnn: error: {exc.strerror or exc}: {exc.filename or ""}'.rstrip(': '), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('minirnn: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())
