@@ -211,3 +211,32 @@ def test_token_ids_need_no_one_hot_and_get_no_gradient(xp):
         grads1, _, _ = cell.backward(params, dHs, cache1, dfinal)
         assert dX is None
         np.testing.assert_allclose(to_numpy(grads['W_xi']), to_numpy(grads1['W_xi']), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize('name', CELLS)
+def test_the_references_carry_a_complex_step(xp, name):
+    """The references compute in the dtype of all their inputs, so a complex step h i on one
+    entry of any input gives that entry's derivative as Im f / h, with no cancellation: it
+    equals the backward pass's gradient to rounding. (The fast paths stay real.)"""
+    cell, params, X, state, dHs, dfinal, activation = make(xp, name, seed=7)
+    _, _, cache = cell.forward(params, X, state, activation=activation)
+    grads, dX, dstate = cell.backward(params, dHs, cache, dfinal)
+
+    def f(params, X, state):
+        Hs, final, _ = cell.forward(params, X, state, activation=activation)
+        return (Hs * dHs).sum() + sum((a * b).sum() for a, b in zip(leaves(final), leaves(dfinal)))
+    h = 1e-20
+    for key in params:
+        bumped = dict(params)
+        bumped[key] = params[key].astype(np.complex128)
+        bumped[key].reshape(-1)[1] += h * 1j
+        assert complex(f(bumped, X, state)).imag / h == pytest.approx(float(to_numpy(grads[key]).reshape(-1)[1]),
+                                                                       rel=1e-12, abs=1e-14), key
+    Xc = X.astype(np.complex128)
+    Xc[2, 1, 3] += h * 1j
+    assert complex(f(params, Xc, state)).imag / h == pytest.approx(float(to_numpy(dX)[2, 1, 3]), rel=1e-12)
+    first = leaves(state)[0].astype(np.complex128)
+    first[0, 2] += h * 1j
+    complex_state = first if len(leaves(state)) == 1 else (first, *leaves(state)[1:])
+    assert complex(f(params, X, complex_state)).imag / h == pytest.approx(
+        float(to_numpy(leaves(dstate)[0])[0, 2]), rel=1e-12)

@@ -8,6 +8,7 @@ import pytest
 from minirnn import checkpoint
 from minirnn.backend import device_name, to_numpy
 from minirnn.cells import CELLS
+from minirnn.cells.fast import FastCell
 from minirnn.model import RNNLM
 from minirnn.tree import leaves, tree_map
 from minirnn import truncation
@@ -31,6 +32,7 @@ def pair(xp, cell, num_layers=1, dropout=0.0, embed_dim=None, dtype='float64', a
                 v += xp.asarray(rng.standard_normal(v.shape) * 0.3, dtype=v.dtype)
         models.append(m)
     assert models[0].impl == 'reference' and models[1].impl == 'fast'
+    assert models[0].cell is CELLS[cell] and isinstance(models[1].cell, FastCell)
     return models
 
 
@@ -43,6 +45,7 @@ def batch(model, seed=7):
 
 
 def assert_close(got, want, dtype, what):
+    assert got.dtype == want.dtype == np.dtype(dtype), what      # no silent promotion either side
     got, want = to_numpy(got).astype(np.float64), to_numpy(want).astype(np.float64)
     scale = max(np.abs(want).max(), 1e-30)
     assert np.abs(got - want).max() <= TOLERANCE[dtype] * scale, what
@@ -53,12 +56,15 @@ def assert_same_result(a, b, dtype):
     assert list(a.grads) == list(b.grads)
     for k in a.grads:
         assert_close(a.grads[k], b.grads[k], dtype, k)
-    for i, (x, y) in enumerate(zip(leaves(a.state), leaves(b.state))):
-        assert_close(x, y, dtype, f'state[{i}]')
-    for i, (x, y) in enumerate(zip(leaves(a.dstate), leaves(b.dstate))):
-        assert_close(x, y, dtype, f'dstate[{i}]')
+    for what in ('state', 'dstate'):
+        x, y = leaves(getattr(a, what)), leaves(getattr(b, what))
+        assert len(x) == len(y)
+        for i, (u, v) in enumerate(zip(x, y)):
+            assert_close(u, v, dtype, f'{what}[{i}]')
+    assert (a.dH_steps is None) == (b.dH_steps is None)
     for i, (x, y) in enumerate(zip(a.dH_steps or [], b.dH_steps or [])):
         assert_close(x, y, dtype, f'dH_steps[{i}]')
+    assert len(a.dH_steps or []) == len(b.dH_steps or [])
 
 
 @pytest.mark.parametrize('dtype', ['float64', 'float32'])
@@ -77,36 +83,43 @@ def test_fast_equals_reference(xp, cell, num_layers, dtype):
     assert_close(logits_b, logits_a, dtype, 'logits')
 
 
-@pytest.mark.parametrize('cell, activation', [('rnn', 'relu'), ('gru', 'tanh'), ('lstm', 'tanh')])
+@pytest.mark.parametrize('dtype', ['float64', 'float32'])
+@pytest.mark.parametrize('embed_dim', [None, E], ids=['one-hot', 'embedding'])
+@pytest.mark.parametrize('cell, activation', [('rnn', 'relu'), ('rnn', 'tanh'), ('gru', 'tanh'), ('lstm', 'tanh')])
 @pytest.mark.parametrize('num_layers', [1, 2])
-def test_fast_equals_reference_with_dropout_and_an_embedding(xp, cell, activation, num_layers):
-    reference, fast = pair(xp, cell, num_layers, dropout=0.3, embed_dim=E, activation=activation)
+def test_fast_equals_reference_with_dropout(xp, cell, activation, num_layers, embed_dim, dtype):
+    reference, fast = pair(xp, cell, num_layers, dropout=0.3, embed_dim=embed_dim, activation=activation,
+                           dtype=dtype)
     X, Y, state = batch(reference)
     a = reference.gradients(X, Y, state, dropout_rng=11)
     b = fast.gradients(X, Y, state, dropout_rng=11)
-    assert 'W_emb' in a.grads
-    assert_same_result(b, a, 'float64')
+    assert ('W_emb' in a.grads) == (embed_dim is not None)
+    assert_same_result(b, a, dtype)
 
 
+@pytest.mark.parametrize('dtype', ['float64', 'float32'])
+@pytest.mark.parametrize('num_layers', [1, 2])
 @pytest.mark.parametrize('mode', truncation.MODES)
 @pytest.mark.parametrize('cell', sorted(CELLS))
-def test_fast_equals_reference_under_every_truncation(xp, cell, mode):
-    """Three batches in a row, each starting from the last one's state, as training runs them."""
+def test_fast_equals_reference_under_every_truncation(xp, cell, mode, num_layers, dtype):
+    """Three batches in a row, each starting from the last one's state, as training runs them,
+    with the per-step gradients the monitor reads."""
     options = {'regular': dict(k1=2, k2=4), 'random': dict(keep_prob=0.6)}.get(mode, {})
     results = []
-    for model in pair(xp, cell, 2):
+    for model in pair(xp, cell, num_layers, dtype=dtype):
         trunc = truncation.make(mode, rng=np.random.default_rng(1), **options)
         trunc.start_epoch()
         X, Y, state = batch(model)
         rows = []
         for i in range(3):
-            result = trunc.gradients(model, X, Y, state, None)
+            result = trunc.gradients(model, X, Y, state, None, record_steps=True)
+            assert result.dH_steps is not None
             rows.append(result)
             state = result.state
             X, Y = np.roll(X, i + 1, axis=1), np.roll(Y, i + 1, axis=1)
         results.append(rows)
     for a, b in zip(*results):
-        assert_same_result(b, a, 'float64')
+        assert_same_result(b, a, dtype)
 
 
 def test_the_impl_is_recorded_in_checkpoints(tmp_path):

@@ -6,7 +6,8 @@ each tested equal to its reference. A cell is a plain module found by name in CE
 one, write a module with:
 
     ACTIVATIONS        the activation names forward accepts (the first is the default)
-    INPUT_WEIGHTS      names of the (D, H) weights that multiply the layer's input X_t
+    INPUT_WEIGHTS      (optional: only a fast path reads it) names of the (D, H) weights that
+                       multiply the layer's input X_t
     RECURRENT_WEIGHTS  names of the (H, H) weights that multiply the previous state (probes
                        report their spectra)
     init_params(rng, input_dim, num_hiddens, sigma, xp, dtype) -> dict of arrays, every
@@ -42,7 +43,7 @@ CELLS = {'rnn': rnn, 'gru': gru, 'lstm': lstm}
 
 IMPLS = ('fast', 'reference')
 
-INTERFACE = ('ACTIVATIONS', 'INPUT_WEIGHTS', 'RECURRENT_WEIGHTS', 'init_params',
+INTERFACE = ('ACTIVATIONS', 'RECURRENT_WEIGHTS', 'init_params',
              'begin_state', 'hidden', 'forward', 'backward')
 
 

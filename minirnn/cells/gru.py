@@ -6,7 +6,7 @@
     H_t  = Z_t * H_{t-1} + (1 - Z_t) * H~_t,    t = 1..T
 
 This is the reference: each equation one line of `forward`, each line of `backward` under the
-forward line it inverts. The fast path (fast/gru.py) is tested against it. The input terms
+forward line it inverts. A_z, A_r, A_h name the arguments of sigma and tanh above. The fast path (fast/gru.py) is tested against it. The input terms
 X_t W_x* are made for all steps before the loop, the weight gradients after it.
 
 Legend: T = num_steps, B = batch_size, H = num_hiddens, D = input width. Steps t = 1..T;
@@ -26,7 +26,7 @@ from .rnn import begin_state, hidden  # noqa: F401  (part of the cell interface)
 ACTIVATIONS = ('tanh',)       # the candidate's; the gates are always sigmoids
 INPUT_WEIGHTS = ('W_xz', 'W_xr', 'W_xh')
 RECURRENT_WEIGHTS = ('W_hz', 'W_hr', 'W_hh')
-GATES = ('z', 'r', 'h')       # the suffixes of the three (W_x*, W_h*, b_*) triples, in order
+SUFFIXES = ('z', 'r', 'h')    # the three (W_x*, W_h*, b_*) triples, in the book's order
 
 
 def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
@@ -40,7 +40,7 @@ def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
     def normal(*shape):
         return xp.asarray((rng.standard_normal(shape) * sigma).astype(dtype))
     params = {}
-    for gate in GATES:
+    for gate in SUFFIXES:
         params[f'W_x{gate}'] = normal(input_dim, num_hiddens)
         params[f'W_h{gate}'] = normal(num_hiddens, num_hiddens)
         params[f'b_{gate}'] = xp.zeros(num_hiddens, dtype=dtype)
@@ -67,9 +67,11 @@ def forward(params, X, state, *, activation='tanh'):
     p = params
     xp = xp_of(p['W_hh'])
     # the input terms X_t W_x* of all steps at once, (T, B, H) each
-    (XW_xz, XW_xr, XW_xh), x_caches = zip(*(layers.input_forward(X, p[f'W_x{g}']) for g in GATES))
+    (XW_xz, XW_xr, XW_xh), x_caches = zip(*(layers.input_forward(X, p[f'W_x{g}']) for g in SUFFIXES))
     num_steps = XW_xz.shape[0]
-    H = xp.empty((num_steps + 1,) + state.shape, dtype=p['W_hh'].dtype)
+    # the states' dtype is that of every input together (complex when any is: complex steps)
+    dtype = xp.result_type(XW_xz, XW_xr, XW_xh, state, *p.values())
+    H = xp.empty((num_steps + 1,) + state.shape, dtype=dtype)
     Z, R, H_tilde = (xp.empty_like(H[1:]) for _ in range(3))
     H[0] = state
     for t in range(1, num_steps + 1):
@@ -78,7 +80,7 @@ def forward(params, X, state, *, activation='tanh'):
         R[s] = sigmoid(XW_xr[s] + H[t - 1] @ p['W_hr'] + p['b_r'])
         H_tilde[s] = xp.tanh(XW_xh[s] + (R[s] * H[t - 1]) @ p['W_hh'] + p['b_h'])
         H[t] = Z[s] * H[t - 1] + (1 - Z[s]) * H_tilde[s]
-    cache = GRUCache(dict(zip(GATES, x_caches)), H, Z, R, H_tilde)
+    cache = GRUCache(dict(zip(SUFFIXES, x_caches)), H, Z, R, H_tilde)
     return H[1:], H[num_steps].copy(), cache
 
 
@@ -101,7 +103,7 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     p, H, Z, R, H_tilde = params, cache.H, cache.Z, cache.R, cache.H_tilde
     num_steps, batch_size, num_hiddens = dHs.shape
     dA_z, dA_r, dA_h = (xp.empty_like(dHs) for _ in range(3))          # (T, B, H) each
-    dH_next = xp.zeros_like(dHs[0]) if dfinal_state is None else dfinal_state
+    dH_next = xp.zeros_like(dHs[0]) if dfinal_state is None else xp.asarray(dfinal_state, dtype=dHs.dtype)
     for t in range(num_steps, 0, -1):
         s = t - 1
         # the total gradient reaching H_t: from the layer above and from step t+1
@@ -133,7 +135,7 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     H_prev, RH = flat(H[:-1]), flat(R * H[:-1])    # R_t * H_{t-1} recomputed: one product
     grads = {'W_hz': H_prev.T @ flat(dA_z), 'W_hr': H_prev.T @ flat(dA_r), 'W_hh': RH.T @ flat(dA_h)}
     dX = None
-    for gate, dA in zip(GATES, (dA_z, dA_r, dA_h)):
+    for gate, dA in zip(SUFFIXES, (dA_z, dA_r, dA_h)):
         grads[f'b_{gate}'] = dA.sum(axis=(0, 1))
         dx, grads[f'W_x{gate}'] = layers.input_backward(dA, cache.X[gate])
         dX = layers.add_input_gradients(dX, dx)

@@ -7,7 +7,8 @@
     C_t  = F_t * C_{t-1} + I_t * C~_t                memory cell
     H_t  = O_t * tanh(C_t),    t = 1..T
 
-The state is the pair (H, C). This is the reference: each equation one line of `forward`,
+The state is the pair (H, C); A_i, A_f, A_o, A_c name the arguments of sigma and tanh above.
+This is the reference: each equation one line of `forward`,
 each line of `backward` under the forward line it inverts. The fast path (fast/lstm.py) is
 tested against it. The input terms X_t W_x* are made for all steps before the loop, the
 weight gradients after it.
@@ -26,7 +27,7 @@ from .sigmoid import sigmoid
 ACTIVATIONS = ('tanh',)       # the candidate's and the output's; the gates are sigmoids
 INPUT_WEIGHTS = ('W_xi', 'W_xf', 'W_xo', 'W_xc')
 RECURRENT_WEIGHTS = ('W_hi', 'W_hf', 'W_ho', 'W_hc')
-GATES = ('i', 'f', 'o', 'c')  # the suffixes of the four (W_x*, W_h*, b_*) triples, in order
+SUFFIXES = ('i', 'f', 'o', 'c')  # the four (W_x*, W_h*, b_*) triples, in the book's order
 
 
 def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
@@ -40,7 +41,7 @@ def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
     def normal(*shape):
         return xp.asarray((rng.standard_normal(shape) * sigma).astype(dtype))
     params = {}
-    for gate in GATES:
+    for gate in SUFFIXES:
         params[f'W_x{gate}'] = normal(input_dim, num_hiddens)
         params[f'W_h{gate}'] = normal(num_hiddens, num_hiddens)
         params[f'b_{gate}'] = xp.zeros(num_hiddens, dtype=dtype)
@@ -80,9 +81,11 @@ def forward(params, X, state, *, activation='tanh'):
     p = params
     xp = xp_of(p['W_hi'])
     # the input terms X_t W_x* of all steps at once, (T, B, H) each
-    (XW_xi, XW_xf, XW_xo, XW_xc), x_caches = zip(*(layers.input_forward(X, p[f'W_x{g}']) for g in GATES))
+    (XW_xi, XW_xf, XW_xo, XW_xc), x_caches = zip(*(layers.input_forward(X, p[f'W_x{g}']) for g in SUFFIXES))
     num_steps = XW_xi.shape[0]
-    H = xp.empty((num_steps + 1,) + state[0].shape, dtype=p['W_hi'].dtype)
+    # the states' dtype is that of every input together (complex when any is: complex steps)
+    dtype = xp.result_type(XW_xi, XW_xf, XW_xo, XW_xc, *state, *p.values())
+    H = xp.empty((num_steps + 1,) + state[0].shape, dtype=dtype)
     C = xp.empty_like(H)
     I, F, O, C_tilde = (xp.empty_like(H[1:]) for _ in range(4))
     H[0], C[0] = state
@@ -94,7 +97,7 @@ def forward(params, X, state, *, activation='tanh'):
         C_tilde[s] = xp.tanh(XW_xc[s] + H[t - 1] @ p['W_hc'] + p['b_c'])
         C[t] = F[s] * C[t - 1] + I[s] * C_tilde[s]
         H[t] = O[s] * xp.tanh(C[t])
-    cache = LSTMCache(dict(zip(GATES, x_caches)), H, C, I, F, O, C_tilde)
+    cache = LSTMCache(dict(zip(SUFFIXES, x_caches)), H, C, I, F, O, C_tilde)
     return H[1:], (H[num_steps].copy(), C[num_steps].copy()), cache
 
 
@@ -121,7 +124,7 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     if dfinal_state is None:
         dH_next, dC_next = xp.zeros_like(dHs[0]), xp.zeros_like(dHs[0])
     else:
-        dH_next, dC_next = dfinal_state
+        dH_next, dC_next = (xp.asarray(d, dtype=dHs.dtype) for d in dfinal_state)
     for t in range(num_steps, 0, -1):
         s = t - 1
         # the total gradient reaching H_t: from the layer above and from step t+1
@@ -153,7 +156,7 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     rows = num_steps * batch_size
     H_prev = H[:-1].reshape(rows, num_hiddens)                          # (T*B, H) = H_0..H_{T-1}
     grads, dX = {}, None
-    for gate, dA in zip(GATES, (dA_i, dA_f, dA_o, dA_c)):
+    for gate, dA in zip(SUFFIXES, (dA_i, dA_f, dA_o, dA_c)):
         grads[f'W_h{gate}'] = H_prev.T @ dA.reshape(rows, num_hiddens)
         grads[f'b_{gate}'] = dA.sum(axis=(0, 1))
         dx, grads[f'W_x{gate}'] = layers.input_backward(dA, cache.X[gate])

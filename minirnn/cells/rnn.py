@@ -1,6 +1,6 @@
 """The vanilla RNN cell (the book's "Recurrent Neural Network Implementation from Scratch").
 
-    H_t = phi(X_t W_xh + H_{t-1} W_hh + b_h),    t = 1..T,    phi = tanh (the book) or relu
+    H_t = phi(A_t),   A_t = X_t W_xh + H_{t-1} W_hh + b_h,    t = 1..T,    phi = tanh (the book) or relu
 
 This is the reference: the book's equation as code, and what the fast path (fast/rnn.py) is
 tested against. Everything that is not recurrent is done for all steps at once: the input
@@ -64,7 +64,9 @@ def forward(params, X, state, *, activation='tanh'):
     phi = xp.tanh if activation == 'tanh' else (lambda A: xp.maximum(A, 0))
     XW_xh, x_cache = layers.input_forward(X, params['W_xh'])          # (T, B, H): X_t W_xh
     num_steps = XW_xh.shape[0]
-    H = xp.empty((num_steps + 1,) + state.shape, dtype=W_hh.dtype)    # (T+1, B, H)
+    # the states' dtype is that of every input together (complex when any is: complex steps)
+    dtype = xp.result_type(XW_xh, state, W_hh, b_h)
+    H = xp.empty((num_steps + 1,) + state.shape, dtype=dtype)         # (T+1, B, H)
     H[0] = state
     for t in range(1, num_steps + 1):
         H[t] = phi(XW_xh[t - 1] + H[t - 1] @ W_hh + b_h)
@@ -90,7 +92,7 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     H, W_hh = cache.H, params['W_hh']
     num_steps, batch_size, num_hiddens = dHs.shape
     dA = xp.empty_like(dHs)                       # (T, B, H) gradients of the pre-activations
-    dH_next = xp.zeros_like(dHs[0]) if dfinal_state is None else dfinal_state
+    dH_next = xp.zeros_like(dHs[0]) if dfinal_state is None else xp.asarray(dfinal_state, dtype=dHs.dtype)
     for t in range(num_steps, 0, -1):
         # the total gradient reaching H_t: from the layer above and from step t+1
         dH = dHs[t - 1] + dH_next
