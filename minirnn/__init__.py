@@ -13,7 +13,8 @@ from . import gradcheck   # the module; calling it checks a model (gradcheck_mod
 from .gradcheck import gradcheck_cell, gradcheck_model
 from .model import RNNLM
 from .optim import SGD, Adagrad, Adam, clip_grad_norm, perplexity
-from .text import Vocab, download, encode_corpus, load_corpus, split_corpus
+from .corpora import download
+from .text import Vocab, encode_corpus, load_corpus, split_corpus
 from .train import fit
 
 __version__ = '0.1.0'

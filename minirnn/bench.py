@@ -1,9 +1,9 @@
 """Training-step throughput: how many tokens per second one full SGD step processes.
 
-One step is what train.py does per batch with the random sampler: loss_and_grads from a
-fresh zero state, clip_grad_norm, SGD.step. Data loading is left out (X, Y are random ids
-made once and moved to the device once), and so is everything a training loop does
-between steps (metrics, logging). `cli.py bench` calls `step_throughput`.
+One step is what train.py does per batch with the random sampler: model.gradients from a
+fresh zero state, clip_grad_norm, SGD.step, under the same thread plan. Data loading is left
+out (X, Y are random ids made once and moved to the device once), and so is everything a
+training loop does between steps (metrics, logging). `minirnn bench` calls `step_throughput`.
 """
 import statistics
 import time

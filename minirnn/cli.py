@@ -624,7 +624,7 @@ def cmd_bench(args):
 
 
 def cmd_download(args):
-    from minirnn.text import download
+    from minirnn.corpora import download
     print(download(args.name))
     return 0
 

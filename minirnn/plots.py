@@ -1,4 +1,6 @@
-"""Figures: perplexity per epoch from the trainer's history rows, written as a PNG.
+"""Figures, each written as a PNG: perplexity per epoch (plot_history), the BPTT instrumentation
+of training (plot_bptt), gradient flow through time from probes (plot_probe) and the gradient
+check's error against its step (plot_step_sweep).
 
 It draws on a bare matplotlib Figure with the Agg canvas (no pyplot, no global backend), so it
 runs headless and inside tests, and imports matplotlib only when called so `import minirnn`

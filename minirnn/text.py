@@ -6,16 +6,14 @@ is corpora.py's job, batching is batching.py's; nothing here touches a device.
 """
 import codecs
 import collections
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
 from . import checks
-from .corpora import CORPORA, default_data_dir, download, resolve_corpus  # noqa: F401 (re-exported)
+from .corpora import CORPORA, resolve_corpus
 from .errors import ConfigError, DataError
-from .files import write_text_atomic
 
 PREPROCESS_MODES = ('letters', 'raw')
 TOKEN_KINDS = ('char', 'word')
@@ -206,19 +204,6 @@ class Vocab:
         vocab.idx_to_token, vocab.token_freqs = idx_to_token, token_freqs
         vocab.token_to_idx = {t: i for i, t in enumerate(idx_to_token)}
         return vocab
-
-    def save(self, path):
-        """Write to_dict() as JSON, atomically (temp file + os.replace)."""
-        write_text_atomic(path, json.dumps(self.to_dict()))
-
-    @classmethod
-    def load(cls, path):
-        """A Vocab written by save()."""
-        try:
-            d = json.loads(Path(path).read_text(encoding='utf-8'))
-        except (OSError, ValueError) as exc:
-            raise DataError(f'cannot read vocabulary {path}: {exc}') from None
-        return cls.from_dict(d)
 
 
 def _count_tokens(tokens):

@@ -64,7 +64,6 @@ def random_carry(num_steps, keep_prob, rng):
 
 class Detach:
     """The book's truncation: exact BPTT within a batch, a constant initial state."""
-    name = 'detach'
 
     def start_epoch(self):
         pass
@@ -75,7 +74,6 @@ class Detach:
 
 class Regular(Detach):
     """k1/k2 truncation within each batch (see regular_sweeps)."""
-    name = 'regular'
 
     def __init__(self, k1, k2):
         self.k1 = checks.integer('k1', k1)
@@ -91,7 +89,6 @@ class Regular(Detach):
 
 class Random(Detach):
     """Randomized truncation with keep probability pi, one draw of xi per batch and step."""
-    name = 'random'
 
     def __init__(self, keep_prob, rng=None):
         self.keep_prob = checks.number('keep_prob', keep_prob, above=0)
@@ -115,7 +112,6 @@ class Full(Detach):
     Memory grows with the batches kept; max_tape_bytes bounds it with a clear error. Runs on
     one thread.
     """
-    name = 'full'
 
     def __init__(self, max_tape_bytes=2 ** 30):
         self.max_tape_bytes = checks.integer('max_tape_bytes', max_tape_bytes)
