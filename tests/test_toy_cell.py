@@ -124,31 +124,14 @@ def test_the_toy_cell_trains_checkpoints_and_resumes_exactly(tmp_path, data_dir,
         np.testing.assert_array_equal(resumed.model.params[k], v)
 
 
-class InterruptAfter:
-    """Stands in for train.Interrupt: 'presses Ctrl-C' once `batches` batches have run."""
-    def __init__(self, batches):
-        self.left = batches
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @property
-    def requested(self):
-        self.left -= 1
-        return self.left < 0
-
-
-def test_ctrl_c_mid_epoch_keeps_the_carried_two_array_state_of_every_layer(tmp_path, data_dir, monkeypatch):
+def test_ctrl_c_mid_epoch_keeps_the_carried_two_array_state_of_every_layer(tmp_path, data_dir, monkeypatch, ctrl_c_after):
     monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))
     config = TrainConfig(data='timemachine', max_tokens=3000, batch_size=8, num_steps=10,
                          num_hiddens=16, cell='toy', num_layers=2, sigma=0.1, num_epochs=2,
                          dropout=0.2, prefixes=())
     full = fit(config, tmp_path / 'full', quiet=True)
     real_interrupt = train.Interrupt
-    monkeypatch.setattr(train, 'Interrupt', lambda: InterruptAfter(batches=50))   # mid epoch 2
+    ctrl_c_after(50)   # mid epoch 2
     assert not fit(config, tmp_path / 'cut', quiet=True).finished
     saved = checkpoint.load(tmp_path / 'cut' / 'model.npz').meta['position']['progress']['state']
     assert len(saved) == 4 and np.shape(saved[0]) == (8, 16)     # (H, M) for each of 2 layers

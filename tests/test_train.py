@@ -118,26 +118,6 @@ def test_two_plus_two_epochs_are_exactly_four(tmp_path, sampler):
     assert [r['train_ppl'] for r in history] == [r['train_ppl'] for r in full.history]
 
 
-_real_interrupt = train.Interrupt
-
-
-class InterruptAfter:
-    """Stands in for train.Interrupt: 'presses Ctrl-C' once `batches` batches have run."""
-    def __init__(self, batches):
-        self.left = batches
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @property
-    def requested(self):
-        self.left -= 1
-        return self.left < 0
-
-
 def test_two_plus_two_epochs_are_exactly_four_with_threads_splitting_the_batch(tmp_path, monkeypatch):
     from minirnn import parallel
     monkeypatch.setattr(parallel, 'MIN_WORK_PER_STEP', 1)     # the path d2l-v1 takes by default
@@ -154,18 +134,18 @@ def test_two_plus_two_epochs_are_exactly_four_with_threads_splitting_the_batch(t
 
 
 @pytest.mark.parametrize('sampler', ['sequential', 'random', 'windows'])
-def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(tmp_path, monkeypatch, sampler):
+def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(tmp_path, monkeypatch, sampler, ctrl_c_after):
     # windows: one window per token, so a larger batch keeps ~40 batches per epoch like the others
     config = TrainConfig(**{**SMALL, 'num_epochs': 3, 'sampler': sampler,
                             'batch_size': 64 if sampler == 'windows' else SMALL['batch_size']})
     full = fit(config, tmp_path / 'full', quiet=True)
-    monkeypatch.setattr(train, 'Interrupt', lambda: InterruptAfter(batches=50))  # epoch 2 of 3
+    ctrl_c_after(50)  # epoch 2 of 3
     stopped = fit(config, tmp_path / 'cut', quiet=True)
     assert not stopped.finished and len(stopped.history) == 1
     meta = checkpoint.load(tmp_path / 'cut' / 'model.npz').meta
     assert meta['position']['epoch'] == 2 and meta['position']['progress']['batches'] > 0
     assert len((tmp_path / 'cut' / 'history.jsonl').read_text().splitlines()) == 1
-    monkeypatch.setattr(train, 'Interrupt', _real_interrupt)
+    ctrl_c_after(None)
     fit(config, tmp_path / 'cut', resume=True, quiet=True)
     resumed = params_of(tmp_path / 'cut')
     for k, v in full.model.params.items():
@@ -366,13 +346,13 @@ def test_bias_lr_mult_reaches_the_optimizer_and_the_checkpoint(tmp_path, monkeyp
     assert checkpoint.load(tmp_path / 'run' / 'model.npz').meta['train']['bias_lr_mult'] == 2.0
 
 
-def test_a_cosine_run_resumes_exactly_after_ctrl_c_and_keeps_its_span(tmp_path, monkeypatch):
+def test_a_cosine_run_resumes_exactly_after_ctrl_c_and_keeps_its_span(tmp_path, monkeypatch, ctrl_c_after):
     config = TrainConfig(**{**SMALL, 'num_epochs': 3, 'lr_schedule': 'cosine', 'warmup_steps': 20})
     full = fit(config, tmp_path / 'full', quiet=True)
     assert full.history[0]['lr'] > 0.5 and full.history[-1]['lr'] < 0.01     # down to ~0 at the end
-    monkeypatch.setattr(train, 'Interrupt', lambda: InterruptAfter(batches=50))
+    ctrl_c_after(50)
     assert not fit(config, tmp_path / 'cut', quiet=True).finished
-    monkeypatch.setattr(train, 'Interrupt', _real_interrupt)
+    ctrl_c_after(None)
     with pytest.raises(ConfigError, match='cosine schedule spans'):
         fit(TrainConfig(**{**config.to_dict(), 'num_epochs': 5}), tmp_path / 'cut', resume=True, quiet=True)
     fit(config, tmp_path / 'cut', resume=True, quiet=True)
