@@ -29,7 +29,7 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
     Args: batch_size B, num_steps T, num_hiddens H, vocab_size V, iters and warmup (counts of
         steps), device ('cpu' | 'gpu' | 'auto'), dtype, seed (model init and tokens),
         max_norm (0 disables clipping but still measures the norm), lr, threads (CPU threads
-        that split the batch; None: every core, 1: the single-threaded reference path),
+        that split the batch; None: every core, 1: the whole batch in one thread),
         cell, num_layers, dropout (masks drawn every step, as in training), embed_dim, impl
         ('fast' or 'reference', RNNLM's).
     Returns: a JSON-serialisable dict with the shape, device, dtype, iters, `seconds` (total

@@ -308,14 +308,14 @@ class RNNLM:
             dfinal_state = self._check_state('dfinal_state', dfinal_state, X.shape[0])
         masks = self._dropout_masks(dropout_rng, *X.shape)
 
-        def reference(X, Y, state, masks, dfinal_state):
+        def one_thread(X, Y, state, masks, dfinal_state):
             tape = self._tape(self.params, X, Y, state, masks)
             if sweeps is None:
                 return self.backprop(tape, dfinal_state=dfinal_state, record_steps=record_steps)
             return add_gradients([self.backprop(tape, loss_steps=loss_steps, carry=carry,
                                                 record_steps=record_steps)
                                   for loss_steps, carry in sweeps])
-        return parallel.split_rows(reference, self.threads, self.num_hiddens, X, Y, state, masks,
+        return parallel.split_rows(one_thread, self.threads, self.num_hiddens, X, Y, state, masks,
                                    dfinal_state)
 
     def loss_and_grads(self, X, Y, state=None, *, dropout_rng=None):
@@ -339,7 +339,7 @@ class RNNLM:
         params = {k: v.copy() for k, v in self.params.items()} if keep_params else self.params
         return self._tape(params, X, Y, state, self._dropout_masks(dropout_rng, *X.shape))
 
-    # --- the reference passes, on all rows in this thread (inputs checked) ----------------------
+    # --- the single-threaded passes, on all rows in this thread (inputs checked) ----------------
 
     def _time_major(self, X, state):
         """Checked X (B, T) as time-major ids (T, B); the state defaulted to zeros."""

@@ -7,7 +7,7 @@ additions. It pays because NumPy runs elementwise work (tanh, exp, the softmax) 
 and releases the GIL while it runs. BLAS must then run on one thread: its own idle workers
 spin on the cores for a while after each multi-threaded call, so loops that call the model
 many times (training, the benchmark) hold `single_threaded_blas()` around the whole loop.
-The single-threaded pass is the reference; tests hold the two together.
+The single-threaded pass is what the split is held to; tests hold the two together.
 """
 import contextlib
 import contextvars
@@ -64,7 +64,7 @@ def single_threaded_blas(slices):
     """A context in which BLAS (OpenBLAS, MKL, BLIS) uses one thread, restored on exit.
 
     `slices` is plan()'s answer for the batches at hand: at 1 the batch is not split, and the
-    reference path keeps BLAS's own threads (a no-op context).
+    single-threaded pass keeps BLAS's own threads (a no-op context).
     """
     if slices <= 1:
         return contextlib.nullcontext()
@@ -143,7 +143,7 @@ def merge(weights, results):
 def split_rows(fn, workers, num_hiddens, *args):
     """fn(*args), computed by up to `workers` threads on slices of the batch's rows, then merged.
 
-    The reference is fn(*args) in the calling thread; the split result equals it up to the
+    The single-threaded result is fn(*args) in the calling thread; the split equals it up to the
     order of float additions (tests hold them together). args as in map_rows, the first one
     X (B, T); fn returns a NamedTuple whose fields are in MERGE (model.Forward, model.Gradients).
     """
