@@ -54,14 +54,16 @@ def forward(params, XW, state, *, activation='tanh'):
         sigmoid_of_negated_(zr)                                            # gates.py
         # H~_t = tanh(XW_t[h] + (R_t * H_{t-1}) W_hh + b_h)
         xp.multiply(zr[:, h:], H_prev, out=RH[t - 1])
-        xp.matmul(RH[t - 1], W_hh, out=Hc[t - 1])
-        Hc[t - 1] += XW[t - 1, :, 2 * h:]
-        Hc[t - 1] += b_h
-        xp.tanh(Hc[t - 1], out=Hc[t - 1])
+        Hc_t = Hc[t - 1]         # one view object as input and output (see fast/rnn.py)
+        xp.matmul(RH[t - 1], W_hh, out=Hc_t)
+        Hc_t += XW[t - 1, :, 2 * h:]
+        Hc_t += b_h
+        xp.tanh(Hc_t, out=Hc_t)
         # H_t = Z_t * H_{t-1} + (1 - Z_t) * H~_t, written as H~_t + Z_t * (H_{t-1} - H~_t)
-        xp.subtract(H_prev, Hc[t - 1], out=H[t])
-        H[t] *= zr[:, :h]
-        H[t] += Hc[t - 1]
+        H_t = H[t]
+        xp.subtract(H_prev, Hc_t, out=H_t)
+        H_t *= zr[:, :h]
+        H_t += Hc_t
     return H[1:], H[num_steps].copy(), GRUCache(H, ZR, Hc, RH)
 
 

@@ -58,16 +58,19 @@ def forward(params, XW, state, *, activation='tanh'):
         g += b
         g *= negate                                                        # S_t
         sigmoid_of_negated_(g)                            # [I_t | F_t | O_t | sigma(2 A_c)]
-        c_tilda = g[:, 3 * h:]
+        # the step's views, made once: each costs a Python object (measurable at small sizes),
+        # and CuPy copies an input that is another view object of its output's memory
+        I_t, F_t, O_t, c_tilda = g[:, :h], g[:, h:2 * h], g[:, 2 * h:3 * h], g[:, 3 * h:]
+        C_t, scratch = C[t], tanhC[t - 1]
         c_tilda *= 2
         c_tilda -= 1                                      # C~_t = tanh(A_c) = 2 sigma(2 A_c) - 1
         # C_t = F_t * C_{t-1} + I_t * C~_t
-        xp.multiply(g[:, h:2 * h], C[t - 1], out=C[t])
-        xp.multiply(g[:, :h], c_tilda, out=tanhC[t - 1])                   # scratch: I_t * C~_t
-        C[t] += tanhC[t - 1]
+        xp.multiply(F_t, C[t - 1], out=C_t)
+        xp.multiply(I_t, c_tilda, out=scratch)                             # I_t * C~_t
+        C_t += scratch
         # H_t = O_t * tanh(C_t)
-        xp.tanh(C[t], out=tanhC[t - 1])
-        xp.multiply(g[:, 2 * h:3 * h], tanhC[t - 1], out=H[t])
+        xp.tanh(C_t, out=scratch)                                          # now tanh(C_t)
+        xp.multiply(O_t, scratch, out=H[t])
     final = (H[num_steps].copy(), C[num_steps].copy())
     return H[1:], final, LSTMCache(H, C, gates, tanhC)
 
@@ -118,30 +121,33 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     else:                                                                # copies: written in place
         dH_next = xp.array(dfinal_state[0], dtype=dHs.dtype)
         dC_next = xp.array(dfinal_state[1], dtype=dHs.dtype)
+    # the scratch's blocks as views, made once (each view is a Python object per step otherwise)
+    K_i, K_f, K_o, K_cc, K_if = K4[:, 0], K4[:, 1], K4[:, 2], K4[:, 3], K4[:, :2]
+    dC_column = dC[:, None]                                              # (B, 1, H)
     for t in range(num_steps, 0, -1):
         s = t - 1                                                        # step t's index
-        I_t, F_t, O_t, Cc_t = I[s], F[s], O[s], Cc[s]
+        I_t, F_t, O_t, Cc_t, gates_t, tanhC_t = I[s], F[s], O[s], Cc[s], gates[s], tanhC[s]
         # step t's derivative factors, formed here while its values are in cache
-        xp.subtract(1, gates[s], out=K)
-        K *= gates[s]                                     # sigma' = sigma (1 - sigma): i, f, o
-        xp.multiply(Cc_t, Cc_t, out=K4[:, 3])
-        xp.subtract(1, K4[:, 3], out=K4[:, 3])            # tanh' = 1 - C~^2 for the candidate
-        K4[:, 0] *= Cc_t                                  # dA_i / dC_t = C~_t I_t (1 - I_t)
-        K4[:, 1] *= C[s]                                  # dA_f / dC_t = C_{t-1} F_t (1 - F_t)
-        K4[:, 2] *= tanhC[s]                              # dA_o / dH_t = tanh(C_t) O_t (1 - O_t)
-        K4[:, 3] *= I_t                                   # dA_c / dC_t = I_t (1 - C~_t^2)
-        xp.multiply(tanhC[s], tanhC[s], out=K_c)
+        xp.subtract(1, gates_t, out=K)
+        K *= gates_t                                      # sigma' = sigma (1 - sigma): i, f, o
+        xp.multiply(Cc_t, Cc_t, out=K_cc)
+        xp.subtract(1, K_cc, out=K_cc)                    # tanh' = 1 - C~^2 for the candidate
+        K_i *= Cc_t                                       # dA_i / dC_t = C~_t I_t (1 - I_t)
+        K_f *= C[s]                                       # dA_f / dC_t = C_{t-1} F_t (1 - F_t)
+        K_o *= tanhC_t                                    # dA_o / dH_t = tanh(C_t) O_t (1 - O_t)
+        K_cc *= I_t                                       # dA_c / dC_t = I_t (1 - C~_t^2)
+        xp.multiply(tanhC_t, tanhC_t, out=K_c)
         xp.subtract(1, K_c, out=K_c)
         K_c *= O_t                                        # dC_t / dH_t = O_t (1 - tanh(C_t)^2)
-        dH_t, dA_t = dH[s], dA4[s]
+        dH_t, dA_t, dA_flat = dH[s], dA4[s], dA[s]
         xp.add(dHs[s], dH_next, out=dH_t)
-        xp.multiply(dH_t, K4[:, 2], out=dA_t[:, 2])                      # dA_o
+        xp.multiply(dH_t, K_o, out=dA_t[:, 2])                           # dA_o
         xp.multiply(dH_t, K_c, out=dC)
         dC += dC_next                                                    # dC_t
-        xp.multiply(dC[:, None], K4[:, :2], out=dA_t[:, :2])             # dA_i, dA_f
-        xp.multiply(dC, K4[:, 3], out=dA_t[:, 3])                        # dA_c
+        xp.multiply(dC_column, K_if, out=dA_t[:, :2])                    # dA_i, dA_f
+        xp.multiply(dC, K_cc, out=dA_t[:, 3])                            # dA_c
         xp.multiply(dC, F_t, out=dC_next)
-        xp.matmul(dA[s], W_h_T, out=dH_next)
+        xp.matmul(dA_flat, W_h_T, out=dH_next)
         if carry is not None and carry[s] != 1:
             dH_next *= carry[s]
             dC_next *= carry[s]

@@ -35,13 +35,16 @@ def forward(params, XW, state, *, activation='tanh'):
     H[0] = state
     XWb = XW + params['b_h']               # (T, B, H): the bias added once, not once per step
     for t in range(1, num_steps + 1):
-        # H_t = phi(XWb_t + H_{t-1} W_hh), computed in place in the state buffer
-        xp.matmul(H[t - 1], W_hh, out=H[t])
-        H[t] += XWb[t - 1]
+        # H_t = phi(XWb_t + H_{t-1} W_hh), computed in place in the state buffer. One view
+        # object serves as input and output: CuPy copies an input that is another view of
+        # its output's memory before launching, NumPy does not care
+        H_t = H[t]
+        xp.matmul(H[t - 1], W_hh, out=H_t)
+        H_t += XWb[t - 1]
         if activation == 'tanh':
-            xp.tanh(H[t], out=H[t])
+            xp.tanh(H_t, out=H_t)
         else:
-            xp.maximum(H[t], 0, out=H[t])
+            xp.maximum(H_t, 0, out=H_t)
     return H[1:], H[num_steps].copy(), RNNCache(H, activation)
 
 
