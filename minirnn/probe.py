@@ -124,7 +124,9 @@ def probe_batch(*, checkpoints=None, data=None, batch_size=32, num_steps=35, dty
 
     A checkpoint's model is converted to `dtype`, and its batch is cut from its own training
     text (or `data`) with its own preprocessing and vocabulary; a fresh model
-    (RNNLM(**model_options)) reads `data` (default timemachine). The batch is B rows of T
+    (RNNLM(**model_options), the reference cells unless model_options say impl='fast': the
+    book's equations, whose per-step gradients the fast paths equal) reads `data` (default
+    timemachine). The batch is B rows of T
     tokens from a seeded position in each of B equal parts of the text.
     """
     from . import checkpoint, text
@@ -142,7 +144,8 @@ def probe_batch(*, checkpoints=None, data=None, batch_size=32, num_steps=35, dty
             yield str(path), ckpt.model.converted(dtype=dtype), X, Y
         return
     corpus, vocab = text.load_corpus(data or 'timemachine')
-    model = RNNLM(len(vocab), dtype=dtype, device=device, seed=seed, **(model_options or {}))
+    model = RNNLM(len(vocab), dtype=dtype, device=device, seed=seed,
+                  **{'impl': 'reference', **(model_options or {})})
     X, Y = _batch(corpus, batch_size, num_steps, rng)
     yield f'{model.cell_name} H={model.num_hiddens} sigma={model.sigma:g}', model, X, Y
 

@@ -137,3 +137,18 @@ def test_cli_probe_of_a_fresh_model_and_a_batch_too_long_for_the_text(tmp_path, 
     text.write_text('a tiny text')
     assert main(['probe', '--data', str(text), '--num-steps', '50', '--plot', str(tmp_path / 'q.png')]) == 1
     assert 'too few' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('cell', ['rnn', 'lstm'])
+def test_a_fresh_probe_reads_the_reference_cells_and_the_fast_path_gives_the_same_flow(cell, data_dir, monkeypatch):
+    from minirnn.probe import probe_batch
+    monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))
+    options = dict(cell=cell, num_hiddens=6, sigma=0.3)
+    (_, reference, X, Y), = probe_batch(batch_size=3, num_steps=7, model_options=options)
+    (_, fast, X2, Y2), = probe_batch(batch_size=3, num_steps=7, model_options={**options, 'impl': 'fast'})
+    assert reference.impl == 'reference' and fast.impl == 'fast'
+    assert np.array_equal(X, X2) and np.array_equal(Y, Y2)
+    a, b = probe(reference, X, Y, jacobian_probes=8), probe(fast, X, Y, jacobian_probes=8)
+    for la, lb in zip(a['layers'], b['layers']):
+        np.testing.assert_allclose(la['grad_norm_full'], lb['grad_norm_full'], rtol=1e-10)
+        np.testing.assert_allclose(la['jacobian_gain'], lb['jacobian_gain'], rtol=1e-10)
