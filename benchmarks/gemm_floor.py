@@ -59,34 +59,27 @@ def step_gemms(cell, num_layers, B, T, H, V):
     return out
 
 
-def time_gemms(gemms, rounds, torch=None):
-    """Median seconds of all the products of one step: (numpy, torch or None)."""
+def time_gemms(gemms, rounds, torch):
+    """Median seconds of all the products of one step, alternated: (NumPy, torch.mm)."""
     import numpy as np
     rng = np.random.default_rng(0)
     operands = [(rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32), count)
                 for _, (m, k, n), count in gemms]
+    torch_operands = [(torch.from_numpy(a), torch.from_numpy(b), count) for a, b, count in operands]
 
-    def run_numpy():
+    def run(matmul, operands):
         for a, b, count in operands:
             for _ in range(count):
-                a @ b
-
-    def run_torch():
-        for a, b, count in torch_operands:
-            for _ in range(count):
-                torch.mm(a, b)
-    torch_operands = [(torch.from_numpy(a), torch.from_numpy(b), c) for a, b, c in operands] if torch else []
+                matmul(a, b)
+    programs = [('numpy', np.matmul, operands), ('torch', torch.mm, torch_operands)]
     times = {'numpy': [], 'torch': []}
     for r in range(rounds + 1):
-        for name, fn in (('numpy', run_numpy), ('torch', run_torch)) if r % 2 else \
-                (('torch', run_torch), ('numpy', run_numpy)):
-            if name == 'torch' and not torch:
-                continue
+        for name, matmul, ops in programs if r % 2 else programs[::-1]:
             t0 = time.perf_counter()
-            fn()
+            run(matmul, ops)
             if r:                                   # round 0 warms up
                 times[name].append(time.perf_counter() - t0)
-    return statistics.median(times['numpy']), statistics.median(times['torch']) if torch else None
+    return statistics.median(times['numpy']), statistics.median(times['torch'])
 
 
 def step_seconds(argv):

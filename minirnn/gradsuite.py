@@ -66,12 +66,11 @@ def check_checkpoint(path, *, batch_size=4, num_steps=35, device='cpu', seed=0, 
 
     impl: None (the checkpoint's own), 'fast' or 'reference'. Returns [(label, rows)] with one entry.
     """
-    from .cells import implementation
     from .probe import probe_batch
     (label, model, X, Y), = probe_batch(checkpoints=[path], batch_size=batch_size, num_steps=num_steps,
                                         dtype='float64', device=device, seed=seed)
     if impl is not None:
-        model.impl, model.cell = impl, implementation(model.cell_name, impl)
+        model = model.converted(impl=impl)
     return [(label, gradcheck_model(model, X, Y, seed=seed, **options))]
 
 

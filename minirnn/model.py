@@ -2,8 +2,8 @@
 
 The model owns its parameters, its array module `xp` (NumPy or CuPy, chosen once) and its
 dtype. The forward pass reads top to bottom: (1) token input, (2) a loop over layers, each
-a recurrent cell (its input term X_t W_x included) and (between layers) dropout, (3) the output layer,
-(4) softmax cross-entropy. `backprop` walks the same steps in reverse, (4) -> (1), one call
+a recurrent cell (its input term X_t W_x included) and (between layers) dropout, (3) the
+output layer, (4) softmax cross-entropy. `backprop` walks the same steps in reverse, (4) -> (1), one call
 per step, the layer loop reversed.
 
 Legend: B = batch_size, T = num_steps, V = vocab_size, H = num_hiddens, E = embed_dim,
@@ -163,13 +163,13 @@ class RNNLM:
     def _normal(self, rng, *shape):
         return self.xp.asarray((rng.standard_normal(shape) * self.sigma).astype(self.dtype))
 
-    def converted(self, dtype=None, device=None):
-        """A copy of this model with another dtype and/or device, same parameters (cast).
+    def converted(self, dtype=None, device=None, impl=None):
+        """A copy of this model with another dtype, device and/or impl, same parameters (cast).
 
         Probes and gradient checks run float64 copies of float32 models: in float32 a
         vanishing gradient underflows to zero and finite differences drown in rounding.
         """
-        config = {**self.config(), 'dtype': dtype or self.dtype.name}
+        config = {**self.config(), 'dtype': dtype or self.dtype.name, 'impl': impl or self.impl}
         copy = RNNLM(**config, device=device or device_name(self.xp), seed=0,
                      threads=self.threads)
         for name, p in copy.params.items():

@@ -126,8 +126,8 @@ def probe_batch(*, checkpoints=None, data=None, batch_size=32, num_steps=35, dty
     text (or `data`) with its own preprocessing and vocabulary; a fresh model
     (RNNLM(**model_options), the reference cells unless model_options say impl='fast': the
     book's equations, whose per-step gradients the fast paths equal) reads `data` (default
-    timemachine). The batch is B rows of T
-    tokens from a seeded position in each of B equal parts of the text.
+    timemachine). The batch is B rows of T tokens from a seeded position in each of B equal
+    parts of the text.
     """
     from . import checkpoint, text
     from .model import RNNLM

@@ -130,3 +130,12 @@ def test_the_impl_is_recorded_in_checkpoints(tmp_path):
         checkpoint.save(tmp_path / f'{impl}.npz', model, vocab)
         loaded = checkpoint.load(tmp_path / f'{impl}.npz')
         assert loaded.model.impl == impl and loaded.model.config()['impl'] == impl
+
+
+def test_a_model_converts_to_the_other_impl_with_the_same_weights():
+    fast = RNNLM(V, H, cell='lstm', seed=2)
+    reference = fast.converted(dtype='float64', impl='reference')
+    assert reference.impl == 'reference' and reference.cell is CELLS['lstm']
+    assert fast.converted().impl == 'fast' and isinstance(fast.converted().cell, FastCell)
+    for k, p in fast.params.items():
+        np.testing.assert_array_equal(to_numpy(reference.params[k]), to_numpy(p).astype(np.float64))

@@ -6,8 +6,9 @@
     H_t  = Z_t * H_{t-1} + (1 - Z_t) * H~_t,    t = 1..T
 
 This is the reference: each equation one line of `forward`, each line of `backward` under the
-forward line it inverts. A_z, A_r, A_h name the arguments of sigma and tanh above. The fast path (fast/gru.py) is tested against it. The input terms
-X_t W_x* are made for all steps before the loop, the weight gradients after it.
+forward line it inverts. A_z, A_r, A_h name the arguments of sigma and tanh above. The fast
+path (fast/gru.py) is tested against it. The input terms X_t W_x* are made for all steps
+before the loop, the weight gradients after it.
 
 Legend: T = num_steps, B = batch_size, H = num_hiddens, D = input width. Steps t = 1..T;
 per-step arrays (Z, R, H_tilde, dA_*) hold step t at index t-1; the state buffer H (T+1, B, H)

@@ -13,6 +13,7 @@ step t at index t-1; the state buffers H, C (T+1, B, H) hold H_t, C_t at index t
 from typing import NamedTuple
 
 from ...backend import xp_of
+from ..lstm import RECURRENT_WEIGHTS, SUFFIXES
 from .gates import sigmoid_of_negated_
 
 
@@ -40,7 +41,7 @@ def forward(params, XW, state, *, activation='tanh'):
     # (-1, -1, -1, -2) by block that turn A into S = -[A_i | A_f | A_o | 2 A_c], so that one
     # exp serves all four blocks (gates.py): sigma(A) = 1 / (1 + exp(S)) for the gates, and
     # tanh(A_c) = 2 sigma(2 A_c) - 1 for the candidate
-    W_h = xp.concatenate([params[k] for k in ('W_hi', 'W_hf', 'W_ho', 'W_hc')], axis=1)                # (H, 4H)
+    W_h = xp.concatenate([params[k] for k in RECURRENT_WEIGHTS], axis=1)                # (H, 4H)
     b = xp.concatenate([params['b_i'], params['b_f'], params['b_o'], params['b_c']])    # (4H,)
     negate = xp.repeat(xp.asarray([-1, -1, -1, -2], dtype=XW.dtype), h)                 # (4H,)
     H = xp.empty((num_steps + 1, batch_size, h), dtype=XW.dtype)
@@ -105,7 +106,7 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     H, C, gates, tanhC = cache
     num_steps, batch_size, h = dHs.shape
     I, F, O, Cc = (gates[..., k * h:(k + 1) * h] for k in range(4))
-    W_h_T = xp.concatenate([params[k] for k in ('W_hi', 'W_hf', 'W_ho', 'W_hc')], axis=1).T   # (4H, H)
+    W_h_T = xp.concatenate([params[k] for k in RECURRENT_WEIGHTS], axis=1).T   # (4H, H)
     dA = xp.empty((num_steps, batch_size, 4 * h), dtype=dHs.dtype)      # [dA_i | dA_f | dA_o | dA_c]
     dA4 = dA.reshape(num_steps, batch_size, 4, h)                        # a view of dA by block
     dH = xp.empty_like(dHs) if dH_out is None else dH_out
@@ -157,7 +158,7 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     dW_h = H[:-1].reshape(rows, h).T @ dA2                               # (H, 4H)
     db = dA2.sum(axis=0)                                                 # (4H,)
     grads = {}
-    for k, gate in enumerate(('i', 'f', 'o', 'c')):
+    for k, gate in enumerate(SUFFIXES):
         grads[f'W_h{gate}'] = dW_h[:, k * h:(k + 1) * h]
         grads[f'b_{gate}'] = db[k * h:(k + 1) * h]
     return grads, dA, (dH_next, dC_next)
