@@ -45,8 +45,10 @@ runpy.run_path(os.environ['CLI'], run_name='__main__')
 
 
 @pytest.mark.parametrize('target, nth', [('model.npz', 2), ('best.npz', 1), ('perplexity.png', 1)])
-def test_a_run_killed_mid_write_leaves_a_temp_file_that_the_next_start_removes(tmp_path, data_dir, target, nth):
+def test_a_run_killed_mid_write_leaves_a_temp_file_that_the_next_start_removes(tmp_path, data_dir, target, nth,
+                                                                               monkeypatch):
     out, marker = tmp_path / 'run', tmp_path / 'stalled'
+    monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))     # the in-process resume below reads the books too
     env = {**os.environ, 'MINIRNN_DATA_DIR': str(data_dir), 'CLI': str(REPO / 'cli.py'),
            'STALL_FILE': target, 'STALL_AT': str(nth), 'STALL_MARKER': str(marker)}
     proc = subprocess.Popen([sys.executable, '-c', STALLED_WRITE, 'train', *TINY, '--num-epochs', '3',
