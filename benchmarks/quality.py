@@ -35,7 +35,7 @@ TORCH_KEYS = ('cell', 'num_layers', 'num_hiddens', 'embed_dim', 'dropout', 'batc
 def torch_options(preset):
     """The preset's settings that PyTorch's run takes, defaults included: bias_lr_mult 1 holds
     PyTorch's second bias at zero, 2 trains both as PyTorch does (torch_lm.py --bias-lr-mult)."""
-    from minirnn.config import make_config
+    from minirnn.run.config import make_config
     config = make_config(preset).to_dict()
     return {k: config[k] for k in TORCH_KEYS}
 

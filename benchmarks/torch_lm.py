@@ -5,7 +5,7 @@ with dropout between layers, dropout on the top layer's output, an nn.Linear hea
 biases per gate trained, or b_hh held at zero: --bias-lr-mult), trained on exactly minirnn's
 batches (minirnn.batching's sequential sampler, the state carried and detached between
 batches), with Adam and gradient-norm clipping (and --ema as minirnn's), validated after each
-epoch on the same held-out tail with the state carried (minirnn.evaluation), keeping the best
+epoch on the same held-out tail with the state carried (minirnn/run/evaluation.py), keeping the best
 epoch, and stopping before an epoch that would end past --max-minutes, as `cli.py train
 --max-minutes` does. PyTorch is a benchmark-only install (pip install torch==2.13.0).
 Prints one JSON line per epoch, then a summary line.
@@ -25,7 +25,7 @@ from torch import nn  # noqa: E402
 
 from minirnn import text  # noqa: E402
 from minirnn.batching import SeqDataLoader  # noqa: E402
-from minirnn.evaluation import corpus_batches  # noqa: E402
+from minirnn.run.evaluation import corpus_batches  # noqa: E402
 from minirnn.optim import Schedule  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def detach(state):
 
 
 def evaluate(model, corpus, batch_size, num_steps):
-    """Mean loss per token over the corpus, the state carried (minirnn.evaluation.evaluate's rule)."""
+    """Mean loss per token over the corpus, the state carried (minirnn.run.evaluation.evaluate's rule)."""
     model.eval()
     total, count, state = 0.0, 0, None
     with torch.no_grad():

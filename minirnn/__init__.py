@@ -5,8 +5,6 @@ NumPy on the CPU, CuPy on a CUDA GPU, no autograd framework. It follows the chap
 checks every gradient against finite differences (`gradcheck`).
 """
 from .batching import SeqDataLoader, seq_data_iter_random, seq_data_iter_sequential, seq_data_iter_windows
-from .checkpoint import Checkpoint
-from .config import PRESETS, TrainConfig
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError, MiniRNNError
 from .generate import predict
 from . import gradcheck   # the module; calling it checks a model (gradcheck_model)
@@ -15,7 +13,8 @@ from .model import RNNLM
 from .optim import SGD, Adagrad, Adam, clip_grad_norm, perplexity
 from .corpora import download
 from .text import Vocab, encode_corpus, load_corpus, split_corpus
-from .train import fit
+from .run import PRESETS, TrainConfig, fit
+from .run.checkpoint import Checkpoint
 
 __version__ = '0.1.0'
 

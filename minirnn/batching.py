@@ -221,6 +221,12 @@ class SeqDataLoader:
         return _num_batches(self.sampler, len(self.corpus), self.batch_size, self.num_steps,
                             self._offset, self.num_windows)
 
+    @property
+    def continues(self):
+        """Whether batch i+1 continues batch i row by row (the sequential sampler), so that a
+        batch's final state is the right start for the next one (truncation.py decides)."""
+        return self.sampler == 'sequential'
+
     def max_len(self):
         """The most batches any epoch yields (offset 0), the same for every epoch of the run."""
         return _num_batches(self.sampler, len(self.corpus), self.batch_size, self.num_steps,

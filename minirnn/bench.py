@@ -55,7 +55,7 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
     Y = to_device(rng.integers(0, vocab_size, size=(batch_size, num_steps), dtype=np.int32), xp)
 
     def step():
-        result = model.gradients(X, Y, None, dropout_rng=dropout_rng)
+        result = parallel.gradients(model, X, Y, None, dropout_rng=dropout_rng)
         clip_grad_norm(result.grads, max_norm)
         optimizer.step(model.params, result.grads)
 

@@ -167,14 +167,14 @@ def build_parser(prog=None):
     from minirnn.backend import DEVICES
     from minirnn.batching import SAMPLERS
     from minirnn.cells import CELLS, IMPLS
-    from minirnn.config import PRESETS, TRUNCATIONS, make_config
+    from minirnn.run.config import PRESETS, TRUNCATIONS, make_config
     from minirnn.corpora import CORPORA
-    from minirnn.stopping import DIVERGENCE_FACTOR
+    from minirnn.run.stopping import DIVERGENCE_FACTOR
     from minirnn.generate import STRATEGIES
     from minirnn.gradcheck import STEP, TOLERANCE
     from minirnn.model import DTYPES, INITS
     from minirnn.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
-    from minirnn.train import SAMPLE_NUM_PREDS
+    from minirnn.run.trainer import SAMPLE_NUM_PREDS
     from minirnn.text import PREPROCESS_MODES, TOKEN_KINDS
     activations = sorted({a for cell in CELLS.values() for a in cell.ACTIVATIONS})
 
@@ -430,10 +430,10 @@ def check_generate(args):
 # --- one function per subcommand: no math, only calls into the package -------------------------
 
 def cmd_train(args):
-    from minirnn.config import TrainConfig, make_config
+    from minirnn.run.config import TrainConfig, make_config
     from minirnn.errors import ConfigError
-    from minirnn.rundir import RunDir
-    from minirnn.train import fit
+    from minirnn.run.rundir import RunDir
+    from minirnn.run import fit
     options = {k: v for k, v in vars(args).items()
                if k not in ('command', 'func', 'preset', 'out', 'resume', 'overwrite', 'quiet')}
     if args.resume:
@@ -454,7 +454,7 @@ def cmd_train(args):
 def print_results(result, config, out):
     """The last epoch's numbers, the continuations of the prefixes, and the files saved."""
     from minirnn.errors import MiniRNNError
-    from minirnn.feedback import format_ppl
+    from minirnn.optim import format_ppl
     if result.history:
         last = result.history[-1]
         val = '' if 'val_ppl' not in last or last['val_ppl'] is None else \
@@ -463,7 +463,7 @@ def print_results(result, config, out):
               f'{last["tokens_per_s"]:,.0f} tokens/s on {config.device}')
     if result.finished:
         from minirnn.generate import predict
-        from minirnn.train import use_weights
+        from minirnn.run.trainer import use_weights
         for prefix in config.prefixes:
             try:      # the model is trained and saved: a prefix it cannot read is only a warning
                 with use_weights(result.model, result.averaged) as model:
@@ -479,7 +479,7 @@ def print_results(result, config, out):
 
 
 def cmd_generate(args):
-    from minirnn import checkpoint
+    from minirnn.run import checkpoint
     from minirnn.generate import predict
     ckpt = checkpoint.load(args.checkpoint, device=args.device, averaged=True)
     preprocess, token = checkpoint.text_options(ckpt)
@@ -490,9 +490,10 @@ def cmd_generate(args):
 
 
 def cmd_eval(args):
-    from minirnn import checkpoint, text
+    from minirnn import text
+    from minirnn.run import checkpoint
     from minirnn.optim import perplexity
-    from minirnn.evaluation import corpus_batches, evaluate
+    from minirnn.run.evaluation import corpus_batches, evaluate
     ckpt = checkpoint.load(args.checkpoint, device=args.device, averaged=True)
     preprocess, token = checkpoint.text_options(ckpt)
     corpus = text.encode_corpus(args.data, ckpt.vocab, preprocess=preprocess, token=token,

@@ -37,6 +37,7 @@ import numpy as np
 from . import checks
 from .backend import get_xp, make_rng, to_numpy
 from .errors import ConfigError
+from .initialization import Init
 from .tree import leaves, tree_map
 
 EPS = float(np.finfo(np.float64).eps)
@@ -286,7 +287,7 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
     checks.integer('dropout_rng', dropout_rng, 0, optional=True)
     # a private copy of the state, perturbed in place below
     state = tree_map(lambda a: a.copy(), model.begin_state(len(X)) if state is None
-                     else model._check_state('state', state, len(X)))
+                     else model.check_state('state', state, len(X)))
     result = model.gradients(X, Y, state, dropout_rng=dropout_rng, dfinal_state=dfinal_state)
 
     def f():
@@ -340,7 +341,7 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
 
     def normal(shape, scale=1.0):
         return xp.asarray(rng.standard_normal(shape) * scale)
-    params = cell.init_params(rng, H, H, sigma, xp, np.float64)
+    params = cell.init_params(Init('normal', sigma, H, rng, xp, np.float64), H, H)
     params = {k: normal(v.shape, sigma) for k, v in params.items()}   # biases off zero as well
     for v in params.values():
         _float64('cell parameters', v.dtype)

@@ -14,24 +14,75 @@ Parameter names: layer 0 uses the book's names exactly (W_xh, W_hh, b_h for the 
 the GRU's and LSTM's from their modules); layer l >= 1 appends `_l<l>` (W_xh_l1, W_hh_l1, ...),
 as PyTorch's weight_hh_l1. The output layer is W_hq (H, V), b_q (V,); an embedding W_emb (V, E).
 """
+import dataclasses
 from typing import List, NamedTuple, Optional
 
 import numpy as np
 
 from . import checks, layers, parallel
-from .backend import device_name, get_xp, make_rng, to_device, to_numpy
+from .backend import device_name, get_xp, make_rng, to_device, to_numpy, xp_of
 from .cells import CELLS, IMPLS, implementation
 from .errors import ConfigError
+from .initialization import INITS, Init
 from .tree import structure, tree_map
 
 DTYPES = ('float32', 'float64')
 
-# How the parameters start. 'normal' is the book's: every weight ~ N(0, sigma^2), biases zero.
-# 'uniform' is PyTorch's default for nn.RNN/GRU/LSTM and nn.Linear (and char-rnn's): every
-# weight and bias of the cells and the output layer ~ U(-1/sqrt(H), 1/sqrt(H)), an embedding
-# ~ N(0, 1) as nn.Embedding's. The embedded inputs are then about 1 in size instead of sigma,
-# which lets a large model leave its first, flat epochs much sooner (see README, held-out quality).
-INITS = ('normal', 'uniform')
+
+def _option(default, help, **cli):
+    """A ModelConfig field: its default, and its help text (the CLI's, written once here).
+
+    cli: how the command line reads it: kind ('positive_int', 'positive_float', 'fraction')
+    and choices (a function returning the allowed values, read when the parser is built).
+    """
+    return dataclasses.field(default=default, metadata={'help': help, **cli})
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What a model is: RNNLM's arguments but vocab_size (the data's) and where it runs
+    (device, seed, threads). The training configuration extends it (run.config.TrainConfig),
+    a checkpoint stores it with vocab_size (RNNLM.config()), and the CLI adds one option per
+    field to every subcommand that builds a model (cli.add_model_options). A new model option
+    is a field here and its use in RNNLM; nothing else needs to change.
+    """
+    cell: str = _option('rnn', "recurrent cell (rnn: the book's vanilla cell)",
+                        choices=lambda: sorted(CELLS))
+    num_layers: int = _option(1, "recurrent layers stacked (the book's deep RNN)", kind='positive_int')
+    num_hiddens: int = _option(512, 'hidden state size H', kind='positive_int')
+    activation: str = _option('tanh', "the vanilla cell's nonlinearity (gated cells: tanh)",
+                              choices=lambda: sorted({a for c in CELLS.values() for a in c.ACTIVATIONS}))
+    embed_dim: Optional[int] = _option(None, 'learn an embedding of this size instead of one-hot input '
+                                       '(none: one-hot)', kind='positive_int')
+    sigma: float = _option(0.01, 'standard deviation of the initial weights (--init normal)',
+                           kind='positive_float')
+    init: str = _option('normal', "normal: the book's N(0, sigma^2) weights, zero biases; uniform: "
+                        "PyTorch's default, U(+-1/sqrt(H)) and an N(0, 1) embedding (initialization.py)",
+                        choices=lambda: INITS)
+    dropout: float = _option(0.0, "inverted dropout on each layer's output, in training", kind='fraction')
+    impl: str = _option('fast', "fast: the cells' fast paths (minirnn/cells/fast/); reference: the "
+                        "book's equations as written (minirnn/cells/rnn.py, gru.py, lstm.py); the "
+                        "same function either way", choices=lambda: IMPLS)
+    dtype: str = _option('float32', 'floating-point type of parameters and activations',
+                         choices=lambda: DTYPES)
+
+    def __post_init__(self):
+        checks.one_of('cell', self.cell, CELLS)
+        checks.integer('num_layers', self.num_layers)
+        checks.integer('num_hiddens', self.num_hiddens)
+        checks.one_of('activation', self.activation, CELLS[self.cell].ACTIVATIONS)
+        checks.integer('embed_dim', self.embed_dim, optional=True)
+        checks.number('sigma', self.sigma, above=0)
+        checks.one_of('init', self.init, INITS)
+        checks.number('dropout', self.dropout, minimum=0, below=1)
+        checks.one_of('impl', self.impl, IMPLS)
+        checks.one_of('dtype', str(self.dtype), DTYPES)
+
+    @classmethod
+    def of(cls, config):
+        """The model part of a larger configuration (a TrainConfig), or of a dict."""
+        get = config.get if isinstance(config, dict) else lambda name: getattr(config, name)
+        return cls(**{f.name: get(f.name) for f in dataclasses.fields(cls)})
 
 
 def param_name(name, layer):
@@ -84,26 +135,13 @@ class RNNLM:
 
     Args:
         vocab_size: V, the number of token ids.
-        num_hiddens: H, the width of every layer's hidden state.
-        activation: the vanilla cell's 'tanh' (the book) or 'relu'; gated cells take 'tanh'.
-        embed_dim: None for one-hot input (the book), or E to learn an embedding W_emb (V, E)
-            in front of layer 0 (the book's exercise).
-        sigma: standard deviation of the normal initialisation of the weights.
-        init: 'normal' (the book's: N(0, sigma^2) weights, zero biases) or 'uniform'
-            (PyTorch's default; sigma unused): see INITS.
-        dtype: 'float32' or 'float64' (float64 for gradient checks).
+        num_hiddens, activation, embed_dim, sigma, init, dtype, cell, num_layers, dropout,
+            impl: what the model is; ModelConfig documents each (and checks it).
         device: 'cpu', 'gpu' or 'auto' (see backend.get_xp).
         seed: int seed (or numpy Generator) for the initialisation.
-        cell: name of the recurrent cell in cells.CELLS: 'rnn', 'gru', 'lstm'.
-        num_layers: L, recurrent layers stacked (the book's deep RNN): layer l's hidden
-            states are layer l+1's inputs.
-        dropout: p, inverted dropout on each layer's output (before the next layer and
-            before the output layer), in training only (when a dropout_rng is passed).
-        threads: CPU threads that split a batch's rows (parallel.py); None uses every core.
-            The result is the same up to float rounding; 1 keeps the batch in one thread.
-        impl: 'fast' (the default: the cell's fast path where it has one, cells/fast/) or
-            'reference' (the book's equations as written, cells/rnn.py, gru.py, lstm.py).
-            Both compute the same function; tests hold them equal.
+        threads: CPU threads that may split a batch's rows (parallel.py) when the trainer,
+            the evaluation or loss_and_grads run the model; None: every core. The model's
+            own passes run on the calling thread.
 
     Attributes: params, a dict of arrays on the model's device (names in the module docstring).
     A state is the cell's state (an array, or a tuple such as an LSTM's (H, C)) for one layer,
@@ -113,55 +151,39 @@ class RNNLM:
     def __init__(self, vocab_size, num_hiddens, *, activation='tanh', embed_dim=None,
                  sigma=0.01, dtype='float32', device='cpu', seed=None, cell='rnn', num_layers=1,
                  dropout=0.0, threads=None, init='normal', impl='fast'):
+        spec = ModelConfig(cell=cell, num_layers=num_layers, num_hiddens=num_hiddens,
+                           activation=activation, embed_dim=embed_dim, sigma=sigma, init=init,
+                           dropout=dropout, impl=impl, dtype=str(dtype))
         self.vocab_size = checks.integer('vocab_size', vocab_size)
-        self.num_hiddens = checks.integer('num_hiddens', num_hiddens)
-        self.embed_dim = checks.integer('embed_dim', embed_dim, optional=True)
-        self.num_layers = checks.integer('num_layers', num_layers)
-        self.dtype = np.dtype(checks.one_of('dtype', str(dtype), DTYPES))
-        self.cell_name = checks.one_of('cell', cell, CELLS)
-        self.impl = checks.one_of('impl', impl, IMPLS)
-        self.cell = implementation(cell, impl)
-        self.activation = checks.one_of('activation', activation, self.cell.ACTIVATIONS)
-        self.sigma = checks.number('sigma', sigma, above=0)
-        self.init = checks.one_of('init', init, INITS)
-        self.dropout = checks.number('dropout', dropout, minimum=0, below=1)
+        self.spec = spec
+        self.num_hiddens, self.num_layers, self.embed_dim = spec.num_hiddens, spec.num_layers, spec.embed_dim
+        self.cell_name, self.impl, self.activation = spec.cell, spec.impl, spec.activation
+        self.sigma, self.init, self.dropout = spec.sigma, spec.init, spec.dropout
+        self.dtype = np.dtype(spec.dtype)
+        self.cell = implementation(spec.cell, spec.impl)
         self.xp = get_xp(device)
         self.threads = parallel.host_threads(self.xp, checks.integer('threads', threads, optional=True))
 
-        rng = make_rng(seed)
+        # the book's get_params: every layer's cell parameters, then the output layer
+        init = Init(spec.init, spec.sigma, spec.num_hiddens, make_rng(seed), self.xp, self.dtype)
         V, H = self.vocab_size, self.num_hiddens
         params = {}
         if self.embed_dim is not None:
-            params['W_emb'] = self._normal(rng, V, self.embed_dim)
+            params['W_emb'] = init.embedding(V, self.embed_dim)
         for layer in range(self.num_layers):
             input_dim = (self.embed_dim or V) if layer == 0 else H
-            cell_params = self.cell.init_params(rng, input_dim, H, self.sigma, self.xp, self.dtype)
+            cell_params = self.cell.init_params(init, input_dim, H)
             self._cell_param_names = tuple(cell_params)       # the cell's own (book) names
             params.update({param_name(k, layer): v for k, v in cell_params.items()})
-        params['W_hq'] = self._normal(rng, H, V)
-        params['b_q'] = self.xp.zeros(V, dtype=self.dtype)
-        if self.init == 'uniform':
-            params = self._uniform_init(rng, params)
+        params['W_hq'] = init.weight(H, V)
+        params['b_q'] = init.bias(V)
         self.params = params
 
-    def _uniform_init(self, rng, params):
-        """PyTorch's default start, drawn over the book's shapes (see INITS).
-
-        Every cell and output parameter, biases included, ~ U(-k, k) with k = 1/sqrt(H), which
-        keeps each pre-activation's variance about 1/3 whatever H is; W_emb ~ N(0, 1).
-        """
-        k = 1.0 / np.sqrt(self.num_hiddens)
-        out = {}
-        for name, p in params.items():
-            if name == 'W_emb':
-                draw = rng.standard_normal(p.shape)
-            else:
-                draw = rng.uniform(-k, k, p.shape)
-            out[name] = self.xp.asarray(draw.astype(self.dtype))
-        return out
-
-    def _normal(self, rng, *shape):
-        return self.xp.asarray((rng.standard_normal(shape) * self.sigma).astype(self.dtype))
+    @classmethod
+    def from_config(cls, vocab_size, config, **where):
+        """RNNLM(vocab_size, **config), config a ModelConfig (or a TrainConfig: its model part);
+        where: device, seed, threads."""
+        return cls(vocab_size, **dataclasses.asdict(ModelConfig.of(config)), **where)
 
     def converted(self, dtype=None, device=None, impl=None):
         """A copy of this model with another dtype, device and/or impl, same parameters (cast).
@@ -177,12 +199,8 @@ class RNNLM:
         return copy
 
     def config(self):
-        """The constructor arguments (without device, seed and threads), for checkpoints."""
-        return {'vocab_size': self.vocab_size, 'num_hiddens': self.num_hiddens,
-                'activation': self.activation, 'embed_dim': self.embed_dim,
-                'sigma': self.sigma, 'dtype': self.dtype.name, 'cell': self.cell_name,
-                'num_layers': self.num_layers, 'dropout': self.dropout, 'init': self.init,
-                'impl': self.impl}
+        """vocab_size and the ModelConfig's fields, as a dict: what a checkpoint stores."""
+        return {'vocab_size': self.vocab_size, **dataclasses.asdict(self.spec)}
 
     def layer_params(self, layer, params=None):
         """Layer `layer`'s parameters under the cell's own (book) names, e.g. {'W_hh': params['W_hh_l1']}."""
@@ -206,57 +224,7 @@ class RNNLM:
     def _model_state(self, layer_states):
         return layer_states[0] if self.num_layers == 1 else tuple(layer_states)
 
-    # --- arguments ------------------------------------------------------------------------------
-
-    def _inputs(self, X, Y, state):
-        """The public methods' arguments, moved to the device once and checked.
-
-        X, Y (B, T) token ids (Y may be None), state shaped as begin_state(B) or None. Ids
-        outside [0, V) are an error: NumPy's gather would raise IndexError and CuPy's would
-        silently wrap around. Returns X, Y, state as arrays of the model's module.
-        """
-        xp = self.xp
-        X = to_device(X, xp)
-        if X.ndim != 2:
-            raise ConfigError(f'X must have shape (batch_size, num_steps), got {X.shape}')
-        ids = [X]
-        if Y is not None:
-            Y = to_device(Y, xp)
-            if Y.shape != X.shape:
-                raise ConfigError(f'Y must have the shape of X {X.shape}, got {Y.shape}')
-            ids.append(Y)
-        if any(bool(((a < 0) | (a >= self.vocab_size)).any()) for a in ids):   # one sync each
-            raise ConfigError(f'token ids must lie in [0, {self.vocab_size})')
-        if state is not None:
-            state = self._check_state('state', state, X.shape[0])
-        return X, Y, state
-
-    def _check_state(self, what, state, batch_size):
-        """A state (or a gradient shaped like one) as arrays of the model's module and dtype."""
-        expected = structure(self.begin_state(batch_size))
-        try:
-            state = tree_map(lambda a: to_device(a, self.xp, self.dtype), state)
-            ok = structure(state) == expected
-        except (ValueError, TypeError, AttributeError):
-            ok = False
-        if not ok:
-            raise ConfigError(f'{what} must be shaped like begin_state({batch_size}): {expected}')
-        return state
-
-    def _dropout_masks(self, dropout_rng, batch_size, num_steps):
-        """Per layer a host mask (B, T, H) for this batch, or None without dropout.
-
-        Batch-major so that a thread split cuts the rows of one draw; a seed (an int) gives
-        the same masks every call, which is what a gradient check needs.
-        """
-        if dropout_rng is None or self.dropout == 0:
-            return None
-        rng = make_rng(dropout_rng)
-        return tuple(to_device(layers.dropout_mask(rng, (batch_size, num_steps, self.num_hiddens),
-                                                   self.dropout, self.dtype), self.xp)
-                     for _ in range(self.num_layers))
-
-    # --- the public passes ----------------------------------------------------------------------
+    # --- the public passes (single-threaded; parallel.py splits a batch's rows around them) ----
 
     def forward(self, X, state=None):
         """Logits for every position and the state after the last step (no dropout).
@@ -265,34 +233,35 @@ class RNNLM:
               None for zeros.
         Returns: logits (B, T, V), state, both on the model's device.
         """
-        X, _, state = self._inputs(X, None, state)
+        X, _, state = self.inputs(X, None, state)
         ids, state = self._time_major(X, state)
         T, B = ids.shape
         logits, final, _ = self._forward(self.params, ids, state, None)
         logits = logits.reshape(T, B, -1).transpose(1, 0, 2)             # (B, T, V)
         return self.xp.ascontiguousarray(logits), final
 
-    def loss(self, X, Y, state=None, *, dropout_rng=None):
+    def loss(self, X, Y, state=None, *, dropout_rng=None, masks=None):
         """Mean cross-entropy over all B*T tokens, forward only (evaluation, finite differences).
 
         Args: X, Y (B, T) token ids; state or None; dropout_rng: None (no dropout, evaluation)
-              or an int seed / numpy Generator for the training-time dropout masks.
+              or an int seed / numpy Generator for the training-time dropout masks; masks:
+              the masks themselves (dropout_masks()) instead.
         Returns: Forward(loss, state): a Python float and the state after the last step.
         """
-        X, Y, state = self._inputs(X, Y, state)
-        masks = self._dropout_masks(dropout_rng, *X.shape)
-        return parallel.split_rows(self._loss, self.threads, self.num_hiddens, X, Y, state, masks)
+        X, Y, state = self.inputs(X, Y, state)
+        tape = self._tape(self.params, X, Y, state, self._masks(dropout_rng, masks, X.shape))
+        return Forward(tape.loss, tape.state)
 
-    def gradients(self, X, Y, state=None, *, dropout_rng=None, dfinal_state=None, sweeps=None,
-                  record_steps=False):
+    def gradients(self, X, Y, state=None, *, dropout_rng=None, masks=None, dfinal_state=None,
+                  sweeps=None, record_steps=False):
         """Mean cross-entropy over all B*T tokens and its gradient for every parameter.
 
         The initial state is a constant of this call (the book's detach): gradients stop at
-        it, and `dstate` reports dL/dstate. On the CPU, threads may each take a slice of the
-        rows (parallel.py); their results are merged exactly (parallel.MERGE).
+        it, and `dstate` reports dL/dstate.
 
         Args: X, Y (B, T) token ids, Y[:, t] the target after X[:, t]; state or None;
               dropout_rng: None or a seed / Generator for the dropout masks (training);
+              masks: the masks themselves (dropout_masks()) instead;
               dfinal_state: a gradient entering through the final state (shaped as the
                   state), or None;
               sweeps: None for exact BPTT, or a truncated one (truncation.py): a list of
@@ -301,45 +270,41 @@ class RNNLM:
               record_steps: also return dH_steps.
         Returns: Gradients(loss, grads, state, dstate, dH_steps).
         """
-        X, Y, state = self._inputs(X, Y, state)
+        X, Y, state = self.inputs(X, Y, state)
         if dfinal_state is not None:
             if sweeps is not None:
                 raise ConfigError('dfinal_state belongs to exact BPTT; it cannot be combined with sweeps')
-            dfinal_state = self._check_state('dfinal_state', dfinal_state, X.shape[0])
-        masks = self._dropout_masks(dropout_rng, *X.shape)
-
-        def one_thread(X, Y, state, masks, dfinal_state):
-            tape = self._tape(self.params, X, Y, state, masks)
-            if sweeps is None:
-                return self.backprop(tape, dfinal_state=dfinal_state, record_steps=record_steps)
-            return add_gradients([self.backprop(tape, loss_steps=loss_steps, carry=carry,
-                                                record_steps=record_steps)
-                                  for loss_steps, carry in sweeps])
-        return parallel.split_rows(one_thread, self.threads, self.num_hiddens, X, Y, state, masks,
-                                   dfinal_state)
+            dfinal_state = self.check_state('dfinal_state', dfinal_state, X.shape[0])
+        tape = self._tape(self.params, X, Y, state, self._masks(dropout_rng, masks, X.shape))
+        if sweeps is None:
+            return self.backprop(tape, dfinal_state=dfinal_state, record_steps=record_steps)
+        return add_gradients([self.backprop(tape, loss_steps=loss_steps, carry=carry,
+                                            record_steps=record_steps)
+                              for loss_steps, carry in sweeps])
 
     def loss_and_grads(self, X, Y, state=None, *, dropout_rng=None):
         """The book-shaped entry: (loss, grads, state), grads with the params' keys plus 'state'.
 
         grads['state'] is dL/d(initial state), shaped as the state (the initial state is a
-        constant here: the book's detach). Args and threads as in `gradients`.
+        constant here: the book's detach). It runs as training does: the batch's rows split
+        over the model's threads (parallel.gradients). Args as in `gradients`.
         """
-        result = self.gradients(X, Y, state, dropout_rng=dropout_rng)
+        result = parallel.gradients(self, X, Y, state, dropout_rng=dropout_rng)
         return result.loss, {**result.grads, 'state': result.dstate}, result.state
 
     def tape(self, X, Y, state=None, *, dropout_rng=None, keep_params=False):
-        """The forward pass alone, keeping what backprop needs (single-threaded).
+        """The forward pass alone, keeping what backprop needs.
 
         For backward passes that are not one call per batch (truncation.py): several
         backprops of one tape, or a backprop through an earlier batch's tape. keep_params
         copies the parameters, so the tape stays valid after the optimizer updates them.
         Returns: a Tape.
         """
-        X, Y, state = self._inputs(X, Y, state)
+        X, Y, state = self.inputs(X, Y, state)
         params = {k: v.copy() for k, v in self.params.items()} if keep_params else self.params
-        return self._tape(params, X, Y, state, self._dropout_masks(dropout_rng, *X.shape))
+        return self._tape(params, X, Y, state, self._masks(dropout_rng, None, X.shape))
 
-    # --- the single-threaded passes, on all rows in this thread (inputs checked) ----------------
+    # --- the math: forward (1)-(4) and backward (4)-(1), on the arguments as checked above --------
 
     def _time_major(self, X, state):
         """Checked X (B, T) as time-major ids (T, B); the state defaulted to zeros."""
@@ -379,12 +344,8 @@ class RNNLM:
         loss, ce_cache = layers.softmax_cross_entropy_forward(logits, y)
         return Tape(float(loss), final, params, emb_cache, caches, out_cache, ce_cache, B)
 
-    def _loss(self, X, Y, state, masks):
-        tape = self._tape(self.params, X, Y, state, masks)
-        return Forward(tape.loss, tape.state)
-
     def backprop(self, tape, *, dfinal_state=None, carry=None, loss_steps=None, record_steps=False):
-        """The backward pass of one tape, steps (4) -> (1) (single-threaded).
+        """The backward pass of one tape, steps (4) -> (1).
 
         Args: tape from `tape`; dfinal_state: a gradient entering through the final state, or
               None; carry: None or T numbers (cells/__init__.py), applied in every layer;
@@ -399,7 +360,9 @@ class RNNLM:
         # (4) -> (3): the softmax and the output layer, for all steps at once
         dlogits = layers.softmax_cross_entropy_backward(1.0, tape.softmax)   # (T*B, V)
         if loss_steps is not None:
-            rows = np.repeat(~np.asarray(loss_steps, dtype=bool), B)        # (T*B,) host mask
+            # the rows of the steps whose loss is not differentiated, as integer indices made on
+            # the host: a boolean mask on the device would read its count back (a synchronisation)
+            rows = np.flatnonzero(np.repeat(~np.asarray(loss_steps, dtype=bool), B))   # (<= T*B,)
             dlogits[to_device(rows, xp)] = 0
         dx, grads['W_hq'], grads['b_q'] = layers.linear_backward(dlogits, tape.output)
         T = dx.shape[0] // B
@@ -423,6 +386,66 @@ class RNNLM:
         grads = {k: grads[k] for k in self.params}                          # the params' order
         return Gradients(tape.loss, grads, tape.state, self._model_state(dstate),
                          dH_steps if record_steps else None)
+
+    # --- arguments --------------------------------------------------------------------------------
+
+    def inputs(self, X, Y=None, state=None):
+        """The public passes' arguments, checked and moved to the model's device.
+
+        X, Y (B, T) token ids (Y may be None), state shaped as begin_state(B) or None. Ids on
+        the host are checked to lie in [0, V), where they are made (NumPy's gather would raise
+        IndexError, CuPy's would wrap around silently); ids already on the device are trusted,
+        since checking them would cost a device synchronisation per batch (the loaders and
+        the corpus encoding only ever make ids of the vocabulary).
+        Returns X, Y, state as arrays of the model's module.
+        """
+        X = self._ids('X', X)
+        if X.ndim != 2:
+            raise ConfigError(f'X must have shape (batch_size, num_steps), got {X.shape}')
+        if Y is not None:
+            Y = self._ids('Y', Y)
+            if Y.shape != X.shape:
+                raise ConfigError(f'Y must have the shape of X {X.shape}, got {Y.shape}')
+        if state is not None:
+            state = self.check_state('state', state, X.shape[0])
+        return X, Y, state
+
+    def _ids(self, name, ids):
+        if xp_of(ids) is np:                     # a host array, a list: check here, for free
+            ids = np.asarray(ids)
+            if ids.size and (ids.dtype.kind not in 'iu' or ids.min() < 0 or ids.max() >= self.vocab_size):
+                raise ConfigError(f'token ids must be integers in [0, {self.vocab_size}); {name} holds others')
+        return to_device(ids, self.xp)
+
+    def check_state(self, what, state, batch_size):
+        """A state (or a gradient shaped like one) as arrays of the model's module and dtype."""
+        expected = structure(self.begin_state(batch_size))
+        try:
+            state = tree_map(lambda a: to_device(a, self.xp, self.dtype), state)
+            ok = structure(state) == expected
+        except (ValueError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            raise ConfigError(f'{what} must be shaped like begin_state({batch_size}): {expected}')
+        return state
+
+    def dropout_masks(self, dropout_rng, batch_size, num_steps):
+        """Per layer a mask (B, T, H) on the device for this batch, or None without dropout.
+
+        Batch-major so that a thread split cuts the rows of one draw; a seed (an int) gives
+        the same masks every call, which is what a gradient check needs.
+        """
+        if dropout_rng is None or self.dropout == 0:
+            return None
+        rng = make_rng(dropout_rng)
+        return tuple(to_device(layers.dropout_mask(rng, (batch_size, num_steps, self.num_hiddens),
+                                                   self.dropout, self.dtype), self.xp)
+                     for _ in range(self.num_layers))
+
+    def _masks(self, dropout_rng, masks, shape):
+        if masks is not None and dropout_rng is not None:
+            raise ConfigError('pass dropout_rng or masks, not both')
+        return masks if masks is not None else self.dropout_masks(dropout_rng, *shape)
 
 
 def add_gradients(parts):

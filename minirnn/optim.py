@@ -42,6 +42,13 @@ def perplexity(mean_loss):
     return math.exp(mean_loss) if mean_loss < 709 else math.inf
 
 
+def format_ppl(x):
+    """A perplexity for people: 2 decimals below 10^5, scientific notation above, 'inf' for None."""
+    if x is None or not math.isfinite(x):
+        return 'inf'
+    return f'{x:.2f}' if x < 1e5 else f'{x:.2e}'
+
+
 def _positive(name, value):
     if isinstance(value, bool) or not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
         raise ConfigError(f'{name} must be a positive number, got {value!r}')

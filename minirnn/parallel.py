@@ -8,6 +8,11 @@ and releases the GIL while it runs. BLAS must then run on one thread: its own id
 spin on the cores for a while after each multi-threaded call, so loops that call the model
 many times (training, the benchmark) hold `single_threaded_blas()` around the whole loop.
 The single-threaded pass is what the split is held to; tests hold the two together.
+
+The model's own passes (model.loss, model.gradients) run on the calling thread; `loss` and
+`gradients` below run them on slices of the rows and merge the results. The trainer (through
+its truncation), the evaluation and the benchmark call these, and so does the book-shaped
+RNNLM.loss_and_grads.
 """
 import contextlib
 import contextvars
@@ -152,3 +157,33 @@ def split_rows(fn, workers, num_hiddens, *args):
         return fn(*args)
     weights, results = map_rows(fn, slices, *args)
     return merge(weights, results)
+
+
+def loss(model, X, Y, state=None, *, dropout_rng=None, threads=None):
+    """model.loss(X, Y, state) on up to `threads` threads (None: the model's), merged.
+
+    The dropout masks are drawn once for the whole batch, so the rows get the masks a
+    single-threaded pass would give them. Returns model.Forward(loss, state).
+    """
+    X, Y, state = model.inputs(X, Y, state)
+    masks = model.dropout_masks(dropout_rng, *X.shape)
+    return split_rows(lambda X, Y, state, masks: model.loss(X, Y, state, masks=masks),
+                      model.threads if threads is None else threads, model.num_hiddens,
+                      X, Y, state, masks)
+
+
+def gradients(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=None, threads=None, **options):
+    """model.gradients(X, Y, state, ...) on up to `threads` threads (None: the model's), merged.
+
+    options: sweeps, record_steps, as model.gradients takes them. The masks are drawn once
+    for the whole batch, as in `loss`. Returns model.Gradients.
+    """
+    X, Y, state = model.inputs(X, Y, state)
+    if dfinal_state is not None:          # checked whole, before its rows are cut
+        dfinal_state = model.check_state('dfinal_state', dfinal_state, X.shape[0])
+    masks = model.dropout_masks(dropout_rng, *X.shape)
+
+    def one_thread(X, Y, state, masks, dfinal_state):
+        return model.gradients(X, Y, state, masks=masks, dfinal_state=dfinal_state, **options)
+    return split_rows(one_thread, model.threads if threads is None else threads, model.num_hiddens,
+                      X, Y, state, masks, dfinal_state)

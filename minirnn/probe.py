@@ -129,7 +129,8 @@ def probe_batch(*, checkpoints=None, data=None, batch_size=32, num_steps=35, dty
     timemachine). The batch is B rows of T tokens from a seeded position in each of B equal
     parts of the text.
     """
-    from . import checkpoint, text
+    from . import text
+    from .run import checkpoint
     from .model import RNNLM
     checks.integer('batch_size', batch_size)
     checks.integer('num_steps', num_steps)

@@ -10,14 +10,17 @@
               Ollivier): what step t passes back to step t-1 is multiplied by xi_t, which is
               0 with probability 1 - pi and 1/pi with probability pi, so E[gradient] is exact
 
-Each is a class with gradients(model, X, Y, state, dropout_rng, record_steps=False) ->
-model.Gradients and start_epoch(); the trainer calls nothing else. regular and random are sums of backward passes
-of one forward pass (model.gradients(sweeps=...)), so they split over threads like the
-book's; full walks kept tapes on one thread.
+Each is a class with start_epoch(loader), gradients(model, X, Y, state, dropout_rng,
+record_steps=False) -> model.Gradients, and next_state(result); the trainer calls nothing else.
+Whether a batch starts from the state the previous one ended in is the truncation's call too:
+it carries the state when the loader's batches continue each other (the sequential sampler). detach, regular and random
+run the model's rows split over threads (parallel.gradients; regular and random are sums of
+backward passes of one forward pass, model.gradients(sweeps=...)); full walks kept tapes on one
+thread.
 """
 import numpy as np
 
-from . import checks
+from . import checks, parallel
 from .backend import make_rng
 from .errors import ConfigError
 from .model import Gradients
@@ -65,11 +68,19 @@ def random_carry(num_steps, keep_prob, rng):
 class Detach:
     """The book's truncation: exact BPTT within a batch, a constant initial state."""
 
-    def start_epoch(self):
-        pass
+    carry = True             # whether this epoch's batches hand their final state on
+
+    def start_epoch(self, loader=None):
+        """A new epoch of `loader`'s batches (a SeqDataLoader): carry the state when they
+        continue each other. None: batches handed in one by one, each with its own state."""
+        self.carry = True if loader is None else loader.continues
+
+    def next_state(self, result):
+        """The state the next batch starts from: this batch's final state, or None (zeros)."""
+        return result.state if self.carry else None
 
     def gradients(self, model, X, Y, state, dropout_rng, record_steps=False):
-        return model.gradients(X, Y, state, dropout_rng=dropout_rng, record_steps=record_steps)
+        return parallel.gradients(model, X, Y, state, dropout_rng=dropout_rng, record_steps=record_steps)
 
 
 class Regular(Detach):
@@ -84,7 +95,8 @@ class Regular(Detach):
 
     def gradients(self, model, X, Y, state, dropout_rng, record_steps=False):
         sweeps = regular_sweeps(np.shape(X)[1], self.k1, self.k2)
-        return model.gradients(X, Y, state, dropout_rng=dropout_rng, sweeps=sweeps, record_steps=record_steps)
+        return parallel.gradients(model, X, Y, state, dropout_rng=dropout_rng, sweeps=sweeps,
+                                  record_steps=record_steps)
 
 
 class Random(Detach):
@@ -98,8 +110,8 @@ class Random(Detach):
 
     def gradients(self, model, X, Y, state, dropout_rng, record_steps=False):
         carry = random_carry(np.shape(X)[1], self.keep_prob, self.rng)
-        return model.gradients(X, Y, state, dropout_rng=dropout_rng, sweeps=[(None, carry)],
-                               record_steps=record_steps)
+        return parallel.gradients(model, X, Y, state, dropout_rng=dropout_rng, sweeps=[(None, carry)],
+                                  record_steps=record_steps)
 
 
 class Full(Detach):
@@ -117,7 +129,8 @@ class Full(Detach):
         self.max_tape_bytes = checks.integer('max_tape_bytes', max_tape_bytes)
         self.tapes = []
 
-    def start_epoch(self):
+    def start_epoch(self, loader=None):
+        super().start_epoch(loader)
         self.tapes = []
 
     def gradients(self, model, X, Y, state, dropout_rng, record_steps=False):

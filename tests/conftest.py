@@ -1,5 +1,7 @@
 """Shared fixtures: `xp` runs a numeric test on NumPy and again on CuPy (skipped cleanly without a
-GPU); `data_dir` finds the books; `ctrl_c_after` presses Ctrl-C in the middle of a training run."""
+GPU); `data_dir` finds the books and `books` points MINIRNN_DATA_DIR at them; `small` is a small,
+fast run on the real book and `saved_params` reads a run's parameters back; `ctrl_c_after`
+presses Ctrl-C in the middle of a training run."""
 import os
 from pathlib import Path
 
@@ -37,8 +39,32 @@ def data_dir():
                 'set MINIRNN_DATA_DIR or run `python cli.py download NAME` for each')
 
 
+@pytest.fixture
+def books(data_dir, monkeypatch):
+    """MINIRNN_DATA_DIR set to the books' folder, so registered corpora load offline."""
+    monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))
+    return data_dir
+
+
+@pytest.fixture
+def small(books):
+    """TrainConfig fields of a small, fast run on the real book: 3,000 characters, H=32, 2 epochs."""
+    return dict(data='timemachine', max_tokens=3000, batch_size=8, num_steps=10, num_hiddens=32,
+                lr=1.0, clip=1.0, num_epochs=2, prefixes=(), sigma=0.1)
+
+
+@pytest.fixture
+def saved_params():
+    """saved_params(out): the parameters in the run directory out's model.npz, name -> array."""
+    from minirnn.run import checkpoint
+
+    def read(out):
+        return {k: v.copy() for k, v in checkpoint.load(Path(out) / 'model.npz').model.params.items()}
+    return read
+
+
 class InterruptAfter:
-    """Stands in for train.Interrupt: 'presses Ctrl-C' once `batches` batches have run."""
+    """Stands in for run.feedback.Interrupt: 'presses Ctrl-C' once `batches` batches have run."""
     def __init__(self, batches):
         self.left = batches
 
@@ -58,9 +84,9 @@ class InterruptAfter:
 def ctrl_c_after(monkeypatch):
     """ctrl_c_after(n): the next training run is interrupted after n batches, as by Ctrl-C;
     ctrl_c_after(None) gives the real Ctrl-C handling back."""
-    from minirnn import train
-    real = train.Interrupt
+    from minirnn.run import trainer
+    real = trainer.Interrupt
 
     def install(batches):
-        monkeypatch.setattr(train, 'Interrupt', real if batches is None else lambda: InterruptAfter(batches))
+        monkeypatch.setattr(trainer, 'Interrupt', real if batches is None else lambda: InterruptAfter(batches))
     return install

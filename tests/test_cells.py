@@ -5,6 +5,7 @@ gradients, and the carry that truncates."""
 import numpy as np
 import pytest
 
+from minirnn.initialization import Init
 from minirnn.backend import to_numpy
 from minirnn.cells import CELLS, IMPLS, gru, implementation, lstm, rnn
 from minirnn.cells.fast import FAST
@@ -51,7 +52,7 @@ def make(xp, name, seed=0, activation=None, impl='reference'):
     state and upstream gradients, for cell `name` under `impl`."""
     cell = implementation(name, impl)
     rng = np.random.default_rng(seed)
-    params = cell.init_params(rng, D, H, 0.5, xp, np.float64)
+    params = cell.init_params(Init('normal', 0.5, H, rng, xp, np.float64), D, H)
     for k, v in params.items():
         if v.ndim == 1:                      # biases start at zero: move them off it
             params[k] = xp.asarray(rng.standard_normal(v.shape) * 0.3)

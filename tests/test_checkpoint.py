@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from minirnn import checkpoint
+from minirnn.run import checkpoint
 from minirnn.backend import device_name, to_numpy
 from minirnn.errors import CheckpointError
 from minirnn.model import RNNLM
@@ -323,8 +323,8 @@ def test_a_checkpoint_from_before_the_init_setting_means_the_books_normal_init(s
 
 def test_a_version_2_run_resumes_with_the_settings_it_had(tmp_path, data_dir, monkeypatch):
     """Version 3 added optional training settings; a version 2 run means none of them."""
-    from minirnn.config import TrainConfig
-    from minirnn.train import fit
+    from minirnn.run.config import TrainConfig
+    from minirnn.run import fit
     monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))
     config = TrainConfig(max_tokens=2000, batch_size=4, num_steps=5, num_hiddens=8, num_epochs=1,
                          prefixes=())

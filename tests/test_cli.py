@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from minirnn import cli
+from minirnn.run import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ['--max-tokens', '2000', '--batch-size', '8', '--num-steps', '10', '--num-hiddens', '24',
@@ -84,7 +85,7 @@ def test_every_training_option_runs_end_to_end(capsys, tmp_path, options):
     assert code == 0, err
     rows = [json.loads(line) for line in (tmp_path / 'r' / 'history.jsonl').read_text().splitlines()]
     assert len(rows) == 1 and rows[0]['train_ppl'] is not None
-    config = __import__('minirnn').checkpoint.load(tmp_path / 'r' / 'model.npz').meta['train']
+    config = checkpoint.load(tmp_path / 'r' / 'model.npz').meta['train']
     flag_values = dict(zip(options[::2], options[1::2]))
     for flag, value in flag_values.items():
         key = flag[2:].replace('-', '_')
@@ -303,7 +304,7 @@ def test_the_console_script_and_python_cli_py_are_the_same_program():
 # --- what a char-rnn user reaches for first ----------------------------------------------------
 
 def saved_config(out):
-    return __import__('minirnn').checkpoint.load(out / 'model.npz').meta['train']
+    return checkpoint.load(out / 'model.npz').meta['train']
 
 
 def test_adam_without_lr_takes_adams_default_not_the_presets(capsys, tmp_path):
@@ -373,7 +374,7 @@ def test_every_help_shows_every_default_and_an_example(capsys):
 
 
 def test_train_init_reaches_the_model_and_its_checkpoint(capsys, tmp_path):
-    from minirnn import checkpoint
+
     code, _, err = run(capsys, 'train', *TINY, '--num-epochs', '1', '--embed-dim', '8', '--init', 'uniform',
                        '--num-preds', '0', '--out', str(tmp_path / 'r'))
     assert code == 0, err
@@ -402,8 +403,9 @@ def test_best_npz_from_the_cli_works_with_eval_and_generate(capsys, tmp_path):
 
 
 def test_ema_through_the_cli_eval_and_generate_use_the_average(capsys, tmp_path):
-    from minirnn import checkpoint, text
-    from minirnn.evaluation import corpus_batches, evaluate
+    from minirnn import text
+
+    from minirnn.run.evaluation import corpus_batches, evaluate
     from minirnn.optim import perplexity
     out = tmp_path / 'r'
     code, _, err = run(capsys, 'train', *TINY, '--optimizer', 'adam', '--val-fraction', '0.2', '--ema', '0.9',
@@ -429,7 +431,7 @@ def test_min_freq_through_the_cli(capsys, tmp_path):
                        '--max-tokens', '500', '--min-freq', '10', '--num-epochs', '1', '--num-preds', '0',
                        '--out', str(out))
     assert code == 0, err
-    ckpt = __import__('minirnn').checkpoint.load(out / 'model.npz')
+    ckpt = checkpoint.load(out / 'model.npz')
     counts = dict(ckpt.vocab.token_freqs)
     assert ckpt.meta['train']['min_freq'] == 10 and all(counts[t] >= 10 for t in ckpt.vocab.idx_to_token[1:])
     code, stdout, _ = run(capsys, 'eval', '--checkpoint', str(out / 'model.npz'), '--data', 'timemachine',

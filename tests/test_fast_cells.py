@@ -5,7 +5,7 @@ agrees to 1e-12 relative (against each tensor's scale), float32 to float32 round
 import numpy as np
 import pytest
 
-from minirnn import checkpoint
+from minirnn.run import checkpoint
 from minirnn.backend import device_name, to_numpy
 from minirnn.cells import CELLS
 from minirnn.cells.fast import FastCell

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from minirnn.feedback import Reporter, format_ppl
+from minirnn.optim import format_ppl
+from minirnn.run.feedback import Reporter
 from minirnn.train import EpochProgress
 
 

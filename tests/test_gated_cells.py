@@ -6,13 +6,14 @@ import json
 import numpy as np
 import pytest
 
+from minirnn.initialization import Init
 from minirnn import cli
-from minirnn import checkpoint
+from minirnn.run import checkpoint
 from minirnn.cells import IMPLS, implementation
-from minirnn.config import TrainConfig
+from minirnn.run.config import TrainConfig
 from minirnn.gradcheck import numerical_gradient
 from minirnn.model import RNNLM
-from minirnn.train import fit
+from minirnn.run import fit
 from minirnn.tree import leaves, tree_map
 
 T, B, H, D = 6, 3, 4, 5
@@ -60,7 +61,7 @@ def test_bptt_equals_torch_autograd_on_the_books_equations(name, carry, impl):
     torch = pytest.importorskip('torch')
     cell = implementation(name, impl)
     rng = np.random.default_rng(0)
-    params = cell.init_params(rng, D, H, 0.5, np, np.float64)
+    params = cell.init_params(Init('normal', 0.5, H, rng, np, np.float64), D, H)
     params = {k: v + rng.standard_normal(v.shape) * 0.3 if v.ndim == 1 else v for k, v in params.items()}
     X = rng.standard_normal((T, B, D))
     state = tree_map(lambda a: rng.standard_normal(a.shape) * 0.5, cell.begin_state(B, H, np, np.float64))
@@ -168,7 +169,7 @@ def test_a_two_layer_lstm_with_dropout_trains_resumes_exactly_and_serves_the_cli
 
 
 def test_presets_are_the_books_gated_and_deep_runs():
-    from minirnn.config import make_config
+    from minirnn.run.config import make_config
 
     def settings(name):
         c = make_config(name)

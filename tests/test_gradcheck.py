@@ -6,6 +6,7 @@ import pytest
 
 import minirnn
 import minirnn.gradcheck as gc
+from minirnn.initialization import Init
 from minirnn import cells
 from minirnn.backend import device_name
 from minirnn.errors import ConfigError
@@ -133,7 +134,7 @@ def test_a_zero_gradient_has_nothing_to_compare():
 def test_every_cell_passes_the_cell_level_check(xp, name, impl):
     rows = gc.gradcheck_cell(name, device=device_name(xp), num_steps=6, impl=impl)
     cell = cells.CELLS[name]
-    expected = list(cell.init_params(np.random.default_rng(0), 4, 4, 0.1, np, np.float64)) + ['X']
+    expected = list(cell.init_params(Init('normal', 0.1, 4, np.random.default_rng(0), np, np.float64), 4, 4)) + ['X']
     assert [r['name'] for r in rows][:len(expected)] == expected
     assert all(r['verdict'] == 'OK' for r in rows), gc.format_report([(name, rows)])
 

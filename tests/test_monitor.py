@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minirnn import monitor
+from minirnn.run import monitor
 from minirnn.model import RNNLM
 
 

@@ -33,7 +33,7 @@ def test_threads_splitting_the_batch_give_the_reference_result(monkeypatch, dtyp
     for k in g1:
         scale = np.abs(g1[k]).max()
         np.testing.assert_allclose(g2[k], g1[k], rtol=rtol, atol=rtol * scale, err_msg=k)
-    loss, last = par.loss(X, Y, state)
+    loss, last = parallel.loss(par, X, Y, state)
     assert loss == pytest.approx(l1, rel=rtol) and last.shape == (batch_size, 12)
 
 
@@ -46,10 +46,10 @@ def test_threads_splitting_the_batch_keep_the_callers_floating_point_error_handl
     model.params['W_hq'][...] = 3e38          # so H W_hq = 6 x 3e38 overflows float32
     with np.errstate(over='raise', invalid='raise'):   # as np.errstate asks, in every thread
         with pytest.raises(FloatingPointError):
-            model.loss(X, Y)
+            parallel.loss(model, X, Y)
     with np.errstate(all='ignore'), warnings.catch_warnings():
         warnings.simplefilter('error')        # a RuntimeWarning from a pool thread would fail here
-        assert not math.isfinite(model.loss(X, Y)[0])
+        assert not math.isfinite(parallel.loss(model, X, Y)[0])
 
 
 def test_threads_are_checked_and_one_means_the_reference_path():
@@ -73,7 +73,7 @@ def test_threads_with_dropout_give_the_reference_result(monkeypatch):
     ref = RNNLM(9, 8, sigma=0.3, dtype='float64', seed=6, threads=1, num_layers=2, dropout=0.3)
     par = RNNLM(9, 8, sigma=0.3, dtype='float64', seed=6, threads=2, num_layers=2, dropout=0.3)
     a = ref.gradients(X, Y, dropout_rng=3, record_steps=True)
-    b = par.gradients(X, Y, dropout_rng=3, record_steps=True)
+    b = parallel.gradients(par, X, Y, dropout_rng=3, record_steps=True)
     assert b.loss == pytest.approx(a.loss, rel=1e-12)
     for k in a.grads:
         np.testing.assert_allclose(b.grads[k], a.grads[k], rtol=1e-10, atol=1e-14)

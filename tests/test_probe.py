@@ -107,8 +107,8 @@ def test_spectra_of_every_recurrent_weight_of_every_layer():
 def test_cli_probe_of_two_checkpoints_prints_two_json_lines_and_draws_one_png(tmp_path, data_dir, monkeypatch, capsys):
     import json
     from minirnn.cli import main
-    from minirnn.config import TrainConfig
-    from minirnn.train import fit
+    from minirnn.run.config import TrainConfig
+    from minirnn.run import fit
     monkeypatch.setenv('MINIRNN_DATA_DIR', str(data_dir))
     paths = []
     for cell, layers in (('rnn', 1), ('rnn', 2)):

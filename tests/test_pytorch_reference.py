@@ -106,7 +106,7 @@ def test_loss_gradients_and_state_equal_pytorchs_layers(cell):
     state = tuple(tuple(rng.standard_normal((B, H)) * 0.5 for _ in s) if cell == 'lstm'
                   else rng.standard_normal((B, H)) * 0.5 for s in state)
     # the masks minirnn draws for dropout_rng=seed 5 (per layer, (B, T, H))
-    masks = model._dropout_masks(np.random.default_rng(5), B, T)
+    masks = model.dropout_masks(np.random.default_rng(5), B, T)
     assert 0.2 < float(np.mean([(m == 0).mean() for m in masks])) < 0.6      # dropout is on
     result = model.gradients(X, Y, state, dropout_rng=np.random.default_rng(5))
 
@@ -146,7 +146,7 @@ def adam_steps(cell, freeze_b_hh, steps, clip, bias_lr_mult=1):
     norms, tnorms = [], []
     for step in range(steps):
         X, Y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
-        masks = model._dropout_masks(np.random.default_rng(step), B, T)
+        masks = model.dropout_masks(np.random.default_rng(step), B, T)
         result = model.gradients(X, Y, dropout_rng=np.random.default_rng(step))
         norms.append(clip_grad_norm(result.grads, clip))
         opt.step(model.params, result.grads)

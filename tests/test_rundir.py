@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from minirnn import cli
-from minirnn import checkpoint
-from minirnn.rundir import RUN_FILES, RunDir
+from minirnn.errors import CheckpointError, ConfigError, DataError
+from minirnn.run import checkpoint, fit
+from minirnn.run.config import TrainConfig
+from minirnn.run.rundir import RUN_FILES, RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ['--max-tokens', '2000', '--batch-size', '8', '--num-steps', '10', '--num-hiddens', '24',
@@ -21,7 +23,7 @@ TINY = ['--max-tokens', '2000', '--batch-size', '8', '--num-steps', '10', '--num
 STALLED_WRITE = r'''
 import contextlib, os, runpy, sys, time
 from pathlib import Path
-import minirnn.checkpoint, minirnn.files
+import minirnn.files, minirnn.run.checkpoint
 
 real = minirnn.files.atomic_write
 target, nth, marker = os.environ['STALL_FILE'], int(os.environ['STALL_AT']), Path(os.environ['STALL_MARKER'])
@@ -38,7 +40,7 @@ def stalling(path, mode='wb'):
                 marker.write_text(str(path))
                 time.sleep(600)
 
-minirnn.files.atomic_write = minirnn.checkpoint.atomic_write = stalling
+minirnn.files.atomic_write = minirnn.run.checkpoint.atomic_write = stalling
 sys.argv = [os.environ['CLI'], *sys.argv[1:]]
 runpy.run_path(os.environ['CLI'], run_name='__main__')
 '''
@@ -88,3 +90,77 @@ def test_opening_a_run_directory_removes_stale_temp_files_of_every_run_file(tmp_
     RunDir(tmp_path).open()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in keep)
     assert set(RUN_FILES) == {'model.npz', 'best.npz', 'history.jsonl', 'perplexity.png', 'bptt.png'}
+
+
+# --- the rules for touching a run directory, through fit() -----------------------------------
+
+def test_problems_found_before_any_training(small, tmp_path):
+    blocker = tmp_path / 'a-file'
+    blocker.write_text('x')
+    with pytest.raises(ConfigError, match='cannot write into --out'):
+        fit(TrainConfig(**small), blocker / 'run', quiet=True)
+    with pytest.raises(DataError, match='--val-fraction'):
+        fit(TrainConfig(**{**small, 'val_fraction': 0.0004}), tmp_path / 'run', quiet=True)
+    assert not (tmp_path / 'run').exists()
+
+
+def test_a_folder_with_any_run_file_is_not_taken_over(small, tmp_path):
+    out = tmp_path / 'run'
+    out.mkdir()
+    (out / 'history.jsonl').write_text('{"epoch": 1}\n')
+    with pytest.raises(ConfigError, match='history.jsonl'):
+        fit(TrainConfig(**{**small, 'num_epochs': 1}), out, quiet=True)
+    assert (out / 'history.jsonl').read_text() == '{"epoch": 1}\n'
+
+
+def test_no_plot_when_no_perplexity_is_finite(tmp_path):
+    rows = [{'epoch': 1, 'train_ppl': None, 'val_ppl': None}]
+    run = RunDir(tmp_path)
+    run.plot(rows, TrainConfig(), force=True)
+    assert not (tmp_path / 'perplexity.png').exists()
+    run.plot(rows + [{'epoch': 2, 'train_ppl': 9.0, 'val_ppl': None}], TrainConfig(), force=True)
+    assert (tmp_path / 'perplexity.png').exists()
+
+
+def test_an_existing_run_is_not_overwritten_by_accident(small, tmp_path):
+    out = tmp_path / 'run'
+    config = TrainConfig(**{**small, 'num_epochs': 1})
+    fit(config, out, quiet=True)
+    before = (out / 'model.npz').read_bytes()
+    with pytest.raises(ConfigError, match='--resume'):
+        fit(config, out, quiet=True)
+    assert (out / 'model.npz').read_bytes() == before
+    fit(config, out, overwrite=True, quiet=True)
+
+
+def test_resume_refuses_a_changed_setting_and_a_missing_run(small, tmp_path):
+    out = tmp_path / 'run'
+    config = TrainConfig(**{**small, 'num_epochs': 1})
+    fit(config, out, quiet=True)
+    with pytest.raises(ConfigError, match='batch_size'):
+        fit(TrainConfig(**{**config.to_dict(), 'batch_size': 4}), out, resume=True, quiet=True)
+    with pytest.raises(CheckpointError, match='nothing to resume'):
+        fit(config, tmp_path / 'other', resume=True, quiet=True)
+
+
+def test_a_run_that_fails_on_its_data_creates_nothing(small, tmp_path):
+    out = tmp_path / 'run'
+    with pytest.raises(DataError):
+        fit(TrainConfig(**{**small, 'data': str(tmp_path / 'missing.txt')}), out, quiet=True)
+    assert not out.exists()
+
+
+def test_a_run_without_validation_writes_no_best_npz_and_drops_an_old_one(small, tmp_path):
+    out = tmp_path / 'run'
+    fit(TrainConfig(**{**small, 'num_epochs': 1, 'val_fraction': 0.1}), out, quiet=True)
+    assert (out / 'best.npz').exists()
+    fit(TrainConfig(**{**small, 'num_epochs': 1}), out, overwrite=True, quiet=True)
+    assert not (out / 'best.npz').exists()          # it belonged to the overwritten run
+
+
+def test_a_folder_with_only_a_best_npz_is_not_taken_over(small, tmp_path):
+    out = tmp_path / 'run'
+    out.mkdir()
+    (out / 'best.npz').write_bytes(b'a model')
+    with pytest.raises(ConfigError, match='best.npz'):
+        fit(TrainConfig(**{**small, 'num_epochs': 1}), out, quiet=True)

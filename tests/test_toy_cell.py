@@ -10,18 +10,17 @@ import types
 import numpy as np
 import pytest
 
-from minirnn import checkpoint, cells, layers
-from minirnn.config import TrainConfig
+from minirnn import cells, layers
+from minirnn.run import checkpoint
+from minirnn.run.config import TrainConfig
 from minirnn.gradcheck import gradcheck_model as gradcheck
 from minirnn.model import RNNLM
-from minirnn import train
-from minirnn.train import fit
+from minirnn.run import fit
 from minirnn.tree import leaves
 
 
-def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
-    return {'W_xh': xp.asarray((rng.standard_normal((input_dim, num_hiddens)) * sigma).astype(dtype)),
-            'W_hh': xp.asarray((rng.standard_normal((num_hiddens, num_hiddens)) * sigma).astype(dtype))}
+def init_params(init, input_dim, num_hiddens):
+    return {'W_xh': init.weight(input_dim, num_hiddens), 'W_hh': init.weight(num_hiddens, num_hiddens)}
 
 
 def begin_state(batch_size, num_hiddens, xp, dtype):
@@ -100,7 +99,7 @@ def test_threads_splitting_the_batch_give_the_reference_result(monkeypatch):
     one = RNNLM(6, 4, sigma=0.5, dtype='float64', cell='toy', num_layers=2, seed=1, threads=1)
     two = RNNLM(6, 4, sigma=0.5, dtype='float64', cell='toy', num_layers=2, seed=1, threads=2)
     a = one.gradients(X, Y, record_steps=True)
-    b = two.gradients(X, Y, record_steps=True)
+    b = parallel.gradients(two, X, Y, record_steps=True)
     assert b.loss == pytest.approx(a.loss, rel=1e-12)
     for k in a.grads:
         np.testing.assert_allclose(b.grads[k], a.grads[k], rtol=1e-10, atol=1e-14)
@@ -130,12 +129,11 @@ def test_ctrl_c_mid_epoch_keeps_the_carried_two_array_state_of_every_layer(tmp_p
                          num_hiddens=16, cell='toy', num_layers=2, sigma=0.1, num_epochs=2,
                          dropout=0.2, prefixes=())
     full = fit(config, tmp_path / 'full', quiet=True)
-    real_interrupt = train.Interrupt
     ctrl_c_after(50)   # mid epoch 2
     assert not fit(config, tmp_path / 'cut', quiet=True).finished
     saved = checkpoint.load(tmp_path / 'cut' / 'model.npz').meta['position']['progress']['state']
     assert len(saved) == 4 and np.shape(saved[0]) == (8, 16)     # (H, M) for each of 2 layers
-    monkeypatch.setattr(train, 'Interrupt', real_interrupt)
+    ctrl_c_after(None)
     fit(config, tmp_path / 'cut', resume=True, quiet=True)
     resumed = checkpoint.load(tmp_path / 'cut' / 'model.npz').model
     for k, v in full.model.params.items():

@@ -85,7 +85,7 @@ def test_full_bptt_over_two_batches_is_the_gradient_of_the_concatenated_sequence
     rngs = [np.random.default_rng(s) for s in (5, 6)]
     per_seed = [[layers.dropout_mask(r, (B, T, H), 0.3, m.dtype) for _ in range(2)] for r in rngs]
     masks = tuple(np.concatenate([per_seed[0][layer], per_seed[1][layer]], axis=1) for layer in range(2))
-    tape = m._tape(m.params, *m._inputs(X, Y, None), masks)
+    tape = m._tape(m.params, *m.inputs(X, Y, None), masks)
     whole = m.backprop(tape)
     assert_grads_equal({k: first.grads[k] + second.grads[k] for k in m.params},
                        {k: 2 * g for k, g in whole.grads.items()})

@@ -10,8 +10,9 @@ one, write a module with:
                        multiply the layer's input X_t
     RECURRENT_WEIGHTS  names of the (H, H) weights that multiply the previous state (probes
                        report their spectra)
-    init_params(rng, input_dim, num_hiddens, sigma, xp, dtype) -> dict of arrays, every
-                       input weight, recurrent weight and bias under its book name
+    init_params(init, input_dim, num_hiddens) -> dict of arrays, every input weight,
+                       recurrent weight and bias under its book name, each drawn by
+                       init.weight(*shape) or init.bias(*shape) (initialization.Init)
     begin_state(batch_size, num_hiddens, xp, dtype) -> state: an array, or a tuple of arrays
                        (an LSTM's (H, C)); a state is a value the caller owns
     hidden(state) -> H (B, H): the part of the state the layer passes upward

@@ -30,21 +30,18 @@ RECURRENT_WEIGHTS = ('W_hz', 'W_hr', 'W_hh')
 SUFFIXES = ('z', 'r', 'h')    # the three (W_x*, W_h*, b_*) triples, in the book's order
 
 
-def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
-    """The book's initialisation: every weight ~ N(0, sigma^2), every bias zero.
+def init_params(init, input_dim, num_hiddens):
+    """The layer's parameters in the book's order, as `init` (initialization.Init) draws them:
+    the book's policy gives every weight ~ N(0, sigma^2) and every bias zero.
 
     (torch-rnn and others start an LSTM's forget bias at 1; the GRU has no such custom.)
-    Drawn on the host from `rng` (a numpy Generator) in the book's order, so CPU and GPU
-    runs start identically. Returns the nine arrays W_xz (D, H), W_hz (H, H), b_z (H,),
-    W_xr, W_hr, b_r, W_xh, W_hh, b_h, as arrays of module `xp`.
+    Returns the nine arrays W_xz (D, H), W_hz (H, H), b_z (H,), W_xr, W_hr, b_r, W_xh, W_hh, b_h.
     """
-    def normal(*shape):
-        return xp.asarray((rng.standard_normal(shape) * sigma).astype(dtype))
     params = {}
     for gate in SUFFIXES:
-        params[f'W_x{gate}'] = normal(input_dim, num_hiddens)
-        params[f'W_h{gate}'] = normal(num_hiddens, num_hiddens)
-        params[f'b_{gate}'] = xp.zeros(num_hiddens, dtype=dtype)
+        params[f'W_x{gate}'] = init.weight(input_dim, num_hiddens)
+        params[f'W_h{gate}'] = init.weight(num_hiddens, num_hiddens)
+        params[f'b_{gate}'] = init.bias(num_hiddens)
     return params
 
 

@@ -30,21 +30,20 @@ RECURRENT_WEIGHTS = ('W_hi', 'W_hf', 'W_ho', 'W_hc')
 SUFFIXES = ('i', 'f', 'o', 'c')  # the four (W_x*, W_h*, b_*) triples, in the book's order
 
 
-def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
-    """The book's initialisation: every weight ~ N(0, sigma^2), every bias zero.
+def init_params(init, input_dim, num_hiddens):
+    """The layer's parameters in the book's order, as `init` (initialization.Init) draws them:
+    the book's policy gives every weight ~ N(0, sigma^2) and every bias zero.
 
     torch-rnn (after Jozefowicz et al., 2015) starts the forget bias b_f at 1, so that F ~ 0.73
     and the memory is kept from the first step; we keep the book's zero (F = 0.5 at first),
-    because minirnn reproduces the book's runs and its numbers. Drawn on the host from `rng`
-    in the book's order. Returns W_xi (D, H), W_hi (H, H), b_i (H,), then the same for f, o, c.
+    because minirnn reproduces the book's runs and its numbers.
+    Returns W_xi (D, H), W_hi (H, H), b_i (H,), then the same for f, o, c.
     """
-    def normal(*shape):
-        return xp.asarray((rng.standard_normal(shape) * sigma).astype(dtype))
     params = {}
     for gate in SUFFIXES:
-        params[f'W_x{gate}'] = normal(input_dim, num_hiddens)
-        params[f'W_h{gate}'] = normal(num_hiddens, num_hiddens)
-        params[f'b_{gate}'] = xp.zeros(num_hiddens, dtype=dtype)
+        params[f'W_x{gate}'] = init.weight(input_dim, num_hiddens)
+        params[f'W_h{gate}'] = init.weight(num_hiddens, num_hiddens)
+        params[f'b_{gate}'] = init.bias(num_hiddens)
     return params
 
 

@@ -21,17 +21,15 @@ INPUT_WEIGHTS = ('W_xh',)     # multiplied by the layer's input X_t
 RECURRENT_WEIGHTS = ('W_hh',)  # multiplied by the previous state H_{t-1}
 
 
-def init_params(rng, input_dim, num_hiddens, sigma, xp, dtype):
-    """The book's initialisation: weights ~ N(0, sigma^2), bias zero.
+def init_params(init, input_dim, num_hiddens):
+    """The layer's parameters, as `init` (initialization.Init) draws them: the book's policy
+    gives weights ~ N(0, sigma^2) and a zero bias.
 
-    Drawn on the host from `rng` (a numpy Generator) so CPU and GPU runs start identically.
-    Returns {'W_xh': (D, H), 'W_hh': (H, H), 'b_h': (H,)} as arrays of module `xp`.
+    Returns {'W_xh': (D, H), 'W_hh': (H, H), 'b_h': (H,)} (D: the layer's input width).
     """
-    def normal(*shape):
-        return xp.asarray((rng.standard_normal(shape) * sigma).astype(dtype))
-    return {'W_xh': normal(input_dim, num_hiddens),
-            'W_hh': normal(num_hiddens, num_hiddens),
-            'b_h': xp.zeros(num_hiddens, dtype=dtype)}
+    return {'W_xh': init.weight(input_dim, num_hiddens),
+            'W_hh': init.weight(num_hiddens, num_hiddens),
+            'b_h': init.bias(num_hiddens)}
 
 
 def begin_state(batch_size, num_hiddens, xp, dtype):

@@ -7,14 +7,14 @@ learning rate goes with its optimizer. How a run is carried out is train.py's bu
 import dataclasses
 from typing import Optional, Tuple
 
-from . import checks, text, truncation
-from .backend import DEVICES
-from .batching import SAMPLERS
-from .cells import CELLS, IMPLS
-from .errors import ConfigError
-from .model import DTYPES, INITS
-from .optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
-from .truncation import MODES as TRUNCATIONS
+from .. import checks, text, truncation
+from ..backend import DEVICES
+from ..batching import SAMPLERS
+from ..cells import CELLS, IMPLS
+from ..errors import ConfigError
+from ..model import DTYPES, INITS
+from ..optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
+from ..truncation import MODES as TRUNCATIONS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,12 +12,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import device_name, get_xp, to_numpy
-from .errors import CheckpointError, ConfigError, DataError
-from .files import atomic_write
-from .model import RNNLM
-from .optim import ema_average
-from .text import PREPROCESS_MODES, TOKEN_KINDS, Vocab
+from ..backend import device_name, get_xp, to_numpy
+from ..errors import CheckpointError, ConfigError, DataError
+from ..files import atomic_write
+from ..model import RNNLM
+from ..optim import ema_average
+from ..text import PREPROCESS_MODES, TOKEN_KINDS, Vocab
 
 FORMAT = 'minirnn-checkpoint'
 # 1: the vanilla one-layer model, a carried state saved as one nested list (B, H)

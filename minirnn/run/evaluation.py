@@ -3,7 +3,8 @@
 Both `train` (the validation split) and `cli.py eval` (any text under a checkpoint) reach the
 model through these two functions; neither goes through the trainer.
 """
-from .errors import DataError
+from .. import parallel
+from ..errors import DataError
 
 
 def corpus_batches(corpus, batch_size, num_steps):
@@ -28,11 +29,12 @@ def evaluate(model, batches, carry_state):
     """Mean loss per token over batches of (X, Y) (B, T), forward only (no dropout).
 
     carry_state: hand each batch's final state to the next (sequential data), or start every
-    batch from zeros (random or window batches). Returns the token-weighted mean loss.
+    batch from zeros (random or window batches). The rows split over the model's threads
+    (parallel.loss). Returns the token-weighted mean loss.
     """
     total, count, state = 0.0, 0, None
     for X, Y in batches:
-        loss, state = model.loss(X, Y, state if carry_state else None)
+        loss, state = parallel.loss(model, X, Y, state if carry_state else None)
         total += loss * X.size
         count += X.size
     return total / count

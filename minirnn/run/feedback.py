@@ -3,19 +3,14 @@
 The bar (tqdm) advances per batch with the running loss, perplexity and tokens/s; it is drawn
 only on a terminal and never when quiet. Lines (epoch summaries, evaluations and samples taken
 every N steps) are printed unless quiet, terminal or not. Interrupt turns Ctrl-C into a
-request to stop after the batch. What to report is train.py's decision, keeping it rundir.py's.
+request to stop after the batch. What to report is trainer.py's decision, keeping it rundir.py's.
 """
 import math
 import signal
 import sys
 import time
 
-
-def format_ppl(x):
-    """A perplexity for people: 2 decimals below 10^5, scientific notation above, 'inf' for None."""
-    if x is None or not math.isfinite(x):
-        return 'inf'
-    return f'{x:.2f}' if x < 1e5 else f'{x:.2e}'
+from ..optim import format_ppl
 
 
 class Reporter:

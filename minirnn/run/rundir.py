@@ -4,7 +4,7 @@ A fresh run refuses a directory that holds a run (unless told to overwrite it); 
 reads its checkpoint once and may change only what RESUMABLE_CHANGES lists; every file is
 replaced atomically, so a crash leaves the previous version; temporary files that a killed
 run left behind are removed when the next run opens the directory; the plot is redrawn at
-most every PLOT_EVERY_S seconds. What to train is train.py's business.
+most every PLOT_EVERY_S seconds. What to train is trainer.py's business.
 """
 import json
 import math
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from . import checkpoint
 from .config import TrainConfig
-from .errors import CheckpointError, ConfigError
-from .files import write_text_atomic
+from ..errors import CheckpointError, ConfigError
+from ..files import write_text_atomic
 
 # every file a run writes; a fresh run refuses a directory with any of them.
 # model.npz: the latest epoch (what --resume continues); best.npz: the epoch with the lowest
@@ -139,7 +139,7 @@ class RunDir:
         if all(r['train_ppl'] is None and r['val_ppl'] is None for r in history):
             path.unlink(missing_ok=True)
             return
-        from .plots import plot_bptt, plot_history
+        from ..plots import plot_bptt, plot_history
         title = f'{config.data}: {config.sampler} sampler, {config.cell} H={config.num_hiddens}'
         plot_history(history, path, title=title)
         plot_bptt(history, self.path / 'bptt.png', title=title)

@@ -4,15 +4,14 @@ Divergence: a batch whose mean loss is NaN, infinite or above DIVERGENCE_FACTOR 
 the untrained model's loss), or whose gradient norm is not finite. log V is the loss of
 uniform guessing, so past the bound the model is far worse than one that knows nothing. The
 best epoch has the lowest validation perplexity; early stopping counts the epochs since it.
-Carrying the run out is train.py's job; these functions only judge its numbers.
+Carrying the run out is trainer.py's job (the per-batch check, train.py's); these functions
+only judge its numbers.
 """
 import math
 
 from .evaluation import corpus_batches
-from .feedback import format_ppl
-from .optim import DEFAULT_LR, perplexity
-
-DIVERGENCE_FACTOR = 3
+from ..optim import DEFAULT_LR, format_ppl
+from ..train import DIVERGENCE_FACTOR
 
 
 def loss_bound(model, corpus, batch_size, num_steps):
@@ -29,16 +28,6 @@ def loss_bound(model, corpus, batch_size, num_steps):
 def uniform_bound(vocab_size):
     """The bound of a model at uniform guessing: runs saved before the bound was kept get this."""
     return DIVERGENCE_FACTOR * math.log(vocab_size)
-
-
-def divergence_facts(loss, norm, max_loss):
-    """What crossed the line, for the error message."""
-    if not math.isfinite(loss):
-        return f'the loss is {loss}'
-    if loss > max_loss:
-        return (f'the loss {loss:.3g} (perplexity {format_ppl(perplexity(loss))}) is above '
-                f'{DIVERGENCE_FACTOR} x max(log V, initial loss) = {max_loss:.3g}')
-    return f'the gradient norm is {norm}'
 
 
 def divergence_advice(config, epoch, saved):

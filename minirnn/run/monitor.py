@@ -10,8 +10,8 @@ epoch). The gradients come merged from the threads (parallel.MERGE), so they are
 """
 import time
 
-from . import probe
-from .backend import xp_of
+from .. import probe
+from ..backend import xp_of
 
 SPECTRUM_SHARE = 0.05     # the spectra may take at most this share of the training time
 
