@@ -5,6 +5,7 @@ fresh zero state, clip_grad_norm, SGD.step, under the same thread plan. Data loa
 out (X, Y are random ids made once and moved to the device once), and so is everything a
 training loop does between steps (metrics, logging). `minirnn bench` calls `step_throughput`.
 """
+import dataclasses
 import statistics
 import time
 
@@ -12,13 +13,13 @@ import numpy as np
 
 from . import checks, parallel
 from .backend import device_name, make_rng, synchronize, to_device, tune_host_allocator
-from .model import RNNLM
+from .errors import ConfigError
+from .model import ModelConfig, RNNLM
 from .optim import SGD, clip_grad_norm
 
 
-def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28, iters=20,
-                    warmup=3, device='cpu', dtype='float32', seed=0, max_norm=1.0, lr=1.0,
-                    threads=None, cell='rnn', num_layers=1, dropout=0.0, embed_dim=None, impl='fast'):
+def step_throughput(batch_size=32, num_steps=35, vocab_size=28, iters=20, warmup=3, device='cpu',
+                    seed=0, max_norm=1.0, lr=1.0, threads=None, **model):
     """Time `iters` training steps of an RNNLM on random tokens, after `warmup` untimed ones.
 
     One step = model.gradients(X, Y, state=None) (forward, softmax cross-entropy, BPTT
@@ -26,28 +27,29 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
     (max_norm; one host sync for the norm) + SGD(lr).step. The clock is read after
     backend.synchronize, so queued GPU work is counted in the step that queued it.
 
-    Args: batch_size B, num_steps T, num_hiddens H, vocab_size V, iters and warmup (counts of
-        steps), device ('cpu' | 'gpu' | 'auto'), dtype, seed (model init and tokens),
-        max_norm (0 disables clipping but still measures the norm), lr, threads (CPU threads
-        that split the batch; None: every core, 1: the whole batch in one thread),
-        cell, num_layers, dropout (masks drawn every step, as in training), embed_dim, impl
-        ('fast' or 'reference', RNNLM's).
-    Returns: a JSON-serialisable dict with the shape, device, dtype, iters, `seconds` (total
-        timed wall time), `step_ms` (median step), `tokens_per_s` (B*T / median step) and
-        `tokens_per_s_mean` (B*T*iters / seconds).
+    Args: batch_size B, num_steps T, vocab_size V, iters and warmup (counts of steps), device
+        ('cpu' | 'gpu' | 'auto'), seed (model init and tokens), max_norm (0 disables clipping
+        but still measures the norm), lr, threads (CPU threads that split the batch; None:
+        every core, 1: the whole batch in one thread); model: ModelConfig's fields (num_hiddens
+        H, cell, num_layers, dtype, impl, ...; dropout masks are drawn every step, as in training).
+    Returns: a JSON-serialisable dict with the shape, the model's fields, device, iters,
+        `seconds` (total timed wall time), `step_ms` (median step), `tokens_per_s` (B*T /
+        median step) and `tokens_per_s_mean` (B*T*iters / seconds).
     """
     for name, value in (('batch_size', batch_size), ('num_steps', num_steps),
-                        ('num_hiddens', num_hiddens), ('vocab_size', vocab_size),
-                        ('iters', iters)):
+                        ('vocab_size', vocab_size), ('iters', iters)):
         checks.integer(name, value)
     checks.integer('warmup', warmup, minimum=0)
     checks.number('max_norm', max_norm, minimum=0)
+    try:
+        spec = ModelConfig(**model)
+    except TypeError as exc:      # a name that is not a model option
+        raise ConfigError(f'step_throughput: {exc}') from None
 
     tune_host_allocator()   # as fit() does
     rng = make_rng(seed)
-    model = RNNLM(vocab_size, num_hiddens, dtype=dtype, device=device, seed=rng, threads=threads,
-                  cell=cell, num_layers=num_layers, dropout=dropout, embed_dim=embed_dim, impl=impl)
-    dropout_rng = rng if dropout else None
+    model = RNNLM.from_config(vocab_size, spec, device=device, seed=rng, threads=threads)
+    dropout_rng = rng if spec.dropout else None
     xp = model.xp
     optimizer = SGD(lr)
     # made once on the host and moved once, so the timing holds no host-to-device copies
@@ -60,7 +62,7 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
         optimizer.step(model.params, result.grads)
 
     # as in training: while threads split the batch, BLAS stays single-threaded (parallel.py)
-    with parallel.blas_context(batch_size, num_hiddens, model.threads):
+    with parallel.blas_context(batch_size, spec.num_hiddens, model.threads):
         for _ in range(warmup):
             step()
         synchronize(xp)
@@ -75,11 +77,8 @@ def step_throughput(batch_size=32, num_steps=35, num_hiddens=512, vocab_size=28,
 
     tokens = batch_size * num_steps
     median = statistics.median(times)
-    return {'batch_size': int(batch_size), 'num_steps': int(num_steps),
-            'num_hiddens': int(num_hiddens), 'vocab_size': int(vocab_size),
-            'device': device_name(xp), 'dtype': model.dtype.name, 'threads': model.threads,
-            'cell': model.cell_name, 'num_layers': model.num_layers, 'dropout': model.dropout,
-            'embed_dim': model.embed_dim, 'impl': model.impl,
+    return {'batch_size': int(batch_size), 'num_steps': int(num_steps), 'vocab_size': int(vocab_size),
+            **dataclasses.asdict(spec), 'device': device_name(xp), 'threads': model.threads,
             'iters': int(iters),
             'seconds': seconds, 'step_ms': median * 1e3,
             'tokens_per_s': tokens / median, 'tokens_per_s_mean': tokens * iters / seconds}

@@ -9,12 +9,15 @@ NaN, infinite or above stopping.DIVERGENCE_FACTOR x max(log V, the untrained mod
 interrupted. Each error is one line on stderr, never a traceback.
 """
 import argparse
+import dataclasses
 import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
+
+from minirnn.model import ModelConfig
 
 
 class Parser(argparse.ArgumentParser):
@@ -145,10 +148,6 @@ One JSON line per model on stdout: per layer and step t, ||dL/dH_t||, ||dl_T/dH_
 }
 
 
-IMPL_HELP = ('fast: the cells\' fast paths (minirnn/cells/fast/); reference: the book\'s equations '
-             'as written (minirnn/cells/rnn.py, gru.py, lstm.py); the same function either way')
-
-
 def invoked_as(argv0=None):
     """How the user started this program, for its examples and messages: 'python cli.py',
     'python -m minirnn' or the installed command's name ('minirnn' when it cannot tell)."""
@@ -161,22 +160,59 @@ def invoked_as(argv0=None):
     return 'minirnn'
 
 
+TYPES = {'positive_int': positive_int, 'positive_float': positive_float, 'fraction': fraction}
+
+
+def model_fields():
+    """The model's options: model.ModelConfig's fields (name, default, help, kind, choices)."""
+    import dataclasses
+    from minirnn.model import ModelConfig
+    return dataclasses.fields(ModelConfig)
+
+
+def add_model_options(group, defaults, *, skip=(), shown=None, prefix=''):
+    """One option per ModelConfig field (--cell, --num-hiddens, ...), its help written once, there.
+
+    defaults: a ModelConfig holding the values an option left out takes (shown in the help);
+    with shown (name -> the help's default text, as train's presets give it) an option left out
+    is absent from the parsed arguments instead (argparse.SUPPRESS), so the caller can tell
+    what was given (model_options). skip: fields this command does not take; prefix: words
+    before each help text.
+    """
+    for field in model_fields():
+        name = field.name
+        if name in skip:
+            continue
+        meta = field.metadata
+        kwargs = {'type': TYPES[meta['kind']]} if 'kind' in meta else {}
+        if 'choices' in meta:
+            kwargs['choices'] = meta['choices']()
+        value = getattr(defaults, name)
+        default = shown(name) if shown else f'default: {"none" if value is None else value}'
+        group.add_argument('--' + name.replace('_', '-'), help=f'{prefix}{meta["help"]} ({default})',
+                           default=argparse.SUPPRESS if shown else value, **kwargs)
+
+
+def model_options(args, skip=()):
+    """The model's options that the parsed `args` hold, name -> value (but those in skip)."""
+    return {f.name: getattr(args, f.name) for f in model_fields()
+            if hasattr(args, f.name) and f.name not in skip}
+
+
 def build_parser(prog=None):
     """The argument parser; prog is how the program was invoked (default: invoked_as())."""
     import minirnn
     from minirnn.backend import DEVICES
     from minirnn.batching import SAMPLERS
-    from minirnn.cells import CELLS, IMPLS
     from minirnn.run.config import PRESETS, TRUNCATIONS, make_config
     from minirnn.corpora import CORPORA
     from minirnn.run.stopping import DIVERGENCE_FACTOR
     from minirnn.generate import STRATEGIES
     from minirnn.gradcheck import STEP, TOLERANCE
-    from minirnn.model import DTYPES, INITS
+    from minirnn.model import DTYPES
     from minirnn.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
     from minirnn.run.trainer import SAMPLE_NUM_PREDS
     from minirnn.text import PREPROCESS_MODES, TOKEN_KINDS
-    activations = sorted({a for cell in CELLS.values() for a in cell.ACTIVATIONS})
 
     prog = prog or invoked_as()
     parser = Parser(prog='minirnn', description='Recurrent language models with hand-written '
@@ -192,9 +228,8 @@ def build_parser(prog=None):
     S = argparse.SUPPRESS
     v1, v2 = make_config('d2l-v1'), make_config('d2l-v2')
 
-    def option(group, flag, help, none='none', **kwargs):
-        name = kwargs.get('dest', flag[2:].replace('-', '_'))
-
+    def preset_default(name, none='none'):
+        """'default: <d2l-v1's value>', and d2l-v2's where it differs."""
         def show(value):
             if value is None:
                 return none
@@ -204,7 +239,11 @@ def build_parser(prog=None):
         default = f'default: {show(getattr(v1, name))}'
         if getattr(v2, name) != getattr(v1, name):
             default += f'; d2l-v2: {show(getattr(v2, name))}'
-        group.add_argument(flag, help=f'{help} ({default})', **kwargs)
+        return default
+
+    def option(group, flag, help, none='none', **kwargs):
+        name = kwargs.get('dest', flag[2:].replace('-', '_'))
+        group.add_argument(flag, help=f'{help} ({preset_default(name, none)})', **kwargs)
 
     p = sub.add_parser('train', help='train a model; writes DIR/model.npz, best.npz, history.jsonl, perplexity.png',
                        argument_default=S)
@@ -222,18 +261,7 @@ def build_parser(prog=None):
            type=optional_positive_int)
     option(g, '--num-val-windows', 'windows sampler: validate on the next N windows ("none": no validation)',
            type=optional_positive_int)
-    g = p.add_argument_group('model')
-    option(g, '--cell', 'recurrent cell (rnn: the book\'s vanilla cell)', choices=sorted(CELLS))
-    option(g, '--num-layers', 'recurrent layers stacked (the book\'s deep RNN)', type=positive_int)
-    option(g, '--num-hiddens', 'hidden state size H', type=positive_int)
-    option(g, '--activation', 'the vanilla cell\'s nonlinearity (gated cells: tanh)', choices=activations)
-    option(g, '--embed-dim', 'learn an embedding of this size instead of one-hot input', none='one-hot',
-           type=positive_int)
-    option(g, '--sigma', 'standard deviation of the initial weights (--init normal)', type=positive_float)
-    option(g, '--init', 'normal: the book\'s N(0, sigma^2) weights, zero biases; uniform: PyTorch\'s '
-           'default, U(+-1/sqrt(H)) and an N(0, 1) embedding', choices=INITS)
-    option(g, '--dropout', 'inverted dropout on each layer\'s output, in training', type=fraction)
-    option(g, '--impl', IMPL_HELP, choices=IMPLS)
+    add_model_options(p.add_argument_group('model'), v1, shown=preset_default)
     g = p.add_argument_group('optimization')
     option(g, '--batch-size', 'sequences per minibatch', type=positive_int)
     option(g, '--num-steps', 'time steps per sequence (BPTT length)', type=positive_int)
@@ -289,7 +317,6 @@ def build_parser(prog=None):
                    help='no progress bar or progress lines (the bar shows only on a terminal anyway)')
     g = p.add_argument_group('device')
     option(g, '--device', 'cpu (NumPy), gpu (CuPy) or auto', choices=DEVICES)
-    option(g, '--dtype', 'floating-point type of parameters and activations', choices=DTYPES)
     option(g, '--threads', 'CPU threads splitting each batch', none='every core', type=positive_int)
     p.set_defaults(func=cmd_train)
 
@@ -330,21 +357,12 @@ def build_parser(prog=None):
     g.add_argument('--level', choices=('model', 'cell'), default='model',
                    help='model: the loss of a whole RNNLM; cell: one cell alone against random upstream '
                    'gradients (its parameters, a dense input X and the initial state)')
-    g.add_argument('--cell', choices=sorted(CELLS), default=None, help='recurrent cell (default: rnn)')
-    g.add_argument('--num-layers', type=positive_int, default=None, help='recurrent layers (default: 1)')
-    g.add_argument('--dropout', type=fraction, default=None,
-                   help='inverted dropout on each layer\'s output, with a fixed mask (default: 0)')
-    g.add_argument('--num-hiddens', type=positive_int, default=None, help='hidden size H (default: 16)')
     g.add_argument('--vocab-size', type=positive_int, default=None, help='vocabulary size V (default: 28)')
     g.add_argument('--batch-size', type=positive_int, default=None, help='rows B of the batch (default: 4)')
     g.add_argument('--num-steps', type=positive_int, default=None, help='time steps T (default: 35)')
-    g.add_argument('--sigma', type=positive_float, default=None,
-                   help='std of the initial weights (default: 0.01, the book\'s)')
-    g.add_argument('--activation', choices=activations, default=None,
-                   help='the vanilla cell\'s nonlinearity (default: tanh)')
-    g.add_argument('--embed-dim', type=positive_int, default=None, help='learn an embedding of this size')
-    g.add_argument('--impl', choices=IMPLS, default=None,
-                   help=IMPL_HELP + ' (default: reference, the form the docs explain; a checkpoint: its own)')
+    add_model_options(g, GRADCHECK_MODEL, skip=('dtype',), shown=lambda name: (
+        'default: reference, the form the docs explain; a checkpoint: its own' if name == 'impl'
+        else f'default: {getattr(GRADCHECK_MODEL, name)}'))
     g = p.add_argument_group('how to check')
     g.add_argument('--tensor', action='append', default=None, metavar='NAME',
                    help='check only this tensor (repeatable; e.g. W_hh, state); default: all')
@@ -370,12 +388,8 @@ def build_parser(prog=None):
     p.add_argument('--data', default=None, help='text of the batch (default: the checkpoint\'s own, or timemachine)')
     p.add_argument('--batch-size', type=positive_int, default=32, help='sequences in the batch')
     p.add_argument('--num-steps', type=positive_int, default=35, help='steps T of the batch')
-    p.add_argument('--cell', choices=sorted(CELLS), default='rnn', help='fresh model: recurrent cell')
-    p.add_argument('--num-layers', type=positive_int, default=1, help='fresh model: layers')
-    p.add_argument('--num-hiddens', type=positive_int, default=512, help='fresh model: hidden size H')
-    p.add_argument('--sigma', type=positive_float, default=0.01, help='fresh model: initial weights\' std')
-    p.add_argument('--activation', choices=activations, default='tanh', help='fresh model: the vanilla cell\'s nonlinearity')
-    p.add_argument('--embed-dim', type=positive_int, default=None, help='fresh model: embedding size')
+    add_model_options(p.add_argument_group('a fresh model (without --checkpoint)'), PROBE_MODEL,
+                      skip=('dtype',))
     p.add_argument('--seed', type=non_negative_int, default=0, help='fresh model\'s weights, the batch\'s position, the Jacobian probes')
     p.add_argument('--jacobian-probes', type=positive_int, default=16,
                    help='random vectors estimating each Jacobian norm (>= H: exact)')
@@ -388,19 +402,13 @@ def build_parser(prog=None):
     p = sub.add_parser('bench', help='training-step throughput; the last stdout line is JSON')
     p.add_argument('--batch-size', type=positive_int, default=32, help='sequences per step B')
     p.add_argument('--num-steps', type=positive_int, default=35, help='time steps T')
-    p.add_argument('--num-hiddens', type=positive_int, default=512, help='hidden size H')
     p.add_argument('--vocab-size', type=positive_int, default=28, help='vocabulary size V (random tokens)')
     p.add_argument('--iters', type=positive_int, default=20, help='timed training steps')
     p.add_argument('--warmup', type=non_negative_int, default=3, help='untimed steps first')
     p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
-    p.add_argument('--dtype', choices=DTYPES, default='float32', help='floating-point type')
     p.add_argument('--threads', type=positive_int, default=None,
                    help='CPU threads splitting the batch (default: every core; 1: one thread)')
-    p.add_argument('--cell', choices=sorted(CELLS), default='rnn', help='recurrent cell')
-    p.add_argument('--num-layers', type=positive_int, default=1, help='recurrent layers stacked')
-    p.add_argument('--dropout', type=fraction, default=0.0, help='dropout on each layer\'s output')
-    p.add_argument('--embed-dim', type=positive_int, default=None, help='an embedding instead of one-hot input')
-    p.add_argument('--impl', choices=IMPLS, default='fast', help=IMPL_HELP)
+    add_model_options(p.add_argument_group('model'), ModelConfig())
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser('download', help='fetch a registered corpus into data/ and verify its checksum')
@@ -508,18 +516,27 @@ def cmd_eval(args):
 
 
 # gradcheck's model options and their defaults when one model is described
-GRADCHECK_MODEL = {'cell': 'rnn', 'num_layers': 1, 'dropout': 0.0, 'num_hiddens': 16, 'vocab_size': 28,
-                   'sigma': 0.01, 'activation': 'tanh', 'embed_dim': None}
-GRADCHECK_BATCH = {'batch_size': 4, 'num_steps': 35}
+# gradcheck's described model: ModelConfig's defaults, but small, on the reference cells, in float64
+GRADCHECK_MODEL = ModelConfig(num_hiddens=16, impl='reference', dtype='float64')
+GRADCHECK_BATCH = {'vocab_size': 28, 'batch_size': 4, 'num_steps': 35}
+# probe's fresh model: ModelConfig's defaults on the reference cells, whose equations the docs explain
+PROBE_MODEL = ModelConfig(impl='reference')
+
+
+def described_options(args):
+    """The options that describe a gradcheck model (every model option but --impl, and the batch's)."""
+    given = [k for k in model_options(args) if k != 'impl']
+    return given + [k for k in GRADCHECK_BATCH if getattr(args, k) is not None]
 
 
 def check_gradcheck(args):
-    described = [k for k in GRADCHECK_MODEL if getattr(args, k) is not None]
+    described = [k for k in described_options(args) if k not in ('batch_size', 'num_steps')]
     if args.checkpoint and described:
         return f'--checkpoint checks the saved model; drop --{described[0].replace("_", "-")}'
     if args.level == 'cell' and (args.checkpoint or args.step_sweep):
         return '--level cell checks a fresh cell: drop --checkpoint and --step-sweep'
-    model_only = [k for k in ('num_layers', 'dropout', 'vocab_size', 'embed_dim', 'tensor') if getattr(args, k) is not None]
+    model_only = [k for k in ('num_layers', 'dropout', 'vocab_size', 'embed_dim', 'init')
+                  if k in described] + (['tensor'] if args.tensor else [])
     if args.level == 'cell' and model_only:
         return f'--level cell checks one cell alone: --{model_only[0].replace("_", "-")} belongs to --level model'
     return None
@@ -529,23 +546,25 @@ def cmd_gradcheck(args):
     from minirnn import gradsuite
     from minirnn.gradcheck import count_verdicts, format_report
     options = dict(max_entries=args.max_entries or None, step=args.step, tolerance=args.tolerance)
-    model = {k: GRADCHECK_MODEL[k] if getattr(args, k) is None else getattr(args, k) for k in GRADCHECK_MODEL}
+    given = model_options(args)
+    model = {**dataclasses.asdict(GRADCHECK_MODEL), **given}
+    del model['dtype']                               # always float64
     batch = {k: GRADCHECK_BATCH[k] if getattr(args, k) is None else getattr(args, k) for k in GRADCHECK_BATCH}
-    described = any(getattr(args, k) is not None for k in (*GRADCHECK_MODEL, *GRADCHECK_BATCH))
+    model['vocab_size'] = batch.pop('vocab_size')
     if args.step_sweep:
         return sweep_steps(args, model, batch)
-    impl = args.impl or 'reference'
+    impl = model['impl']
     if args.level == 'cell':
         results = gradsuite.check_cell(model['cell'], batch_size=batch['batch_size'],
                                        num_steps=batch['num_steps'], num_hiddens=model['num_hiddens'],
-                                       sigma=model['sigma'], activation=args.activation,
+                                       sigma=model['sigma'], activation=given.get('activation'),
                                        device=args.device, seed=args.seed, impl=impl, **options)
     elif args.checkpoint:
         results = gradsuite.check_checkpoint(args.checkpoint, **batch, device=args.device,
-                                             seed=args.seed, tensors=args.tensor, impl=args.impl, **options)
-    elif described:
+                                             seed=args.seed, tensors=args.tensor, impl=given.get('impl'), **options)
+    elif described_options(args):
         label = describe_model(model, batch) + (', fast' if impl == 'fast' else '')
-        rows = gradsuite.check_case({**model, 'impl': impl}, batch['batch_size'], batch['num_steps'], False,
+        rows = gradsuite.check_case(model, batch['batch_size'], batch['num_steps'], False,
                                     device=args.device, seed=args.seed, tensors=args.tensor, **options)
         results = [(label, rows)]
     else:
@@ -562,6 +581,7 @@ def describe_model(model, batch):
     parts += [f'dropout {model["dropout"]:g}'] if model['dropout'] else []
     parts += [model['activation']] if model['cell'] == 'rnn' else []
     parts += [f'E={model["embed_dim"]}'] if model['embed_dim'] else []
+    parts += [f'{model["init"]} init'] if model['init'] != 'normal' else []
     parts += [f'H={model["num_hiddens"]}', f'V={model["vocab_size"]}', f'sigma={model["sigma"]:g}',
               f'B={batch["batch_size"]}', f'T={batch["num_steps"]}']
     return ', '.join(parts)
@@ -600,10 +620,7 @@ def cmd_probe(args):
     for label, model, X, Y in probe_batch(checkpoints=args.checkpoint, data=args.data,
                                           batch_size=args.batch_size, num_steps=args.num_steps,
                                           dtype=args.dtype, device=args.device, seed=args.seed,
-                                          model_options=dict(cell=args.cell, num_layers=args.num_layers,
-                                                             num_hiddens=args.num_hiddens, sigma=args.sigma,
-                                                             activation=args.activation,
-                                                             embed_dim=args.embed_dim)):
+                                          model_options=model_options(args, skip=('dtype',))):
         result = probe(model, X, Y, jacobian_probes=args.jacobian_probes, seed=args.seed)
         print(json.dumps({'label': label, **result}), flush=True)
         labels.append(label)
@@ -616,10 +633,8 @@ def cmd_probe(args):
 def cmd_bench(args):
     from minirnn.bench import step_throughput
     result = step_throughput(batch_size=args.batch_size, num_steps=args.num_steps,
-                             num_hiddens=args.num_hiddens, vocab_size=args.vocab_size,
-                             iters=args.iters, warmup=args.warmup, device=args.device, dtype=args.dtype,
-                             threads=args.threads, cell=args.cell, num_layers=args.num_layers,
-                             dropout=args.dropout, embed_dim=args.embed_dim, impl=args.impl)
+                             vocab_size=args.vocab_size, iters=args.iters, warmup=args.warmup,
+                             device=args.device, threads=args.threads, **model_options(args))
     print(json.dumps(result))
     return 0
 

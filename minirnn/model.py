@@ -53,7 +53,7 @@ class ModelConfig:
     activation: str = _option('tanh', "the vanilla cell's nonlinearity (gated cells: tanh)",
                               choices=lambda: sorted({a for c in CELLS.values() for a in c.ACTIVATIONS}))
     embed_dim: Optional[int] = _option(None, 'learn an embedding of this size instead of one-hot input '
-                                       '(none: one-hot)', kind='positive_int')
+                                       '(none)', kind='positive_int')
     sigma: float = _option(0.01, 'standard deviation of the initial weights (--init normal)',
                            kind='positive_float')
     init: str = _option('normal', "normal: the book's N(0, sigma^2) weights, zero biases; uniform: "

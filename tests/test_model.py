@@ -308,3 +308,28 @@ def test_a_gradient_entering_through_the_final_state_is_backpropagated():
     for k, p in m.params.items():
         err = relative_error(result.grads[k].reshape(-1), numerical_gradient(f, p, np.arange(p.size)))
         assert err.max() < 1e-6, k
+
+
+def test_one_schema_for_a_model_its_training_configuration_checkpoint_and_options():
+    """ModelConfig is declared once: the training configuration's first fields, what a model and
+    its checkpoint store, and one option per field (its help text the field's) in every command
+    that builds a model."""
+    import dataclasses
+    from minirnn import cli
+    from minirnn.model import ModelConfig
+    from minirnn.run.config import TrainConfig
+    fields = dataclasses.fields(ModelConfig)
+    names = [f.name for f in fields]
+    assert [f.name for f in dataclasses.fields(TrainConfig)][:len(names)] == names
+    assert TrainConfig(cell='gru', dropout=0.2).model == ModelConfig(cell='gru', dropout=0.2)
+    model = RNNLM.from_config(5, TrainConfig(cell='lstm', num_hiddens=4, init='uniform'), seed=0)
+    assert set(model.config()) == {'vocab_size', *names} and model.spec == ModelConfig(
+        cell='lstm', num_hiddens=4, init='uniform')
+    parser = cli.build_parser('minirnn')
+    for command, skip in (('train', ()), ('bench', ()), ('gradcheck', ('dtype',)), ('probe', ('dtype',))):
+        options = {a.dest: a for a in parser.commands[command]._actions}
+        for field in fields:
+            if field.name not in skip:
+                assert field.metadata['help'] in options[field.name].help, (command, field.name)
+    with pytest.raises(ConfigError, match='dropout'):
+        ModelConfig(dropout=1.0)

@@ -1,7 +1,8 @@
 """What a training run depends on: TrainConfig, and the book's runs as presets of it.
 
 TrainConfig is a frozen dataclass, saved in every checkpoint and checked once here, at the
-boundary. A preset is a plain dict of overrides; explicit options win over it, and a preset's
+boundary. Its first fields are the model's, inherited from model.ModelConfig (declared and
+checked there, once); the rest are the run's. A preset is a plain dict of overrides; explicit options win over it, and a preset's
 learning rate goes with its optimizer. How a run is carried out is train.py's business.
 """
 import dataclasses
@@ -10,16 +11,19 @@ from typing import Optional, Tuple
 from .. import checks, text, truncation
 from ..backend import DEVICES
 from ..batching import SAMPLERS
-from ..cells import CELLS, IMPLS
 from ..errors import ConfigError
-from ..model import DTYPES, INITS
+from ..model import ModelConfig
 from ..optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
 from ..truncation import MODES as TRUNCATIONS
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on; saved in every checkpoint. Defaults: the book's d2l-v1."""
+class TrainConfig(ModelConfig):
+    """Everything a training run depends on; saved in every checkpoint. Defaults: the book's d2l-v1.
+
+    The model's fields (cell, num_layers, num_hiddens, activation, embed_dim, sigma, init,
+    dropout, impl, dtype) come from ModelConfig; `config.model` is that part alone.
+    """
     # data
     data: str = 'timemachine'
     encoding: str = 'utf-8'
@@ -30,16 +34,6 @@ class TrainConfig:
     val_fraction: float = 0.0
     num_train_windows: Optional[int] = None   # windows sampler: the book's fixed train/val split
     num_val_windows: Optional[int] = None
-    # model
-    cell: str = 'rnn'
-    num_layers: int = 1
-    num_hiddens: int = 512
-    activation: str = 'tanh'
-    embed_dim: Optional[int] = None
-    sigma: float = 0.01
-    init: str = 'normal'       # normal (the book's, sigma) | uniform (PyTorch's default): model.INITS
-    dropout: float = 0.0
-    impl: str = 'fast'         # fast (cells/fast/) | reference (the book's equations as written)
     # optimization
     batch_size: int = 32
     num_steps: int = 35
@@ -70,7 +64,6 @@ class TrainConfig:
     sample_every: Optional[int] = None   # a sampled continuation of the first prefix every N steps
     # device and reproducibility
     device: str = 'cpu'
-    dtype: str = 'float32'
     seed: int = 0
     threads: Optional[int] = None   # CPU threads splitting each batch (None: every core)
     # text generated after training
@@ -78,10 +71,11 @@ class TrainConfig:
     num_preds: int = 50
 
     def __post_init__(self):
+        super().__post_init__()           # the model's fields
         object.__setattr__(self, 'prefixes', tuple(self.prefixes))
-        for name in ('num_hiddens', 'num_layers', 'batch_size', 'num_steps', 'num_epochs'):
+        for name in ('batch_size', 'num_steps', 'num_epochs'):
             checks.integer(name, getattr(self, name))
-        for name in ('max_tokens', 'num_train_windows', 'num_val_windows', 'embed_dim', 'threads',
+        for name in ('max_tokens', 'num_train_windows', 'num_val_windows', 'threads',
                      'early_stop', 'eval_every', 'sample_every'):
             checks.integer(name, getattr(self, name), optional=True)
         for name in ('num_preds', 'seed', 'min_freq', 'warmup_steps'):
@@ -96,13 +90,9 @@ class TrainConfig:
         self._check_schedule()
         checks.number('clip', self.clip, minimum=0)
         checks.number('val_fraction', self.val_fraction, minimum=0, below=1)
-        checks.number('sigma', self.sigma, above=0)
-        checks.number('dropout', self.dropout, minimum=0, below=1)
         for name, allowed in (('sampler', SAMPLERS), ('device', DEVICES),
-                              ('dtype', DTYPES), ('init', INITS), ('preprocess', text.PREPROCESS_MODES),
-                              ('token', text.TOKEN_KINDS), ('cell', CELLS), ('impl', IMPLS)):
+                              ('preprocess', text.PREPROCESS_MODES), ('token', text.TOKEN_KINDS)):
             checks.one_of(name, getattr(self, name), allowed)
-        checks.one_of('activation', self.activation, CELLS[self.cell].ACTIVATIONS)
         windows_split = self.num_train_windows is not None or self.num_val_windows is not None
         if windows_split and self.sampler != 'windows':
             raise ConfigError('num_train_windows/num_val_windows apply to the windows sampler only')
@@ -151,6 +141,11 @@ class TrainConfig:
             raise ConfigError(f'lr_decay must be in (0, 1], got {self.lr_decay!r}')
         checks.integer('lr_decay_every', self.lr_decay_every)
         checks.integer('lr_decay_after', self.lr_decay_after, minimum=0)
+
+    @property
+    def model(self):
+        """The model's part of this configuration, a ModelConfig."""
+        return ModelConfig.of(self)
 
     @property
     def validates(self):
