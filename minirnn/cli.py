@@ -202,18 +202,7 @@ def model_options(args, skip=()):
 def build_parser(prog=None):
     """The argument parser; prog is how the program was invoked (default: invoked_as())."""
     import minirnn
-    from minirnn.backend import DEVICES
-    from minirnn.batching import SAMPLERS
-    from minirnn.run.config import PRESETS, TRUNCATIONS, make_config
-    from minirnn.corpora import CORPORA
     from minirnn.run.stopping import DIVERGENCE_FACTOR
-    from minirnn.generate import STRATEGIES
-    from minirnn.gradcheck import STEP, TOLERANCE
-    from minirnn.model import DTYPES
-    from minirnn.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
-    from minirnn.run.trainer import SAMPLE_NUM_PREDS
-    from minirnn.text import PREPROCESS_MODES, TOKEN_KINDS
-
     prog = prog or invoked_as()
     parser = Parser(prog='minirnn', description='Recurrent language models with hand-written '
                     'backpropagation through time on NumPy (CPU) and CuPy (GPU).',
@@ -222,13 +211,23 @@ def build_parser(prog=None):
     parser.invoked_as = prog
     parser.add_argument('--version', action='version', version=f'%(prog)s {minirnn.__version__}')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
+    for add in (add_train, add_generate, add_eval, add_gradcheck, add_probe, add_bench, add_download):
+        add(sub)
+    for name, subparser in sub.choices.items():
+        subparser.epilog = EXAMPLES[name].format(prog=prog, divergence_factor=DIVERGENCE_FACTOR)
+    parser.commands = dict(sub.choices)     # name -> its parser
+    return parser
 
-    # train: an option left out keeps the preset's value (SUPPRESS), so argparse knows no
-    # defaults; the help shows d2l-v1's (and d2l-v2's where it differs)
-    S = argparse.SUPPRESS
-    v1, v2 = make_config('d2l-v1'), make_config('d2l-v2')
 
-    def preset_default(name, none='none'):
+class PresetOption:
+    """train's options: one left out keeps the preset's value (argparse.SUPPRESS), so argparse
+    knows no defaults; the help shows d2l-v1's (and d2l-v2's where it differs)."""
+
+    def __init__(self):
+        from minirnn.run.config import make_config
+        self.v1, self.v2 = make_config('d2l-v1'), make_config('d2l-v2')
+
+    def default(self, name, none='none'):
         """'default: <d2l-v1's value>', and d2l-v2's where it differs."""
         def show(value):
             if value is None:
@@ -236,17 +235,23 @@ def build_parser(prog=None):
             if isinstance(value, tuple):
                 return ', '.join(repr(v) for v in value)
             return f'{value:g}' if isinstance(value, float) else str(value)
-        default = f'default: {show(getattr(v1, name))}'
-        if getattr(v2, name) != getattr(v1, name):
-            default += f'; d2l-v2: {show(getattr(v2, name))}'
+        default = f'default: {show(getattr(self.v1, name))}'
+        if getattr(self.v2, name) != getattr(self.v1, name):
+            default += f'; d2l-v2: {show(getattr(self.v2, name))}'
         return default
 
-    def option(group, flag, help, none='none', **kwargs):
+    def __call__(self, group, flag, help, none='none', **kwargs):
         name = kwargs.get('dest', flag[2:].replace('-', '_'))
-        group.add_argument(flag, help=f'{help} ({preset_default(name, none)})', **kwargs)
+        group.add_argument(flag, help=f'{help} ({self.default(name, none)})', **kwargs)
 
+
+def add_train(sub):
+    from minirnn.corpora import CORPORA
+    from minirnn.run.config import PRESETS
+    from minirnn.text import PREPROCESS_MODES, TOKEN_KINDS
+    option = PresetOption()
     p = sub.add_parser('train', help='train a model; writes DIR/model.npz, best.npz, history.jsonl, perplexity.png',
-                       argument_default=S)
+                       argument_default=argparse.SUPPRESS)
     p.add_argument('--preset', choices=sorted(PRESETS), help='settings to start from: the book\'s runs (d2l-*) or the held-out presets (tm-*) (default: d2l-v1)')
     g = p.add_argument_group('data')
     option(g, '--data', f'a registered corpus ({", ".join(CORPORA)}) or a text file')
@@ -261,7 +266,15 @@ def build_parser(prog=None):
            type=optional_positive_int)
     option(g, '--num-val-windows', 'windows sampler: validate on the next N windows ("none": no validation)',
            type=optional_positive_int)
-    add_model_options(p.add_argument_group('model'), v1, shown=preset_default)
+    add_model_options(p.add_argument_group('model'), option.v1, shown=option.default)
+    _train_optimization(p, option)
+    _train_bptt_and_bookkeeping(p, option)
+    p.set_defaults(func=cmd_train)
+
+
+def _train_optimization(p, option):
+    from minirnn.batching import SAMPLERS
+    from minirnn.optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
     g = p.add_argument_group('optimization')
     option(g, '--batch-size', 'sequences per minibatch', type=positive_int)
     option(g, '--num-steps', 'time steps per sequence (BPTT length)', type=positive_int)
@@ -292,6 +305,12 @@ def build_parser(prog=None):
            type=positive_int)
     option(g, '--max-minutes', 'start no epoch that would end past this much wall time (the last '
            'epoch\'s time is the estimate)', type=positive_float)
+
+
+def _train_bptt_and_bookkeeping(p, option):
+    from minirnn.backend import DEVICES
+    from minirnn.run.config import TRUNCATIONS
+    from minirnn.run.trainer import SAMPLE_NUM_PREDS
     g = p.add_argument_group('backpropagation through time')
     option(g, '--truncation', 'detach: BPTT within each batch, the carried state a constant (the book); '
            'full: on through every earlier batch of the epoch (sequential sampler); regular: every --k1 '
@@ -318,8 +337,11 @@ def build_parser(prog=None):
     g = p.add_argument_group('device')
     option(g, '--device', 'cpu (NumPy), gpu (CuPy) or auto', choices=DEVICES)
     option(g, '--threads', 'CPU threads splitting each batch', none='every core', type=positive_int)
-    p.set_defaults(func=cmd_train)
 
+
+def add_generate(sub):
+    from minirnn.backend import DEVICES
+    from minirnn.generate import STRATEGIES
     p = sub.add_parser('generate', help='continue a prefix with a trained model')
     p.add_argument('--checkpoint', required=True, help='a model.npz or best.npz written by train')
     p.add_argument('--prefix', required=True, help='text to continue')
@@ -337,6 +359,9 @@ def build_parser(prog=None):
     p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
     p.set_defaults(func=cmd_generate, check=check_generate)
 
+
+def add_eval(sub):
+    from minirnn.backend import DEVICES
     p = sub.add_parser('eval', help='perplexity of a text under a trained model')
     p.add_argument('--checkpoint', required=True, help='a model.npz or best.npz written by train')
     p.add_argument('--data', required=True, help='a registered corpus or a text file')
@@ -348,6 +373,10 @@ def build_parser(prog=None):
     p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
     p.set_defaults(func=cmd_eval)
 
+
+def add_gradcheck(sub):
+    from minirnn.backend import DEVICES
+    from minirnn.gradcheck import STEP, TOLERANCE
     p = sub.add_parser('gradcheck', help='check every gradient against finite differences (float64), '
                        'with a verdict per tensor: OK, FAIL or INCONCLUSIVE')
     g = p.add_argument_group('what to check (default: the built-in suite of small models, every '
@@ -380,6 +409,10 @@ def build_parser(prog=None):
     g.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
     p.set_defaults(func=cmd_gradcheck, check=check_gradcheck)
 
+
+def add_probe(sub):
+    from minirnn.backend import DEVICES
+    from minirnn.model import DTYPES
     p = sub.add_parser('probe', help='gradient flow through time for one batch: per-step gradient norms, '
                        'Jacobian gains, recurrent spectra (JSON lines on stdout, a PNG)')
     p.add_argument('--checkpoint', nargs='+', default=None, metavar='FILE',
@@ -399,6 +432,9 @@ def build_parser(prog=None):
     p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
     p.set_defaults(func=cmd_probe)
 
+
+def add_bench(sub):
+    from minirnn.backend import DEVICES
     p = sub.add_parser('bench', help='training-step throughput; the last stdout line is JSON')
     p.add_argument('--batch-size', type=positive_int, default=32, help='sequences per step B')
     p.add_argument('--num-steps', type=positive_int, default=35, help='time steps T')
@@ -411,14 +447,13 @@ def build_parser(prog=None):
     add_model_options(p.add_argument_group('model'), ModelConfig())
     p.set_defaults(func=cmd_bench)
 
+
+def add_download(sub):
+    from minirnn.corpora import CORPORA
     p = sub.add_parser('download', help='fetch a registered corpus into data/ and verify its checksum')
     p.add_argument('name', help=', '.join(CORPORA))
     p.set_defaults(func=cmd_download)
 
-    for name, subparser in sub.choices.items():
-        subparser.epilog = EXAMPLES[name].format(prog=prog, divergence_factor=DIVERGENCE_FACTOR)
-    parser.commands = dict(sub.choices)     # name -> its parser
-    return parser
 
 
 def check_generate(args):
