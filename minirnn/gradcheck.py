@@ -162,9 +162,12 @@ def numerical_gradient(f, x, indices, step=STEP):
 
 
 def relative_error(analytic, numeric, floor=1e-10):
-    """Elementwise |a - n| / max(floor, |a| + |n|), the classic per-entry measure (layer tests)."""
-    analytic = np.asarray(analytic, dtype=np.float64)
-    numeric = np.asarray(numeric, dtype=np.float64)
+    """Elementwise |a - n| / max(floor, |a| + |n|), the classic per-entry measure (layer tests).
+
+    analytic, numeric: arrays on any device (or array-likes); the result is a host array.
+    """
+    analytic = np.asarray(to_numpy(analytic), dtype=np.float64)
+    numeric = np.asarray(to_numpy(numeric), dtype=np.float64)
     return np.abs(analytic - numeric) / np.maximum(floor, np.abs(analytic) + np.abs(numeric))
 
 
@@ -288,6 +291,8 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
     # a private copy of the state, perturbed in place below
     state = tree_map(lambda a: a.copy(), model.begin_state(len(X)) if state is None
                      else model.check_state('state', state, len(X)))
+    if dfinal_state is not None:          # on the model's device, as the final state it multiplies
+        dfinal_state = model.check_state('dfinal_state', dfinal_state, len(X))
     result = model.gradients(X, Y, state, dropout_rng=dropout_rng, dfinal_state=dfinal_state)
 
     def f():

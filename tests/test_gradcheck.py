@@ -15,7 +15,6 @@ from minirnn.gradsuite import BUGS, check_case
 from minirnn.model import RNNLM
 
 
-
 def test_the_module_is_the_module_and_calling_it_checks_a_model():
     assert minirnn.gradcheck is gc
     m = RNNLM(5, 3, sigma=0.5, dtype='float64', seed=0)
