@@ -108,6 +108,7 @@ diverged (train; or a model with NaN or infinite weights), 130 interrupted"""
 EXAMPLES = {
     'train': """examples:
   {prog} train                              # the book's 1st-edition run (--preset d2l-v1)
+  {prog} train --data my.txt --out runs/mine  # a text of your own (--preset own-text)
   {prog} train --data sherlock_holmes --max-tokens all --val-fraction 0.1 --num-hiddens 256 \\
       --optimizer adam --lr-schedule cosine --warmup-steps 200 --early-stop 3 --eval-every 500 \\
       --sample-every 500 --num-epochs 20 --out runs/sherlock
@@ -252,7 +253,9 @@ def add_train(sub):
     option = PresetOption()
     p = sub.add_parser('train', help='train a model; writes DIR/model.npz, best.npz, history.jsonl, perplexity.png',
                        argument_default=argparse.SUPPRESS)
-    p.add_argument('--preset', choices=sorted(PRESETS), help='settings to start from: the book\'s runs (d2l-*) or the held-out presets (tm-*) (default: d2l-v1)')
+    p.add_argument('--preset', choices=sorted(PRESETS), help='settings to start from: the book\'s runs '
+                   '(d2l-*), the held-out presets (tm-*), or own-text (default: own-text when --data is a '
+                   'file, else d2l-v1)')
     g = p.add_argument_group('data')
     option(g, '--data', f'a registered corpus ({", ".join(CORPORA)}) or a text file')
     option(g, '--encoding', 'text encoding of --data')
@@ -473,8 +476,8 @@ def check_generate(args):
 # --- one function per subcommand: no math, only calls into the package -------------------------
 
 def cmd_train(args):
-    from minirnn.run.config import TrainConfig, make_config
     from minirnn.errors import ConfigError
+    from minirnn.run.config import OWN_TEXT_PRESET, TrainConfig, make_config, preset_for
     from minirnn.run.rundir import RunDir
     from minirnn.run import fit
     options = {k: v for k, v in vars(args).items()
@@ -488,7 +491,12 @@ def cmd_train(args):
     if args.resume:       # the saved settings, with the options given now on top
         config = TrainConfig.from_dict({**out.saved_config().to_dict(), **options})
     else:
-        config = make_config(getattr(args, 'preset', None), **options)
+        preset = preset_for(options.get('data'), getattr(args, 'preset', None))
+        if preset == OWN_TEXT_PRESET and not getattr(args, 'preset', None) and not args.quiet:
+            print(f'minirnn: {options["data"]} is a text of your own: starting from --preset {preset} (all '
+                  f'of it, every character as it is, 5% held out for validation); --preset d2l-v1 gives '
+                  f'the book\'s settings', file=sys.stderr)
+        config = make_config(preset, **options)
     result = fit(config, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
     print_results(result, config, out)
     return 0 if result.finished else 130   # an early stop is finished too
@@ -507,7 +515,7 @@ def print_results(result, config, out):
     if result.finished:
         from minirnn.generate import predict
         from minirnn.run.trainer import use_weights
-        for prefix in config.prefixes:
+        for prefix in result.prefixes:
             try:      # the model is trained and saved: a prefix it cannot read is only a warning
                 with use_weights(result.model, result.averaged) as model:
                     print(predict(model, result.vocab, prefix, config.num_preds,

@@ -8,6 +8,7 @@ import codecs
 import collections
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -80,18 +81,33 @@ _GUTENBERG_LAST_LINE = re.compile(r'End of (?:the )?Project Gutenberg', re.IGNOR
 
 
 def strip_gutenberg(text):
-    """The text between Project Gutenberg's `*** START OF` and `*** END OF` marker lines.
+    """Every book's text between Project Gutenberg's `*** START OF` and `*** END OF` marker lines.
 
-    Each marker is optional: without a START line the text is kept from its beginning,
-    without an END line to its end; a text with neither comes back unchanged. Older files'
-    "End of the Project Gutenberg EBook of ..." line above the END marker goes too.
+    A file that joins several Gutenberg books keeps each book's body, in order, separated by a
+    blank line. Each marker is optional: without a START line the text is kept from its
+    beginning, without an END line to its end; a text with neither comes back unchanged.
+    Older files' "End of the Project Gutenberg EBook of ..." line above the END marker goes too.
     """
-    start = _marker(text, _GUTENBERG_START)
-    end = _marker(text, _GUTENBERG_END, start[1] if start else 0)
-    if start is None and end is None:
-        return text
-    body = text[start[1] if start else 0:end[0] if end else len(text)].strip()
-    # older files close the book with one more line of boilerplate just above the END marker
+    bodies, position = [], 0
+    while True:
+        start = _marker(text, _GUTENBERG_START, position)
+        if start is None and bodies:               # no further book after the last END
+            break
+        begin = start[1] if start else position
+        end = _marker(text, _GUTENBERG_END, begin)
+        if start is None and end is None:
+            return text
+        bodies.append(_book_body(text[begin:end[0] if end else len(text)]))
+        if end is None:
+            break
+        position = end[1]
+    return '\n\n'.join(bodies)
+
+
+def _book_body(body):
+    """One book's text between its markers, without the blank lines around it and (older files)
+    the last line of boilerplate just above the END marker."""
+    body = body.strip()
     last = body.rfind('\n') + 1
     if _GUTENBERG_LAST_LINE.match(body, last):
         body = body[:last].rstrip()
@@ -280,15 +296,24 @@ def encode(tokens, vocab):
     return np.fromiter(map(get, tokens, [vocab.unk] * len(tokens)), np.int32, count=len(tokens))
 
 
-def _prepared_text(name_or_path, mode, token, max_tokens, encoding):
-    """Check the options, then read, strip Gutenberg boilerplate and preprocess (mode) a text."""
+def _prepared_text(name_or_path, mode, token, max_tokens, encoding, dropped=None):
+    """Check the options, then read, strip Gutenberg boilerplate and preprocess (mode) a text.
+
+    dropped: None, or a dict that receives, character -> count, what the preprocessing removed
+    (letters: every character but A-Z, a-z and space; their runs become one space).
+    """
     if mode not in PREPROCESS_MODES:
         raise ConfigError(f'unknown preprocess mode {mode!r}; choose one of {", ".join(PREPROCESS_MODES)}')
     if token not in TOKEN_KINDS:
         raise ConfigError(f'unknown token kind {token!r}; choose one of {", ".join(TOKEN_KINDS)}')
     checks.integer('max_tokens', max_tokens, optional=True)
     path = resolve_corpus(name_or_path)
-    text = preprocess(strip_gutenberg(read_text(path, encoding)), mode)
+    text = strip_gutenberg(read_text(path, encoding))
+    if dropped is not None and mode == 'letters':
+        _, _, chars, counts = _index_chars(text)
+        dropped.update((c, int(n)) for c, n in zip(chars, counts)
+                       if not (c == ' ' or ('a' <= c.lower() <= 'z' and c.isascii())))
+    text = preprocess(text, mode)
     if not text or text.isspace():
         hint = '; for text without English letters use --preprocess raw' if mode == 'letters' else ''
         raise DataError(f'{path}: no tokens left after preprocess={mode!r}{hint}')
@@ -303,13 +328,47 @@ def load_corpus(name_or_path, *, preprocess='letters', token='char', max_tokens=
     `min_freq` times; the rest become <unk>, index 0) and the corpus is then cut to its first
     `max_tokens`. Returns (corpus (N,) int32 NumPy array, Vocab).
     """
-    text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding)
+    corpus, vocab, _ = load_text(name_or_path, preprocess=preprocess, token=token, max_tokens=max_tokens,
+                                 encoding=encoding, min_freq=min_freq)
+    return corpus, vocab
+
+
+def load_text(name_or_path, *, preprocess='letters', token='char', max_tokens=None, encoding='utf-8',
+              min_freq=0):
+    """load_corpus, and a TextSummary of what was used: (corpus, vocab, summary)."""
+    dropped = {}
+    text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding, dropped)
     ids, keys, tokens, counts = _index_chars(text) if token == 'char' else _index_words(text)
     del text
     vocab = Vocab.from_counter(dict(zip(tokens, counts.tolist())), min_freq=min_freq)
     lut = np.zeros(int(keys[-1]) + 1, np.int32)  # first-pass id -> vocab index (<unk> when dropped)
     lut[keys] = vocab[tokens]
-    return _chunked_lookup(lut, ids[:max_tokens]), vocab
+    summary = TextSummary(str(resolve_corpus(name_or_path)), len(ids), min(len(ids), max_tokens or len(ids)),
+                          preprocess, sum(dropped.values()),
+                          tuple(sorted(dropped.items(), key=lambda item: -item[1])[:5]))
+    return _chunked_lookup(lut, ids[:max_tokens]), vocab, summary
+
+
+class TextSummary(NamedTuple):
+    """What a loaded text gave: its path, tokens in all and used (max_tokens), and what the
+    preprocessing dropped: how many characters, and the most common ones with their counts."""
+    path: str
+    total_tokens: int
+    used_tokens: int
+    preprocess: str
+    dropped: int
+    most_dropped: tuple
+
+    def line(self, token='char'):
+        """One line for the user: 'path: N of M tokens; ... dropped K characters (most: ...)'."""
+        used = (f'all {self.total_tokens:,}' if self.used_tokens == self.total_tokens
+                else f'the first {self.used_tokens:,} of {self.total_tokens:,}')
+        text = f'{self.path}: {used} {token} tokens'
+        if self.dropped:
+            common = ', '.join(f'{c!r} {n:,}' for c, n in self.most_dropped)
+            text += (f'; --preprocess {self.preprocess} made spaces of {self.dropped:,} other characters '
+                     f'(most often {common}) and lowercased the letters')
+        return text
 
 
 def split_corpus(corpus, val_fraction):

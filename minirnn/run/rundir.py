@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import checkpoint
 from .config import TrainConfig
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..files import write_text_atomic
 
 # every file a run writes; a fresh run refuses a directory with any of them.
@@ -71,8 +71,10 @@ class RunDir:
             raise ConfigError(f'--out {self.path} is a file, not a directory')
         if resume:
             before = self.saved().meta['train']
+            if before.get('data') != config.data:
+                self._check_moved_data(before['data'], config.data)
             for name, value in config.to_dict().items():
-                if name not in RESUMABLE_CHANGES and name in before and before[name] != value:
+                if name not in RESUMABLE_CHANGES + ('data',) and name in before and before[name] != value:
                     raise ConfigError(f'--resume continues the saved run, whose {name} is {before[name]!r}, '
                                       f'not {value!r}; drop that option or train into a new --out')
             if before.get('lr_schedule') == 'cosine' and before['num_epochs'] != config.num_epochs:
@@ -83,6 +85,20 @@ class RunDir:
             found = ', '.join(name for name in RUN_FILES if (self.path / name).exists())
             raise ConfigError(f'{self.path} already holds a run ({found}); continue it with --resume, '
                               f'start over with --overwrite, or choose another --out')
+
+    def _check_moved_data(self, before, now):
+        """--data on resume names the saved run's text at a new path: the same bytes (size and SHA-1)."""
+        from ..corpora import fingerprint
+        saved = self.saved().meta.get('position', {}).get('data_fingerprint')
+        try:
+            same = saved is not None and fingerprint(now) == saved
+        except (OSError, DataError):
+            same = False
+        if not same:
+            why = ('the saved run does not record its text\'s size and checksum' if saved is None
+                   else f'{now} is not the same file (its size or SHA-1 differs)')
+            raise ConfigError(f'--resume continues the saved run, which trained on {before}; {why}: '
+                              f'resume with --data {before}, or train into a new --out')
 
     def open(self):
         """Create the directory, prove it writable, and remove stale temporary files of ours.

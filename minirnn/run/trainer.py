@@ -23,6 +23,7 @@ import numpy as np
 from .. import parallel, text
 from ..backend import to_device, tune_host_allocator
 from ..batching import SeqDataLoader
+from ..corpora import fingerprint
 from ..errors import ConfigError, DataError, DivergenceError
 from ..model import RNNLM
 from ..optim import OPTIMIZERS, Schedule, bias_lr_mults, format_ppl, perplexity
@@ -45,6 +46,7 @@ class FitResult(NamedTuple):
     finished: bool          # False when Ctrl-C stopped the run (a checkpoint was saved)
     stopped_early: bool = False   # early_stop ended the run before num_epochs
     averaged: Optional[dict] = None   # --ema: the moving average of the weights (use_weights)
+    prefixes: tuple = ()    # what to continue after training: config.prefixes, or the text's start
 
 
 def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
@@ -80,10 +82,10 @@ class Run:
     epoch to train next, and how far that one got (a resumed run replays its done batches).
     """
 
-    def __init__(self, config, directory, vocab, model, optimizer, split, rngs):
+    def __init__(self, config, directory, vocab, summary, model, optimizer, split, rngs):
         (train_corpus, window_options), self._validate = split
-        self.config, self.directory, self.vocab, self.model, self.optimizer = \
-            config, directory, vocab, model, optimizer
+        self.config, self.directory, self.vocab, self.summary, self.model, self.optimizer = \
+            config, directory, vocab, summary, model, optimizer
         self.rngs, self.train_corpus = rngs, train_corpus
         self.loader = SeqDataLoader(train_corpus, config.batch_size, config.num_steps, config.sampler,
                                     rngs['data'], model.xp, **window_options)
@@ -94,6 +96,7 @@ class Run:
         self.truncation = from_config(config, rngs['truncation'])
         self.monitor = EpochMonitor()
         self.history, self.epoch, self.progress = [], 1, EpochProgress()
+        self.data_fingerprint = fingerprint(config.data)    # a resume may find the text moved
         self.max_loss, self.sample_prefix = None, None
 
     @property
@@ -118,9 +121,9 @@ class Run:
 
 def build(config, directory, saved=None):
     """A Run as `config` says: a fresh model, or the saved one (a Checkpoint) of a resumed run."""
-    corpus, vocab = text.load_corpus(config.data, preprocess=config.preprocess, token=config.token,
-                                     max_tokens=config.max_tokens, encoding=config.encoding,
-                                     min_freq=config.min_freq)
+    corpus, vocab, summary = text.load_text(config.data, preprocess=config.preprocess, token=config.token,
+                                            max_tokens=config.max_tokens, encoding=config.encoding,
+                                            min_freq=config.min_freq)
     rngs = dict(zip(RANDOM_STREAMS, (np.random.default_rng(s) for s in
                                      np.random.SeedSequence(config.seed).spawn(len(RANDOM_STREAMS)))))
     if saved is None:
@@ -135,7 +138,7 @@ def build(config, directory, saved=None):
     optimizer = OPTIMIZERS[config.optimizer](config.lr, weight_decay=config.weight_decay,
                                              lr_mults=bias_lr_mults(model.params, config.bias_lr_mult),
                                              ema=config.ema)
-    return Run(config, directory, vocab, model, optimizer, _split(config, corpus, model), rngs)
+    return Run(config, directory, vocab, summary, model, optimizer, _split(config, corpus, model), rngs)
 
 
 def _split(config, corpus, model):
@@ -182,6 +185,7 @@ def position(run, next_epoch, loader_state, progress):
     every random stream as it is now (a replayed epoch skips its finished batches without
     drawing masks, so it continues from exactly here)."""
     return {'epoch': next_epoch, 'loader': loader_state, 'progress': dataclasses.asdict(progress),
+            'data_fingerprint': run.data_fingerprint,
             'dropout_rng': run.rngs['dropout'].bit_generator.state,
             'truncation_rng': run.rngs['truncation'].bit_generator.state, 'loss_bound': run.max_loss}
 
@@ -216,6 +220,7 @@ def save(run, epoch, next_epoch, loader_state, progress, best=False):
 def loop(run, report):
     """Train epoch after epoch until num_epochs, an early stop, the time budget or Ctrl-C."""
     config = run.config
+    report.line(f'minirnn: text {run.summary.line(config.token)}')
     report.line(f'minirnn: training into {run.directory.path}: {len(run.train_corpus):,} tokens, '
                 f'vocabulary {len(run.vocab)}, {len(run.loader)} batches per epoch on {config.device}')
     started, last_epoch_seconds, stopped_early = time.monotonic(), 0.0, False
@@ -231,12 +236,24 @@ def loop(run, report):
                 epoch_started = time.monotonic()
                 if not run_epoch(run, interrupt, report):
                     return FitResult(run.model, run.vocab, run.history, False,
-                                     averaged=run.optimizer.averaged_params())
+                                     averaged=run.optimizer.averaged_params(), prefixes=prefixes(run))
                 finish_epoch(run, report)
                 last_epoch_seconds = time.monotonic() - epoch_started
     finally:
         report.close()
-    return FitResult(run.model, run.vocab, run.history, True, stopped_early, run.optimizer.averaged_params())
+    return FitResult(run.model, run.vocab, run.history, True, stopped_early, run.optimizer.averaged_params(),
+                     prefixes(run))
+
+
+def prefixes(run, max_tokens=24):
+    """What to continue after training: config.prefixes, or (None) the start of the text's
+    first line, at most max_tokens tokens of it (the user's own text, where no prefix fits all)."""
+    if run.config.prefixes is not None:
+        return run.config.prefixes
+    tokens = run.vocab.to_tokens([int(i) for i in run.train_corpus[:max_tokens]])
+    if run.config.token == 'char':
+        return (''.join(tokens).split('\n')[0] or ''.join(tokens[:1]),)
+    return (' '.join(tokens),)
 
 
 def run_epoch(run, interrupt, report):
