@@ -129,6 +129,16 @@ def test_scalars_fill_slices_and_index_arrays_upload_host_values(cp):
     assert c.uploads == 3                             # two index arrays and the value
 
 
+def test_a_list_of_device_arrays_is_stacked_on_the_device(cp):
+    """core.pyx array -> _array_from_nested_sequence: device parts are copied on the device, their
+    dtype kept; nothing is uploaded."""
+    part = cp.ones(2, dtype=np.float32)
+    with cp.standin_counting() as c:
+        stacked = cp.array([part, part])
+    assert stacked.shape == (2, 2) and stacked.dtype == np.float32
+    assert (c.launches, c.uploads) == (2, 0)
+
+
 def test_integer_array_indices_wrap_around_as_on_cupy(cp):
     """CuPy's gather and scatter kernels wrap out-of-bounds integer-array indices (core.pyx
     __getitem__ docs); NumPy would raise IndexError. A scalar index out of bounds still raises."""

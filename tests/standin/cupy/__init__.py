@@ -5,7 +5,10 @@ catches would reach a GPU machine first: a NumPy array handed to a device kernel
 of a device array, a host array assigned into a device slice, a read-back in a loop. This
 package is importable as `cupy` when tests/standin is on sys.path (PYTHONPATH=tests/standin
 for a subprocess) or installed into sys.modules by the `standin` fixture in tests/conftest.py.
-It reports one CUDA device, so minirnn.backend takes it for a working GPU.
+It reports one CUDA device, so minirnn.backend takes it for a working GPU: with
+`PYTHONPATH=tests/standin python -m pytest` the gpu-marked tests that do not take the `xp`
+fixture (test_model.py::test_cpu_and_gpu_agree) run on it too; the xp fixture's `cupy` param
+still waits for real CuPy.
 
 It implements the CuPy names minirnn and its tests use (the arrays' kernels are NumPy's, so
 results equal the CPU path's), raises where CuPy raises (_core.py names the CuPy source of
@@ -89,9 +92,9 @@ def array(obj, dtype=None, copy=True, order='K', subok=False, ndmin=0, *, blocki
             a = a.reshape((1,) * (ndmin - a.ndim) + a.shape)
         return a
     if isinstance(obj, (list, tuple)) and obj and _builtins.all(isinstance(x, ndarray) for x in obj):
-        a = _core._wrap(_numpy.stack([x._a for x in obj]).astype(dtype or None, copy=False))
+        stacked = _numpy.stack([x._a for x in obj])
         _standin.launch('copy', len(obj))
-        return a
+        return _core._wrap(stacked if dtype is None else stacked.astype(dtype, copy=False))
     a = _numpy.array(obj, dtype=dtype, order=order if order in 'CF' else 'K', ndmin=ndmin)
     _core._check_dtype(a.dtype)
     _standin.upload()

@@ -575,10 +575,10 @@ class ndarray:
             value = _squeeze_leading_unit_dims(value)
         np_key, arrays, axis, view_ndim = _prepare_index(self.shape, key)
         if arrays:
-            mask = len(arrays) == 1 and arrays[0].dtype.kind == 'b'
-            if mask:
+            selected = self._a[np_key].size
+            if len(arrays) == 1 and arrays[0].dtype.kind == 'b':
                 _count_mask(arrays[0], axis, view_ndim)
-                if not self._a[np_key].size:
+                if not selected:
                     return
             elif len(arrays) > 1:
                 _count_multiple(arrays)
@@ -587,7 +587,7 @@ class ndarray:
             else:
                 v = numpy.array(value, dtype=self.dtype)   # core.array(value, dtype=a.dtype): an upload
                 _standin.upload()
-            if self._a[np_key].size:
+            if selected:
                 _standin.launch('scatter')
             self._a[np_key] = v
             return
