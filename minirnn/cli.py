@@ -476,30 +476,59 @@ def check_generate(args):
 # --- one function per subcommand: no math, only calls into the package -------------------------
 
 def cmd_train(args):
-    from minirnn.errors import ConfigError
+    from minirnn.errors import ConfigError, DivergenceError
     from minirnn.run.config import OWN_TEXT_PRESET, TrainConfig, make_config, preset_for
     from minirnn.run.rundir import RunDir
     from minirnn.run import fit
     options = {k: v for k, v in vars(args).items()
-               if k not in ('command', 'func', 'preset', 'out', 'resume', 'overwrite', 'quiet')}
+               if k not in ('command', 'func', 'preset', 'out', 'resume', 'overwrite', 'quiet', 'argv', 'prog')}
     if args.resume:
         if args.out is None:
             raise ConfigError('--resume needs the --out directory of the run to continue')
         if getattr(args, 'preset', None):
             raise ConfigError('--preset starts a new run; --resume continues with the saved settings')
-    out = RunDir(args.out or Path('runs') / time.strftime('%Y%m%d-%H%M%S'))
+    args.out_path = args.out or Path('runs') / time.strftime('%Y%m%d-%H%M%S')
+    out = RunDir(args.out_path)
     if args.resume:       # the saved settings, with the options given now on top
         config = TrainConfig.from_dict({**out.saved_config().to_dict(), **options})
     else:
         preset = preset_for(options.get('data'), getattr(args, 'preset', None))
-        if preset == OWN_TEXT_PRESET and not getattr(args, 'preset', None) and not args.quiet:
+        if preset == OWN_TEXT_PRESET and not getattr(args, 'preset', None) and not args.quiet \
+                and Path(options['data']).is_file():
             print(f'minirnn: {options["data"]} is a text of your own: starting from --preset {preset} (all '
                   f'of it, every character as it is, 5% held out for validation); --preset d2l-v1 gives '
                   f'the book\'s settings', file=sys.stderr)
         config = make_config(preset, **options)
-    result = fit(config, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+    try:
+        result = fit(config, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
+                     command=f'{args.prog} train')
+    except DivergenceError as exc:
+        if not args.resume and getattr(exc, 'config', None) is not None:
+            exc.args = (f'{exc}. To start again: {restart_command(args, exc.config, exc.saved)}',)
+        raise
     print_results(result, config, out)
     return 0 if result.finished else 130   # an early stop is finished too
+
+
+def restart_command(args, config, saved):
+    """The train command as the user typed it, with half the learning rate (and clipping when it
+    was off), --out named, and --overwrite when an earlier epoch's checkpoint is in the way."""
+    import shlex
+    replaced = ('--lr', '--out') + (() if config.clip else ('--clip',))
+    argv, skip = [], False
+    for word in args.argv:
+        if skip:
+            skip = False
+        elif word in replaced:
+            skip = True
+        elif not word.startswith(tuple(f'{flag}=' for flag in replaced)) and word != '--overwrite':
+            argv.append(word)
+    argv += ['--lr', f'{config.lr / 2:g}', '--out', str(args.out_path)]
+    if not config.clip:
+        argv += ['--clip', '1']
+    if saved:
+        argv.append('--overwrite')
+    return f'{args.prog} ' + shlex.join(argv)
 
 
 def print_results(result, config, out):
@@ -704,6 +733,8 @@ def main(argv=None, prog=None):
         print(f'minirnn: error: choose a command: {commands} (`{parser.invoked_as} COMMAND -h` for its '
               'options, `-h` for an overview)', file=sys.stderr)
         return 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)     # as typed, for restart commands
+    args.prog = parser.invoked_as
     problem = args.check(args) if hasattr(args, 'check') else None
     if problem:
         print(f'minirnn {args.command}: error: {problem}', file=sys.stderr)

@@ -214,11 +214,14 @@ PRESETS['tm-rnn'] = dict(_HELD_OUT, cell='rnn', num_hiddens=768, dropout=0.35, e
 PRESETS['tm-lstm2'] = dict(_HELD_OUT, cell='lstm', num_layers=2, dropout=0.4, batch_size=8, num_epochs=8)
 # Your own text: what `train --data FILE` without a preset uses. The whole file, every
 # character as it is, 5% held out for validation (best.npz, early stopping); a two-layer LSTM
-# with the held-out presets' optimisation, small enough to learn a few MB of text in minutes
-# per epoch on a laptop's CPU; the samples after training continue the text's own start.
+# with the held-out presets' optimiser (Adam; char-rnn's decay of 0.97 per epoch after the 10th),
+# small enough to learn a few MB of text in minutes per epoch on a laptop's CPU; the samples after
+# training continue the text's own start.
 PRESETS['own-text'] = dict(_HELD_OUT, max_tokens=None, preprocess='raw', val_fraction=0.05, cell='lstm',
                            num_layers=2, num_hiddens=256, dropout=0.2, batch_size=32, num_epochs=10,
-                           early_stop=3, prefixes=None, num_preds=200)
+                           early_stop=3, prefixes=None, num_preds=200,
+                           # char-rnn's schedule, which a longer --resume can extend (a cosine can't)
+                           lr_schedule='step', lr_decay=0.97, lr_decay_every=1, lr_decay_after=10)
 DEFAULT_PRESET = 'd2l-v1'
 OWN_TEXT_PRESET = 'own-text'
 

@@ -15,6 +15,7 @@ what the user sees in feedback.py, when a run stops on its own in stopping.py.
 import contextlib
 import dataclasses
 import math
+import shlex
 import time
 from typing import NamedTuple, Optional
 
@@ -49,7 +50,7 @@ class FitResult(NamedTuple):
     prefixes: tuple = ()    # what to continue after training: config.prefixes, or the text's start
 
 
-def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
+def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False, command='minirnn train'):
     """Train a model as `config` says, writing the run directory `out_dir` after every epoch.
 
     out_dir: a path, or a rundir.RunDir (whose saved checkpoint may have been read already).
@@ -58,6 +59,7 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
     an existing run in DIR is an error unless overwrite. Nothing in DIR changes before the
     first epoch ends, so a run that fails early leaves the directory as it was.
     quiet: no progress bar and no progress lines on stderr (outcomes are still printed).
+    command: how the user starts training, for the messages that say how to go on.
     Returns a FitResult. Raises DivergenceError when training diverges (see train_epoch); its
     `row` attribute is the history row of the diverged epoch, with "diverged": true.
     """
@@ -70,7 +72,10 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
         restore(run, saved)
     run.prepare()
     directory.open()                  # fail now, not after the first epoch's work
-    return loop(run, Reporter(config.num_epochs, quiet=quiet))
+    try:
+        return loop(run, Reporter(config.num_epochs, quiet=quiet), command)
+    finally:
+        directory.close()
 
 
 # --- build ------------------------------------------------------------------------------------
@@ -217,8 +222,9 @@ def save(run, epoch, next_epoch, loader_state, progress, best=False):
 
 # --- loop ------------------------------------------------------------------------------------
 
-def loop(run, report):
-    """Train epoch after epoch until num_epochs, an early stop, the time budget or Ctrl-C."""
+def loop(run, report, command):
+    """Train epoch after epoch until num_epochs, an early stop, the time budget or Ctrl-C.
+    command: how the user starts training (the interruption message says how to go on)."""
     config = run.config
     report.line(f'minirnn: text {run.summary.line(config.token)}')
     report.line(f'minirnn: training into {run.directory.path}: {len(run.train_corpus):,} tokens, '
@@ -234,7 +240,7 @@ def loop(run, report):
                     stopped_early = True
                     break
                 epoch_started = time.monotonic()
-                if not run_epoch(run, interrupt, report):
+                if not run_epoch(run, interrupt, report, command):
                     return FitResult(run.model, run.vocab, run.history, False,
                                      averaged=run.optimizer.averaged_params(), prefixes=prefixes(run))
                 finish_epoch(run, report)
@@ -256,7 +262,7 @@ def prefixes(run, max_tokens=24):
     return (' '.join(tokens),)
 
 
-def run_epoch(run, interrupt, report):
+def run_epoch(run, interrupt, report, command):
     """Train run.epoch (continuing run.progress). Returns False when Ctrl-C stopped it, which
     is then saved to be replayed from its start; a divergence ends the run (give_up)."""
     epoch = run.epoch
@@ -273,8 +279,9 @@ def run_epoch(run, interrupt, report):
     if not finished:
         save(run, epoch, epoch, loader_state, run.progress)
         run.directory.plot(run.history, run.config, force=True)
-        report.line(f'minirnn: interrupted in epoch {epoch}; {run.directory.checkpoint_path} saved, '
-                    f'continue with --resume', always=True)
+        report.line(f'minirnn: interrupted in epoch {epoch}; {run.directory.checkpoint_path} saved; '
+                    f'continue with: {command} --resume --out {shlex.quote(str(run.directory.path))}',
+                    always=True)
     return finished
 
 
@@ -326,12 +333,13 @@ def finish_epoch(run, report):
 
 def give_up(run, row, reason):
     """End a diverged run: no checkpoint is saved; history.jsonl records the epoch's row,
-    flagged `diverged`, and the DivergenceError raised carries it."""
+    flagged `diverged`, and the DivergenceError raised carries it (row), the run's config and
+    whether a checkpoint of an earlier epoch exists (saved)."""
     row['diverged'] = True
     run.directory.write_history(run.history + [row])
     advice = divergence_advice(run.config, run.epoch, run.directory.checkpoint_path.exists())
     error = DivergenceError(f'{reason}; {advice}')
-    error.row = row
+    error.row, error.config, error.saved = row, run.config, run.directory.checkpoint_path.exists()
     raise error
 
 
