@@ -296,19 +296,20 @@ def encode(tokens, vocab):
     return np.fromiter(map(get, tokens, [vocab.unk] * len(tokens)), np.int32, count=len(tokens))
 
 
-def _prepared_text(name_or_path, mode, token, max_tokens, encoding, dropped=None):
+def _prepared_text(name_or_path, mode, token, max_tokens, encoding, dropped=None, text=None):
     """Check the options, then read, strip Gutenberg boilerplate and preprocess (mode) a text.
 
     dropped: None, or a dict that receives, character -> count, what the preprocessing removed
     (letters: every character but A-Z, a-z and space; their runs become one space).
+    text: the text itself (a str), instead of reading name_or_path (then only a label).
     """
     if mode not in PREPROCESS_MODES:
         raise ConfigError(f'unknown preprocess mode {mode!r}; choose one of {", ".join(PREPROCESS_MODES)}')
     if token not in TOKEN_KINDS:
         raise ConfigError(f'unknown token kind {token!r}; choose one of {", ".join(TOKEN_KINDS)}')
     checks.integer('max_tokens', max_tokens, optional=True)
-    path = resolve_corpus(name_or_path)
-    text = strip_gutenberg(read_text(path, encoding))
+    path = name_or_path if text is not None else resolve_corpus(name_or_path)
+    text = strip_gutenberg(read_text(path, encoding) if text is None else text)
     if dropped is not None and mode == 'letters':
         _, _, chars, counts = _index_chars(text)
         dropped.update((c, int(n)) for c, n in zip(chars, counts)
@@ -334,17 +335,20 @@ def load_corpus(name_or_path, *, preprocess='letters', token='char', max_tokens=
 
 
 def load_text(name_or_path, *, preprocess='letters', token='char', max_tokens=None, encoding='utf-8',
-              min_freq=0):
-    """load_corpus, and a TextSummary of what was used: (corpus, vocab, summary)."""
-    dropped = {}
-    text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding, dropped)
+              min_freq=0, text=None):
+    """load_corpus, and a TextSummary of what was used: (corpus, vocab, summary).
+
+    text: the text itself, a str, instead of a file (name_or_path then only names it).
+    """
+    dropped, label = {}, (str(name_or_path) if text is not None else None)
+    text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding, dropped, text)
     ids, keys, tokens, counts = _index_chars(text) if token == 'char' else _index_words(text)
     del text
     vocab = Vocab.from_counter(dict(zip(tokens, counts.tolist())), min_freq=min_freq)
     lut = np.zeros(int(keys[-1]) + 1, np.int32)  # first-pass id -> vocab index (<unk> when dropped)
     lut[keys] = vocab[tokens]
-    summary = TextSummary(str(resolve_corpus(name_or_path)), len(ids), min(len(ids), max_tokens or len(ids)),
-                          preprocess, sum(dropped.values()),
+    summary = TextSummary(label or str(resolve_corpus(name_or_path)), len(ids),
+                          min(len(ids), max_tokens or len(ids)), preprocess, sum(dropped.values()),
                           tuple(sorted(dropped.items(), key=lambda item: -item[1])[:5]))
     return _chunked_lookup(lut, ids[:max_tokens]), vocab, summary
 

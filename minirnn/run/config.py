@@ -144,6 +144,12 @@ class TrainConfig(ModelConfig):
         checks.integer('lr_decay_every', self.lr_decay_every)
         checks.integer('lr_decay_after', self.lr_decay_after, minimum=0)
 
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """The preset `name` (PRESETS: d2l-v1, d2l-v2, their gated and deep variants, tm-rnn,
+        tm-lstm2, own-text) with `overrides` on top, as `train --preset name` builds it."""
+        return make_config(name, **overrides)
+
     @property
     def model(self):
         """The model's part of this configuration, a ModelConfig."""

@@ -219,3 +219,28 @@ class RunDir:
         plot_history(history, path, title=title)
         plot_bptt(history, self.path / 'bptt.png', title=title)
         self._last_plot = time.monotonic()
+
+
+class NoRunDir:
+    """A run without a directory (fit(config, None) from Python, a notebook): nothing is written,
+    locked or plotted; the history lives in the FitResult. It cannot be resumed."""
+    path = checkpoint_path = best_path = None
+
+    def check(self, config, *, resume, overwrite):
+        if resume:
+            raise ConfigError('resume continues a run directory: pass its path as out_dir')
+
+    def open(self):
+        pass
+
+    def close(self):
+        pass
+
+    def save(self, *args, **kwargs):
+        pass
+
+    def write_history(self, history):
+        pass
+
+    def plot(self, history, config, *, force=False):
+        pass

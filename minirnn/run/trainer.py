@@ -33,7 +33,7 @@ from ..truncation import from_config
 from .evaluation import corpus_batches, evaluate
 from .feedback import Interrupt, Reporter
 from .monitor import EpochMonitor
-from .rundir import RunDir
+from .rundir import NoRunDir, RunDir
 from .stopping import divergence_advice, early_stop_line, finite_params, improves, loss_bound, uniform_bound
 
 SAMPLE_NUM_PREDS = 40   # tokens in each sample taken while training (--sample-every)
@@ -50,10 +50,16 @@ class FitResult(NamedTuple):
     prefixes: tuple = ()    # what to continue after training: config.prefixes, or the text's start
 
 
-def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False, command='minirnn train'):
+def fit(config, out_dir=None, *, resume=False, overwrite=False, quiet=False, command='minirnn train',
+        data=None, on_epoch=None):
     """Train a model as `config` says, writing the run directory `out_dir` after every epoch.
 
-    out_dir: a path, or a rundir.RunDir (whose saved checkpoint may have been read already).
+    out_dir: a path, or a rundir.RunDir (whose saved checkpoint may have been read already);
+    None trains without a directory (nothing written; the FitResult holds the model and history).
+    data: None (config.data, a registered corpus or a file), a str (the text itself, prepared
+    as config says), or (corpus, vocab) (a 1-D integer array and its text.Vocab).
+    on_epoch: None, or a function called with each finished epoch's history row (a dict: epoch,
+    train_ppl, val_ppl, ...), e.g. to draw a live plot in a notebook.
     resume: continue DIR/model.npz exactly where it stopped (same batches, same updates; only
     the fields in rundir.RESUMABLE_CHANGES may differ from the saved config). Without resume,
     an existing run in DIR is an error unless overwrite. Nothing in DIR changes before the
@@ -64,10 +70,12 @@ def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False, command=
     `row` attribute is the history row of the diverged epoch, with "diverged": true.
     """
     tune_host_allocator()
-    directory = out_dir if isinstance(out_dir, RunDir) else RunDir(out_dir)
+    directory = (out_dir if isinstance(out_dir, RunDir) else NoRunDir() if out_dir is None
+                 else RunDir(out_dir))
     directory.check(config, resume=resume, overwrite=overwrite)
     saved = directory.load(config.device) if resume else None
-    run = build(config, directory, saved)
+    run = build(config, directory, saved, data)
+    run.on_epoch = on_epoch
     if saved is not None:
         restore(run, saved)
     run.prepare()
@@ -101,7 +109,9 @@ class Run:
         self.truncation = from_config(config, rngs['truncation'])
         self.monitor = EpochMonitor()
         self.history, self.epoch, self.progress = [], 1, EpochProgress()
-        self.data_fingerprint = fingerprint(config.data)    # a resume may find the text moved
+        self.on_epoch = None      # fit's callback, called with each finished epoch's row
+        # a resume checks the text is the same (and may find it moved); given data has no file
+        self.data_fingerprint = fingerprint(config.data) if directory.path is not None else None
         self.max_loss, self.sample_prefix = None, None
 
     @property
@@ -124,11 +134,10 @@ class Run:
                 self.sample_prefix = _sample_prefix(self.config, self.model, self.vocab, self.train_corpus)
 
 
-def build(config, directory, saved=None):
-    """A Run as `config` says: a fresh model, or the saved one (a Checkpoint) of a resumed run."""
-    corpus, vocab, summary = text.load_text(config.data, preprocess=config.preprocess, token=config.token,
-                                            max_tokens=config.max_tokens, encoding=config.encoding,
-                                            min_freq=config.min_freq)
+def build(config, directory, saved=None, data=None):
+    """A Run as `config` says: a fresh model, or the saved one (a Checkpoint) of a resumed run.
+    data: as fit() takes it."""
+    corpus, vocab, summary = _corpus(config, data)
     rngs = dict(zip(RANDOM_STREAMS, (np.random.default_rng(s) for s in
                                      np.random.SeedSequence(config.seed).spawn(len(RANDOM_STREAMS)))))
     if saved is None:
@@ -144,6 +153,27 @@ def build(config, directory, saved=None):
                                              lr_mults=bias_lr_mults(model.params, config.bias_lr_mult),
                                              ema=config.ema)
     return Run(config, directory, vocab, summary, model, optimizer, _split(config, corpus, model), rngs)
+
+
+def _corpus(config, data):
+    """(corpus, vocab, text.TextSummary) of the run's text: config.data's, or `data` (fit's)."""
+    if data is None or isinstance(data, str):
+        return text.load_text('the text given' if isinstance(data, str) else config.data,
+                              preprocess=config.preprocess, token=config.token, max_tokens=config.max_tokens,
+                              encoding=config.encoding, min_freq=config.min_freq, text=data)
+    try:
+        corpus, vocab = data
+        corpus = np.asarray(corpus)
+        ok = corpus.ndim == 1 and corpus.dtype.kind in 'iu' and len(corpus) > 1 and isinstance(vocab, text.Vocab)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError('data must be None, the text itself (a str), or (corpus, vocab): a 1-D integer '
+                          'array of token ids and its Vocab')
+    if corpus.min() < 0 or corpus.max() >= len(vocab):
+        raise DataError(f'the corpus holds token ids outside the vocabulary [0, {len(vocab)})')
+    corpus = corpus[:config.max_tokens].astype(np.int32)
+    return corpus, vocab, text.TextSummary('the corpus given', len(corpus), len(corpus), config.preprocess, 0, ())
 
 
 def _split(config, corpus, model):
@@ -227,7 +257,8 @@ def loop(run, report, command):
     command: how the user starts training (the interruption message says how to go on)."""
     config = run.config
     report.line(f'minirnn: text {run.summary.line(config.token)}')
-    report.line(f'minirnn: training into {run.directory.path}: {len(run.train_corpus):,} tokens, '
+    where = f'into {run.directory.path}' if run.directory.path is not None else 'without a run directory'
+    report.line(f'minirnn: training {where}: {len(run.train_corpus):,} tokens, '
                 f'vocabulary {len(run.vocab)}, {len(run.loader)} batches per epoch on {config.device}')
     started, last_epoch_seconds, stopped_early = time.monotonic(), 0.0, False
     try:
@@ -279,9 +310,12 @@ def run_epoch(run, interrupt, report, command):
     if not finished:
         save(run, epoch, epoch, loader_state, run.progress)
         run.directory.plot(run.history, run.config, force=True)
-        report.line(f'minirnn: interrupted in epoch {epoch}; {run.directory.checkpoint_path} saved; '
-                    f'continue with: {command} --resume --out {shlex.quote(str(run.directory.path))}',
-                    always=True)
+        if run.directory.path is None:
+            report.line(f'minirnn: interrupted in epoch {epoch} (no run directory: nothing saved)', always=True)
+        else:
+            report.line(f'minirnn: interrupted in epoch {epoch}; {run.directory.checkpoint_path} saved; '
+                        f'continue with: {command} --resume --out {shlex.quote(str(run.directory.path))}',
+                        always=True)
     return finished
 
 
@@ -328,6 +362,8 @@ def finish_epoch(run, report):
         val = f'  val ppl {format_ppl(row["val_ppl"])}' if run.validates else ''
         report.line(f'epoch {epoch}/{config.num_epochs}  train ppl {format_ppl(row["train_ppl"])}'
                     f'{val}  {row["tokens_per_s"]:,.0f} tokens/s')
+    if run.on_epoch is not None:
+        run.on_epoch(dict(row))
     run.epoch, run.progress = epoch + 1, EpochProgress()
 
 
