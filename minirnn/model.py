@@ -292,17 +292,17 @@ class RNNLM:
         result = parallel.gradients(self, X, Y, state, dropout_rng=dropout_rng)
         return result.loss, {**result.grads, 'state': result.dstate}, result.state
 
-    def tape(self, X, Y, state=None, *, dropout_rng=None, keep_params=False):
+    def tape(self, X, Y, state=None, *, dropout_rng=None, masks=None, keep_params=False):
         """The forward pass alone, keeping what backprop needs.
 
         For backward passes that are not one call per batch (truncation.py): several
         backprops of one tape, or a backprop through an earlier batch's tape. keep_params
         copies the parameters, so the tape stays valid after the optimizer updates them.
-        Returns: a Tape.
+        dropout_rng or masks: as in `gradients`. Returns: a Tape.
         """
         X, Y, state = self.inputs(X, Y, state)
         params = {k: v.copy() for k, v in self.params.items()} if keep_params else self.params
-        return self._tape(params, X, Y, state, self._masks(dropout_rng, None, X.shape))
+        return self._tape(params, X, Y, state, self._masks(dropout_rng, masks, X.shape))
 
     # --- the math: forward (1)-(4) and backward (4)-(1), on the arguments as checked above --------
 

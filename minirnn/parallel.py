@@ -13,6 +13,10 @@ The model's own passes (model.loss, model.gradients) run on the calling thread; 
 `gradients` below run them on slices of the rows and merge the results. The trainer (through
 its truncation), the evaluation and the benchmark call these, and so does the book-shaped
 RNNLM.loss_and_grads.
+
+Processes can split a batch's rows too (run/distributed.py: MPI ranks): `gradients` takes a
+communicator, whose rows() says which rows this process computes and whose merge() joins its
+result to the other processes'. WHOLE, the default, is one process holding every row.
 """
 import contextlib
 import contextvars
@@ -145,6 +149,54 @@ def merge(weights, results):
     return type(first)(**merged)
 
 
+class Whole:
+    """One process computes the whole batch: the communicator of a plain run (nothing is sent).
+
+    A communicator that splits the rows over processes (run/distributed.py) has these three
+    methods too: rows(batch_size), this process's rows; merge(result, weight, params), its
+    Gradients joined to the other processes' (weight: its share of the batch's rows); sum(values),
+    numbers added up over the processes.
+    """
+    rank, size = 0, 1
+
+    def rows(self, batch_size):
+        return slice(0, batch_size)
+
+    def merge(self, result, weight, params):
+        return result
+
+    def sum(self, values):
+        return list(values)
+
+
+WHOLE = Whole()
+
+
+def share(model, X, Y, dropout_rng, comm):
+    """This process's rows of a batch: (X, Y, masks, weight).
+
+    The dropout masks are drawn for the whole batch (every process draws the same ones from the
+    same Generator) and then cut, so each row gets the mask a one-process run gives it;
+    weight = this process's rows / the batch's (0.0 when it has none).
+    """
+    masks = model.dropout_masks(dropout_rng, *np.shape(X))
+    rows = comm.rows(len(X))
+    if masks is not None:
+        masks = tuple(m[rows] for m in masks)
+    return X[rows], Y[rows], masks, (rows.stop - rows.start) / len(X)
+
+
+def no_rows(model, num_steps, record_steps=False):
+    """The Gradients of a process that holds none of a batch's rows (the windows sampler's last
+    batch can be shorter than the processes are many): zeros, which merge with weight 0."""
+    from .model import Gradients         # model.py imports this module
+    xp = model.xp
+    grads = {k: xp.zeros_like(p) for k, p in model.params.items()}
+    steps = ([xp.zeros((num_steps, 0, model.num_hiddens), model.dtype) for _ in range(model.num_layers)]
+             if record_steps else None)
+    return Gradients(0.0, grads, None, None, steps)
+
+
 def split_rows(fn, workers, num_hiddens, *args):
     """fn(*args), computed by up to `workers` threads on slices of the batch's rows, then merged.
 
@@ -172,18 +224,24 @@ def loss(model, X, Y, state=None, *, dropout_rng=None, threads=None):
                       X, Y, state, masks)
 
 
-def gradients(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=None, threads=None, **options):
+def gradients(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=None, threads=None, comm=WHOLE,
+              **options):
     """model.gradients(X, Y, state, ...) on up to `threads` threads (None: the model's), merged.
 
     options: sweeps, record_steps, as model.gradients takes them. The masks are drawn once
-    for the whole batch, as in `loss`. Returns model.Gradients.
+    for the whole batch, as in `loss`. comm: the processes that share the batch (WHOLE: this
+    one alone); X, Y are the whole batch, state and dfinal_state this process's rows of it.
+    Returns model.Gradients: loss and grads of the whole batch, the rest this process's rows.
     """
+    X, Y, masks, weight = share(model, X, Y, dropout_rng, comm)
+    if not weight:
+        return comm.merge(no_rows(model, np.shape(X)[1], options.get('record_steps')), 0.0, model.params)
     X, Y, state = model.inputs(X, Y, state)
     if dfinal_state is not None:          # checked whole, before its rows are cut
         dfinal_state = model.check_state('dfinal_state', dfinal_state, X.shape[0])
-    masks = model.dropout_masks(dropout_rng, *X.shape)
 
     def one_thread(X, Y, state, masks, dfinal_state):
         return model.gradients(X, Y, state, masks=masks, dfinal_state=dfinal_state, **options)
-    return split_rows(one_thread, model.threads if threads is None else threads, model.num_hiddens,
-                      X, Y, state, masks, dfinal_state)
+    result = split_rows(one_thread, model.threads if threads is None else threads, model.num_hiddens,
+                        X, Y, state, masks, dfinal_state)
+    return comm.merge(result, weight, model.params)

@@ -335,10 +335,11 @@ def load_corpus(name_or_path, *, preprocess='letters', token='char', max_tokens=
 
 
 def load_text(name_or_path, *, preprocess='letters', token='char', max_tokens=None, encoding='utf-8',
-              min_freq=0, text=None):
+              min_freq=0, text=None, progress=False):
     """load_corpus, and a TextSummary of what was used: (corpus, vocab, summary).
 
     text: the text itself, a str, instead of a file (name_or_path then only names it).
+    progress: show a progress bar while a large text is tokenised.
     """
     dropped, label = {}, (str(name_or_path) if text is not None else None)
     text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding, dropped, text)

@@ -16,7 +16,8 @@ Whether a batch starts from the state the previous one ended in is the truncatio
 it carries the state when the loader's batches continue each other (the sequential sampler). detach, regular and random
 run the model's rows split over threads (parallel.gradients; regular and random are sums of
 backward passes of one forward pass, model.gradients(sweeps=...)); full walks kept tapes on one
-thread.
+thread. Each holds `comm`, the processes that share a batch's rows (parallel.WHOLE: this one; an
+MPI communicator, run/distributed.py): X and Y are the whole batch, the state this process's rows.
 """
 import numpy as np
 
@@ -69,6 +70,7 @@ class Detach:
     """The book's truncation: exact BPTT within a batch, a constant initial state."""
 
     carry = True             # whether this epoch's batches hand their final state on
+    comm = parallel.WHOLE    # the processes that share each batch's rows
 
     def start_epoch(self, loader=None):
         """A new epoch of `loader`'s batches (a SeqDataLoader): carry the state when they
@@ -80,7 +82,8 @@ class Detach:
         return result.state if self.carry else None
 
     def gradients(self, model, X, Y, state, dropout_rng, record_steps=False):
-        return parallel.gradients(model, X, Y, state, dropout_rng=dropout_rng, record_steps=record_steps)
+        return parallel.gradients(model, X, Y, state, dropout_rng=dropout_rng, record_steps=record_steps,
+                                  comm=self.comm)
 
 
 class Regular(Detach):
@@ -96,7 +99,7 @@ class Regular(Detach):
     def gradients(self, model, X, Y, state, dropout_rng, record_steps=False):
         sweeps = regular_sweeps(np.shape(X)[1], self.k1, self.k2)
         return parallel.gradients(model, X, Y, state, dropout_rng=dropout_rng, sweeps=sweeps,
-                                  record_steps=record_steps)
+                                  record_steps=record_steps, comm=self.comm)
 
 
 class Random(Detach):
@@ -111,7 +114,7 @@ class Random(Detach):
     def gradients(self, model, X, Y, state, dropout_rng, record_steps=False):
         carry = random_carry(np.shape(X)[1], self.keep_prob, self.rng)
         return parallel.gradients(model, X, Y, state, dropout_rng=dropout_rng, sweeps=[(None, carry)],
-                                  record_steps=record_steps)
+                                  record_steps=record_steps, comm=self.comm)
 
 
 class Full(Detach):
@@ -134,7 +137,8 @@ class Full(Detach):
         self.tapes = []
 
     def gradients(self, model, X, Y, state, dropout_rng, record_steps=False):
-        tape = model.tape(X, Y, state, dropout_rng=dropout_rng, keep_params=True)
+        X, Y, masks, weight = parallel.share(model, X, Y, dropout_rng, self.comm)   # sequential: weight > 0
+        tape = model.tape(X, Y, state, masks=masks, keep_params=True)
         self.tapes.append(tape)
         kept = sum(tape_bytes(t) for t in self.tapes)
         if kept > self.max_tape_bytes:
@@ -151,7 +155,8 @@ class Full(Detach):
             for k, g in part.grads.items():
                 grads[k] += g
             dstate = part.dstate
-        return Gradients(first.loss, grads, first.state, dstate, first.dH_steps)
+        return self.comm.merge(Gradients(first.loss, grads, first.state, dstate, first.dH_steps), weight,
+                               model.params)
 
 
 def tape_bytes(tree):
@@ -165,10 +170,13 @@ def tape_bytes(tree):
     return 0
 
 
-def from_config(config, rng=None):
-    """The truncation a TrainConfig asks for; rng draws randomized truncation's xi."""
-    return make(config.truncation, k1=config.k1, k2=config.k2, keep_prob=config.keep_prob, rng=rng,
-                max_tape_bytes=config.max_tape_mb * 2 ** 20)
+def from_config(config, rng=None, comm=parallel.WHOLE):
+    """The truncation a TrainConfig asks for; rng draws randomized truncation's xi; comm: the
+    processes that share each batch's rows."""
+    truncation = make(config.truncation, k1=config.k1, k2=config.k2, keep_prob=config.keep_prob, rng=rng,
+                      max_tape_bytes=config.max_tape_mb * 2 ** 20)
+    truncation.comm = comm
+    return truncation
 
 
 def make(mode, *, k1=None, k2=None, keep_prob=None, rng=None, max_tape_bytes=2 ** 30):

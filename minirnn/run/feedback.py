@@ -17,18 +17,20 @@ class Reporter:
     """The progress bar of one run and the lines printed above it.
 
     Args: num_epochs, the run's last epoch; quiet, print nothing; stream, where to write
-    (stderr). The bar counts batches: its total is re-estimated at the start of each epoch,
-    since the samplers' random offsets change an epoch's batch count by one.
+    (stderr); muted, not even the lines that quiet prints (the ranks of an MPI run but rank 0).
+    The bar counts batches: its total is re-estimated at the start of each epoch, since the
+    samplers' random offsets change an epoch's batch count by one.
     """
 
     POSTFIX_EVERY_S = 0.2    # the bar's numbers are reformatted at most this often
     LINE_EVERY_S = 30.0      # off a terminal (a notebook, nohup, a pipe): a plain progress line this often
 
-    def __init__(self, num_epochs, *, quiet=False, stream=None):
+    def __init__(self, num_epochs, *, quiet=False, stream=None, muted=False):
         self.stream = sys.stderr if stream is None else stream
         self.num_epochs = num_epochs
-        self.quiet = quiet
-        self.shows_bar = not quiet and self.stream.isatty()
+        self.quiet = quiet or muted
+        self.muted = muted
+        self.shows_bar = not self.quiet and self.stream.isatty()
         self.bar = None               # drawn from the first epoch on, when its size is known
         self._last_postfix = -math.inf
         self._last_line = time.monotonic()
@@ -78,7 +80,7 @@ class Reporter:
 
     def line(self, text, *, always=False):
         """Print a line above the bar (unless quiet; `always` prints it anyway: outcomes, not progress)."""
-        if self.quiet and not always:
+        if self.muted or (self.quiet and not always):
             return
         if self.bar is None:
             print(text, file=self.stream, flush=True)

@@ -6,12 +6,13 @@ batches), and from the epoch's first batch the norm of dL/dH_t at every step and
 costs one (T, B, H) buffer), and the recurrent weights' spectral radius and largest singular
 value (probe.spectra), whose eigen-decomposition is timed and skipped while it would cost more
 than SPECTRUM_SHARE of the training time since the last one (always done in the first and last
-epoch). The gradients come merged from the threads (parallel.MERGE), so they are exact.
+epoch). The gradients come merged from the threads (parallel.MERGE) and the processes
+(run/distributed.py), so they are exact.
 """
 import time
 
-from .. import probe
-from ..backend import xp_of
+from .. import parallel, probe
+from ..backend import to_numpy, xp_of
 
 SPECTRUM_SHARE = 0.05     # the spectra may take at most this share of the training time
 
@@ -19,7 +20,8 @@ SPECTRUM_SHARE = 0.05     # the spectra may take at most this share of the train
 class EpochMonitor:
     """Accumulates one epoch's instrumentation; `row()` returns it as history.jsonl fields."""
 
-    def __init__(self):
+    def __init__(self, comm=parallel.WHOLE):
+        self.comm = comm                   # the processes sharing each batch's rows
         self._spectrum_cost = 0.0          # seconds the last spectra took
         self._since_spectrum = float('inf')  # training seconds since then
         self.start_epoch()
@@ -45,7 +47,15 @@ class EpochMonitor:
             else:
                 self._norm_sums[name], self._norm_max[name] = norm, norm
         if self.step_norms is None and result.dH_steps is not None:
-            self.step_norms = [probe.step_norms(dH) for dH in result.dH_steps]
+            self.step_norms = [self._step_norms(dH) for dH in result.dH_steps]
+
+    def _step_norms(self, dH):
+        """||dL/dH_t|| over every row of the batch, for t = 1..T (probe.step_norms, with the
+        squares of each process's rows added up)."""
+        if self.comm.size == 1:
+            return probe.step_norms(dH)
+        squares = to_numpy((dH.reshape(dH.shape[0], -1) ** 2).sum(axis=1))
+        return [v ** 0.5 for v in self.comm.sum(squares.tolist())]
 
     def row(self, model, training_seconds, *, force_spectra=False):
         """The epoch's fields: grad_norms {name: mean}, grad_norms_max, grad_norm_by_step (per

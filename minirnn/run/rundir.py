@@ -98,6 +98,13 @@ class RunDir:
             raise ConfigError(f'{self.path} has finished its {done} epochs; with --resume, --num-epochs is '
                               f'the new total: --num-epochs {done + 10} trains 10 more')
 
+    def read_only(self):
+        """The same directory for a process that must not write it (a ReadOnlyRunDir), sharing
+        the checkpoint read so far."""
+        other = ReadOnlyRunDir(self.path)
+        other._contents = self._contents
+        return other
+
     def _only_a_diverged_start(self):
         """Whether the directory holds nothing but the history of a run that diverged in its first
         epoch (no checkpoint was ever saved): a fresh start may take it without --overwrite."""
@@ -221,6 +228,29 @@ class RunDir:
         self._last_plot = time.monotonic()
 
 
+class ReadOnlyRunDir(RunDir):
+    """The run directory as the ranks of an MPI run other than 0 see it: they read a saved
+    checkpoint to resume, and write, lock, check and plot nothing (rank 0 does)."""
+
+    def check(self, config, *, resume, overwrite):
+        pass
+
+    def open(self):
+        pass
+
+    def close(self):
+        pass
+
+    def save(self, *args, **kwargs):
+        pass
+
+    def write_history(self, history):
+        pass
+
+    def plot(self, history, config, *, force=False):
+        pass
+
+
 class NoRunDir:
     """A run without a directory (fit(config, None) from Python, a notebook): nothing is written,
     locked or plotted; the history lives in the FitResult. It cannot be resumed."""
@@ -229,6 +259,9 @@ class NoRunDir:
     def check(self, config, *, resume, overwrite):
         if resume:
             raise ConfigError('resume continues a run directory: pass its path as out_dir')
+
+    def read_only(self):
+        return self
 
     def open(self):
         pass

@@ -5,9 +5,11 @@ the untrained model's loss), or whose gradient norm is not finite. log V is the 
 uniform guessing, so past the bound the model is far worse than one that knows nothing. The
 best epoch has the lowest validation perplexity; early stopping counts the epochs since it.
 Carrying the run out is trainer.py's job (the per-batch check, train.py's); these functions
-only judge its numbers.
+only judge its numbers. StopRequest ends an epoch at a batch boundary: Ctrl-C, or the time budget
+(--max-minutes) running out inside an epoch.
 """
 import math
+import time
 
 from .evaluation import corpus_batches
 from ..optim import DEFAULT_LR, format_ppl
@@ -70,3 +72,26 @@ def early_stop_line(config, history):
         else 'no epoch had a finite validation perplexity'
     return (f'minirnn: stopping early after epoch {history[-1]["epoch"]}: validation perplexity has '
             f'not improved for {waited} epochs (--early-stop {config.early_stop}); {best}')
+
+
+class StopRequest:
+    """Whether to stop after the current batch: Ctrl-C or the time budget, and which (reason).
+
+    interrupt: feedback.Interrupt (its `requested`); deadline: a time.monotonic() value past
+    which the run stops (--max-minutes), or None. train_epoch reads `requested` after every
+    batch; an MPI run reads flags() on every rank and stops where any rank asked
+    (distributed.AgreedStop). reason: 'interrupt', 'budget', or None while neither asked.
+    """
+
+    def __init__(self, interrupt, deadline=None):
+        self.interrupt, self.deadline, self.reason = interrupt, deadline, None
+
+    def flags(self):
+        """(Ctrl-C was pressed, the budget is spent), as booleans."""
+        return bool(self.interrupt.requested), self.deadline is not None and time.monotonic() >= self.deadline
+
+    @property
+    def requested(self):
+        interrupt, budget = self.flags()
+        self.reason = 'interrupt' if interrupt else 'budget' if budget else None
+        return self.reason is not None

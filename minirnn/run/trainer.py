@@ -6,11 +6,13 @@
               mirror of `position` (what every save records)
     loop      epoch after epoch: train.train_epoch, then validation, the history row, the
               checkpoints and the plot (finish_epoch); early stopping and the time budget
-              end it before an epoch, Ctrl-C inside one (saved, resumable)
+              end it before an epoch, Ctrl-C or the time budget inside one (saved, resumable)
 
 A diverged run stops with DivergenceError and saves nothing of the diverged epoch. Settings
 live in config.py, the directory's rules in rundir.py, held-out evaluation in evaluation.py,
-what the user sees in feedback.py, when a run stops on its own in stopping.py.
+what the user sees in feedback.py, when a run stops on its own in stopping.py. Under mpiexec the
+ranks split every batch's rows (distributed.py, the communicator `comm` that every phase gets);
+rank 0 alone writes and prints.
 """
 import contextlib
 import dataclasses
@@ -22,6 +24,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .. import parallel, text
+from . import distributed
 from ..backend import to_device, tune_host_allocator
 from ..batching import SeqDataLoader
 from ..corpora import fingerprint
@@ -34,7 +37,8 @@ from .evaluation import corpus_batches, evaluate
 from .feedback import Interrupt, Reporter
 from .monitor import EpochMonitor
 from .rundir import NoRunDir, RunDir
-from .stopping import divergence_advice, early_stop_line, finite_params, improves, loss_bound, uniform_bound
+from .stopping import (StopRequest, divergence_advice, early_stop_line, finite_params, improves, loss_bound,
+                       uniform_bound)
 
 SAMPLE_NUM_PREDS = 40   # tokens in each sample taken while training (--sample-every)
 RANDOM_STREAMS = ('init', 'data', 'dropout', 'truncation')   # one Generator each, from config.seed
@@ -51,7 +55,7 @@ class FitResult(NamedTuple):
 
 
 def fit(config, out_dir=None, *, resume=False, overwrite=False, quiet=False, command='minirnn train',
-        data=None, on_epoch=None):
+        data=None, on_epoch=None, comm=None):
     """Train a model as `config` says, writing the run directory `out_dir` after every epoch.
 
     out_dir: a path, or a rundir.RunDir (whose saved checkpoint may have been read already);
@@ -66,24 +70,39 @@ def fit(config, out_dir=None, *, resume=False, overwrite=False, quiet=False, com
     first epoch ends, so a run that fails early leaves the directory as it was.
     quiet: no progress bar and no progress lines on stderr (outcomes are still printed).
     command: how the user starts training, for the messages that say how to go on.
+    comm: the processes that train together (distributed.py); None: distributed.communicator(),
+    one process unless mpiexec started several. Rank 0 alone writes the directory and prints.
     Returns a FitResult. Raises DivergenceError when training diverges (see train_epoch); its
     `row` attribute is the history row of the diverged epoch, with "diverged": true.
     """
     tune_host_allocator()
+    comm = distributed.communicator() if comm is None else comm
     directory = (out_dir if isinstance(out_dir, RunDir) else NoRunDir() if out_dir is None
                  else RunDir(out_dir))
+    directory = directory if comm.is_root else directory.read_only()
+    try:
+        run = comm.setup(lambda: start(config, directory, comm, resume=resume, overwrite=overwrite,
+                                       data=data, progress=not quiet and comm.is_root))
+        run.on_epoch = on_epoch
+        with comm.fatal():
+            return loop(run, Reporter(config.num_epochs, quiet=quiet, muted=not comm.is_root), command)
+    finally:
+        directory.close()
+
+
+def start(config, directory, comm, *, resume, overwrite, data, progress):
+    """Everything before the first epoch: check the directory and the launch, build the run,
+    restore a resumed one, and open the directory (which fails now, not after an epoch's work).
+    Nothing in the directory changes here. progress: show the tokenisation of a large text."""
     directory.check(config, resume=resume, overwrite=overwrite)
+    comm.check_launch(config)
     saved = directory.load(config.device) if resume else None
-    run = build(config, directory, saved, data)
-    run.on_epoch = on_epoch
+    run = build(config, directory, saved, data, comm=comm, progress=progress)
     if saved is not None:
         restore(run, saved)
     run.prepare()
-    directory.open()                  # fail now, not after the first epoch's work
-    try:
-        return loop(run, Reporter(config.num_epochs, quiet=quiet), command)
-    finally:
-        directory.close()
+    directory.open()
+    return run
 
 
 # --- build ------------------------------------------------------------------------------------
@@ -95,23 +114,25 @@ class Run:
     epoch to train next, and how far that one got (a resumed run replays its done batches).
     """
 
-    def __init__(self, config, directory, vocab, summary, model, optimizer, split, rngs):
+    def __init__(self, config, directory, vocab, summary, model, optimizer, split, rngs, comm):
         (train_corpus, window_options), self._validate = split
         self.config, self.directory, self.vocab, self.summary, self.model, self.optimizer = \
             config, directory, vocab, summary, model, optimizer
-        self.rngs, self.train_corpus = rngs, train_corpus
+        self.rngs, self.train_corpus, self.comm = rngs, train_corpus, comm
         self.loader = SeqDataLoader(train_corpus, config.batch_size, config.num_steps, config.sampler,
                                     rngs['data'], model.xp, **window_options)
         self.schedule = Schedule(config.lr, config.lr_schedule, warmup_steps=config.warmup_steps,
                                  decay=config.lr_decay, decay_every=config.lr_decay_every,
                                  decay_after=config.lr_decay_after,
                                  total_steps=config.num_epochs * self.loader.max_len())
-        self.truncation = from_config(config, rngs['truncation'])
-        self.monitor = EpochMonitor()
+        self.truncation = from_config(config, rngs['truncation'], comm)
+        self.monitor = EpochMonitor(comm)
         self.history, self.epoch, self.progress = [], 1, EpochProgress()
         self.on_epoch = None      # fit's callback, called with each finished epoch's row
-        # a resume checks the text is the same (and may find it moved); given data has no file
-        self.data_fingerprint = fingerprint(config.data) if directory.path is not None else None
+        # a resume checks the text is the same (and may find it moved); given data has no file;
+        # only rank 0 saves it
+        self.data_fingerprint = (fingerprint(config.data) if directory.path is not None and comm.is_root
+                                 else None)
         self.max_loss, self.sample_prefix = None, None
 
     @property
@@ -134,33 +155,35 @@ class Run:
                 self.sample_prefix = _sample_prefix(self.config, self.model, self.vocab, self.train_corpus)
 
 
-def build(config, directory, saved=None, data=None):
+def build(config, directory, saved=None, data=None, *, comm=distributed.SINGLE, progress=False):
     """A Run as `config` says: a fresh model, or the saved one (a Checkpoint) of a resumed run.
-    data: as fit() takes it."""
-    corpus, vocab, summary = _corpus(config, data)
+    data: as fit() takes it; comm: the processes sharing each batch (every rank builds the same
+    run from the same seed); progress: show the tokenisation of a large text."""
+    corpus, vocab, summary = _corpus(config, data, progress)
     rngs = dict(zip(RANDOM_STREAMS, (np.random.default_rng(s) for s in
                                      np.random.SeedSequence(config.seed).spawn(len(RANDOM_STREAMS)))))
+    threads = comm.threads(config.threads)
     if saved is None:
-        model = RNNLM.from_config(len(vocab), config, device=config.device, seed=rngs['init'],
-                                  threads=config.threads)
+        model = RNNLM.from_config(len(vocab), config, device=config.device, seed=rngs['init'], threads=threads)
     else:
         if saved.vocab.idx_to_token != vocab.idx_to_token:
             raise DataError(f'{config.data} no longer gives the vocabulary of the saved run; '
                             'resume with the same text and options')
         model = saved.model
-        model.threads = parallel.host_threads(model.xp, config.threads)
+        model.threads = parallel.host_threads(model.xp, threads)
     optimizer = OPTIMIZERS[config.optimizer](config.lr, weight_decay=config.weight_decay,
                                              lr_mults=bias_lr_mults(model.params, config.bias_lr_mult),
                                              ema=config.ema)
-    return Run(config, directory, vocab, summary, model, optimizer, _split(config, corpus, model), rngs)
+    return Run(config, directory, vocab, summary, model, optimizer, _split(config, corpus, model, comm), rngs,
+               comm)
 
 
-def _corpus(config, data):
+def _corpus(config, data, progress=False):
     """(corpus, vocab, text.TextSummary) of the run's text: config.data's, or `data` (fit's)."""
     if data is None or isinstance(data, str):
         return text.load_text('the text given' if isinstance(data, str) else config.data,
                               preprocess=config.preprocess, token=config.token, max_tokens=config.max_tokens,
-                              encoding=config.encoding, min_freq=config.min_freq, text=data)
+                              encoding=config.encoding, min_freq=config.min_freq, text=data, progress=progress)
     try:
         corpus, vocab = data
         corpus = np.asarray(corpus)
@@ -176,8 +199,9 @@ def _corpus(config, data):
     return corpus, vocab, text.TextSummary('the corpus given', len(corpus), len(corpus), config.preprocess, 0, ())
 
 
-def _split(config, corpus, model):
-    """The train loader's corpus and window options, and a validate() -> loss (None: no split)."""
+def _split(config, corpus, model, comm):
+    """The train loader's corpus and window options, and a validate() -> loss (None: no split);
+    every process validates its rows of each batch (comm)."""
     B, T = config.batch_size, config.num_steps
     if config.num_train_windows is not None:       # the book's 2nd edition split
         train = (corpus, dict(start=0, num_windows=config.num_train_windows))
@@ -185,7 +209,7 @@ def _split(config, corpus, model):
             return train, None
         val = SeqDataLoader(corpus, B, T, 'windows', xp=model.xp, start=config.num_train_windows,
                             num_windows=config.num_val_windows, shuffle=False)
-        return train, lambda: evaluate(model, val, carry_state=False)
+        return train, lambda: evaluate(model, val, carry_state=False, comm=comm)
     train_corpus, val_corpus = text.split_corpus(corpus, config.val_fraction)
     train = (train_corpus, {})
     if val_corpus is None:
@@ -198,8 +222,8 @@ def _split(config, corpus, model):
             val = SeqDataLoader(val_corpus, B, T, 'windows', xp=model.xp, shuffle=False)
         except DataError as exc:
             raise DataError(f'the validation tail is too short: {exc}; or a larger --val-fraction') from None
-        return train, lambda: evaluate(model, val, carry_state=False)
-    return train, lambda: evaluate(model, corpus_batches(val_corpus, B, T), carry_state=True)
+        return train, lambda: evaluate(model, val, carry_state=False, comm=comm)
+    return train, lambda: evaluate(model, corpus_batches(val_corpus, B, T), carry_state=True, comm=comm)
 
 
 def _sample_prefix(config, model, vocab, train_corpus):
@@ -255,31 +279,48 @@ def save(run, epoch, next_epoch, loader_state, progress, best=False):
 def loop(run, report, command):
     """Train epoch after epoch until num_epochs, an early stop, the time budget or Ctrl-C.
     command: how the user starts training (the interruption message says how to go on)."""
-    config = run.config
+    config, comm = run.config, run.comm
     report.line(f'minirnn: text {run.summary.line(config.token)}')
     where = f'into {run.directory.path}' if run.directory.path is not None else 'without a run directory'
+    ranks = f' over {comm.size} MPI ranks' if comm.size > 1 else ''
     report.line(f'minirnn: training {where}: {len(run.train_corpus):,} tokens, '
-                f'vocabulary {len(run.vocab)}, {len(run.loader)} batches per epoch on {config.device}')
+                f'vocabulary {len(run.vocab)}, {len(run.loader)} batches per epoch on {config.device}{ranks}')
     started, last_epoch_seconds, stopped_early = time.monotonic(), 0.0, False
+    deadline = None if config.max_minutes is None else started + 60 * config.max_minutes
+    comm.check_same(run.model.params, 'before training')
     try:
-        with Interrupt() as interrupt, np.errstate(all='ignore'), \
-                parallel.blas_context(config.batch_size, config.num_hiddens, run.model.threads):
+        with Interrupt() as interrupt, np.errstate(all='ignore'), comm.blas_limit(run.model.threads), \
+                parallel.blas_context(config.batch_size // comm.size, config.num_hiddens, run.model.threads):
+            stop = comm.agreed(StopRequest(interrupt, deadline))
             while run.epoch <= config.num_epochs:
-                stop = early_stop_line(config, run.history) or _budget_line(config, started, last_epoch_seconds)
-                if stop:
-                    report.line(stop, always=True)
+                line = _stop_line(run, started, last_epoch_seconds)
+                if line:
+                    report.line(line, always=True)
                     stopped_early = True
                     break
                 epoch_started = time.monotonic()
-                if not run_epoch(run, interrupt, report, command):
-                    return FitResult(run.model, run.vocab, run.history, False,
-                                     averaged=run.optimizer.averaged_params(), prefixes=prefixes(run))
+                if not run_epoch(run, stop, report, command):
+                    if stop.reason != 'budget':         # Ctrl-C: saved, to be resumed
+                        return FitResult(run.model, run.vocab, run.history, False,
+                                         averaged=run.optimizer.averaged_params(), prefixes=prefixes(run))
+                    stopped_early = True
+                    break
                 finish_epoch(run, report)
                 last_epoch_seconds = time.monotonic() - epoch_started
     finally:
         report.close()
     return FitResult(run.model, run.vocab, run.history, True, stopped_early, run.optimizer.averaged_params(),
                      prefixes(run))
+
+
+def _stop_line(run, started, last_epoch_seconds):
+    """The line that ends the run before the next epoch (early stopping, the time budget), or
+    None. Every rank gets the same answer: one rank's clock alone may judge the budget otherwise."""
+    config = run.config
+    line = early_stop_line(config, run.history) or _budget_line(config, started, last_epoch_seconds)
+    if run.comm.sum([line is not None])[0] and line is None:    # another rank's budget ran out
+        line = _budget_line(config, started, last_epoch_seconds, force=True)
+    return line
 
 
 def prefixes(run, max_tokens=24):
@@ -293,30 +334,41 @@ def prefixes(run, max_tokens=24):
     return (' '.join(tokens),)
 
 
-def run_epoch(run, interrupt, report, command):
-    """Train run.epoch (continuing run.progress). Returns False when Ctrl-C stopped it, which
-    is then saved to be replayed from its start; a divergence ends the run (give_up)."""
-    epoch = run.epoch
+def run_epoch(run, stop, report, command):
+    """Train run.epoch (continuing run.progress). Returns False when Ctrl-C or the time budget
+    (stop: a StopRequest, or the ranks' agreed one) stopped it after a batch; that position is
+    then saved, to be continued exactly; a divergence ends the run (give_up)."""
+    epoch, num_batches = run.epoch, len(run.loader)
     loader_state = run.loader.state_dict()   # replays this epoch if it is interrupted
     run.monitor.start_epoch()
-    report.start_epoch(epoch, len(run.loader), run.progress.batches)
+    report.start_epoch(epoch, num_batches, run.progress.batches)
+    run.progress.state = run.comm.local_rows(run.progress.state)    # a resumed carried state: our rows
     try:
         finished = train_epoch(run.model, run.loader, run.optimizer, run.config.clip, epoch, run.progress,
-                               interrupt, run.rngs['dropout'] if run.config.dropout else None,
+                               stop, run.rngs['dropout'] if run.config.dropout else None,
                                schedule=run.schedule, max_loss=run.max_loss, truncation=run.truncation,
                                monitor=run.monitor, on_batch=lambda progress: feedback(run, report, progress))
     except DivergenceError as exc:
         give_up(run, history_row(run, None, run.progress.seconds), str(exc))
     if not finished:
+        run.progress.state = run.comm.gather_rows(run.progress.state)   # every row, as one process holds it
         save(run, epoch, epoch, loader_state, run.progress)
         run.directory.plot(run.history, run.config, force=True)
-        if run.directory.path is None:
-            report.line(f'minirnn: interrupted in epoch {epoch} (no run directory: nothing saved)', always=True)
-        else:
-            report.line(f'minirnn: interrupted in epoch {epoch}; {run.directory.checkpoint_path} saved; '
-                        f'continue with: {command} --resume --out {shlex.quote(str(run.directory.path))}',
-                        always=True)
+        report.line(_stopped_line(run, stop.reason, num_batches, command), always=True)
     return finished
+
+
+def _stopped_line(run, reason, num_batches, command):
+    """What the user reads when Ctrl-C (reason 'interrupt') or the time budget ('budget') stopped
+    an epoch after a batch: where, what was saved, and the command that continues."""
+    epoch, path = run.epoch, run.directory.path
+    what = (f'interrupted in epoch {epoch}' if reason == 'interrupt' else
+            f'stopping: --max-minutes {run.config.max_minutes:g} reached in epoch {epoch} after batch '
+            f'{run.progress.batches:,} of {num_batches:,}')
+    if path is None:
+        return f'minirnn: {what} (no run directory: nothing saved)'
+    return (f'minirnn: {what}; {run.directory.checkpoint_path} saved; '
+            f'continue with: {command} --resume --out {shlex.quote(str(path))}')
 
 
 def feedback(run, report, progress):
@@ -355,6 +407,7 @@ def finish_epoch(run, report):
     if config.sample_every:
         row['samples'] = progress.samples
     row.update(run.monitor.row(run.model, progress.seconds, force_spectra=epoch in (1, config.num_epochs)))
+    run.comm.check_same(run.model.params, f'after epoch {epoch}')     # before anything of it is saved
     run.history.append(row)
     save(run, epoch, epoch + 1, run.loader.state_dict(), EpochProgress(), best=best)
     run.directory.plot(run.history, config, force=epoch == config.num_epochs)
@@ -379,16 +432,18 @@ def give_up(run, row, reason):
     raise error
 
 
-def _budget_line(config, started, last_epoch_seconds):
-    """The line that ends the run before an epoch that would end past config.max_minutes, else None.
+def _budget_line(config, started, last_epoch_seconds, force=False):
+    """The line that ends the run before an epoch that would end past config.max_minutes, else
+    None (force: the line anyway, when another rank's clock decided).
 
     The next epoch is expected to take as long as the last one did (training, validation and
-    saving), so whole epochs only are trained and the budget is not overrun.
+    saving), so that the budget is not overrun; an epoch that runs past it all the same (the
+    first, or one longer than the last) stops at a batch boundary (run_epoch, StopRequest).
     """
     if config.max_minutes is None:
         return None
     elapsed = time.monotonic() - started
-    if elapsed + last_epoch_seconds <= 60 * config.max_minutes:
+    if elapsed + last_epoch_seconds <= 60 * config.max_minutes and not force:
         return None
     return (f'minirnn: stopping: another epoch would end past --max-minutes {config.max_minutes:g} '
             f'({elapsed / 60:.1f} min trained, the last epoch took {last_epoch_seconds:.0f} s)')
