@@ -14,7 +14,6 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 from minirnn.model import ModelConfig
@@ -325,7 +324,8 @@ def _train_bptt_and_bookkeeping(p, option):
            type=positive_float)
     option(g, '--max-tape-mb', 'full truncation: memory for the epoch\'s kept batches', type=positive_int)
     g = p.add_argument_group('bookkeeping')
-    g.add_argument('--out', default=None, help='run directory (default: runs/<date-time>)')
+    g.add_argument('--out', default=None, help='run directory (default: the first of runs/v1, runs/v2, ... '
+                   'that holds no run)')
     g.add_argument('--resume', action='store_true', default=False, help='continue the run in --out')
     g.add_argument('--overwrite', action='store_true', default=False, help='start over in an --out that holds a run')
     option(g, '--seed', 'seed for initialisation and batching', type=non_negative_int)
@@ -487,7 +487,7 @@ def cmd_train(args):
             raise ConfigError('--resume needs the --out directory of the run to continue')
         if getattr(args, 'preset', None):
             raise ConfigError('--preset starts a new run; --resume continues with the saved settings')
-    args.out_path = args.out or Path('runs') / time.strftime('%Y%m%d-%H%M%S')
+    args.out_path = args.out or next_run_dir()
     out = RunDir(args.out_path)
     if args.resume:       # the saved settings, with the options given now on top
         config = TrainConfig.from_dict({**out.saved_config().to_dict(), **options})
@@ -508,6 +508,15 @@ def cmd_train(args):
         raise
     print_results(result, config, out)
     return 0 if result.finished else 130   # an early stop is finished too
+
+
+def next_run_dir(root='runs'):
+    """The first of runs/v1, runs/v2, ... that holds no run: where train writes without --out."""
+    from minirnn.run.rundir import RUN_FILES
+    n = 1
+    while any((Path(root) / f'v{n}' / name).exists() for name in RUN_FILES):
+        n += 1
+    return Path(root) / f'v{n}'
 
 
 def restart_command(args, config, saved):

@@ -2,6 +2,7 @@
 what a run keeps so it can be resumed, restarted or continued from anywhere."""
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +138,13 @@ def test_a_second_process_on_the_same_directory_is_refused_naming_the_first(tmp_
     second = RunDir(tmp_path / 'r')
     second.open()                                   # free again once the first has ended
     second.close()
+
+
+def test_without_out_a_run_goes_to_the_first_free_runs_v(capsys, tmp_path, monkeypatch):
+    """The README's quick start writes runs/v1, the next run runs/v2: nothing is overwritten."""
+    monkeypatch.chdir(tmp_path)
+    argv = ['train', '--max-tokens', '2000', '--num-hiddens', '8', '--num-epochs', '1', '--num-preds', '0', '--quiet']
+    for n in (1, 2):
+        code, out, err = run(capsys, *argv)
+        assert code == 0, err
+        assert f'saved {Path("runs") / f"v{n}" / "model.npz"}' in out
