@@ -488,20 +488,19 @@ def cmd_train(args):
         if getattr(args, 'preset', None):
             raise ConfigError('--preset starts a new run; --resume continues with the saved settings')
     args.out_path = args.out or next_run_dir()
-    out = RunDir(args.out_path)
+    out, note = RunDir(args.out_path), None
     if args.resume:       # the saved settings, with the options given now on top
         config = TrainConfig.from_dict({**out.saved_config().to_dict(), **options})
     else:
         preset = preset_for(options.get('data'), getattr(args, 'preset', None))
-        if preset == OWN_TEXT_PRESET and not getattr(args, 'preset', None) and not args.quiet \
-                and Path(options['data']).is_file():
-            print(f'minirnn: {options["data"]} is a text of your own: starting from --preset {preset} (all '
-                  f'of it, every character as it is, 5% held out for validation); --preset d2l-v1 gives '
-                  f'the book\'s settings', file=sys.stderr)
+        if preset == OWN_TEXT_PRESET and not getattr(args, 'preset', None):
+            note = (f'minirnn: {options["data"]} is a text of your own: starting from --preset {preset} '
+                    f'(all of it, every character as it is, 5% held out for validation); --preset d2l-v1 '
+                    f'gives the book\'s settings')
         config = make_config(preset, **options)
     try:
         result = fit(config, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
-                     command=f'{args.prog} train')
+                     command=f'{args.prog} train', note=note)
     except DivergenceError as exc:
         if not args.resume and getattr(exc, 'config', None) is not None:
             exc.args = (f'{exc}. To start again: {restart_command(args, exc.config, exc.saved)}',)

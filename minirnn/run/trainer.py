@@ -51,7 +51,7 @@ class FitResult(NamedTuple):
 
 
 def fit(config, out_dir=None, *, resume=False, overwrite=False, quiet=False, command='minirnn train',
-        data=None, on_epoch=None):
+        data=None, on_epoch=None, note=None):
     """Train a model as `config` says, writing the run directory `out_dir` after every epoch.
 
     out_dir: a path, or a rundir.RunDir (whose saved checkpoint may have been read already);
@@ -60,6 +60,7 @@ def fit(config, out_dir=None, *, resume=False, overwrite=False, quiet=False, com
     as config says), or (corpus, vocab) (a 1-D integer array and its text.Vocab).
     on_epoch: None, or a function called with each finished epoch's history row (a dict: epoch,
     train_ppl, val_ppl, ...), e.g. to draw a live plot in a notebook.
+    note: a line to print (unless quiet) once the text has loaded, before training.
     resume: continue DIR/model.npz exactly where it stopped (same batches, same updates; only
     the fields in rundir.RESUMABLE_CHANGES may differ from the saved config). Without resume,
     an existing run in DIR is an error unless overwrite. Nothing in DIR changes before the
@@ -80,8 +81,11 @@ def fit(config, out_dir=None, *, resume=False, overwrite=False, quiet=False, com
         restore(run, saved)
     run.prepare()
     directory.open()                  # fail now, not after the first epoch's work
+    report = Reporter(config.num_epochs, quiet=quiet)
+    if note:
+        report.line(note)
     try:
-        return loop(run, Reporter(config.num_epochs, quiet=quiet), command)
+        return loop(run, report, command)
     finally:
         directory.close()
 
