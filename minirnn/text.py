@@ -170,6 +170,10 @@ class Vocab:
         vocab._build(counter, min_freq, reserved_tokens)
         return vocab
 
+    # how the vocabulary's text was prepared ({'preprocess', 'token', 'encoding'}), or None when
+    # unknown: prefixes to predict and texts to evaluate are prepared the same way by default
+    text_options = None
+
     def _build(self, counter, min_freq, reserved_tokens):
         checks.integer('min_freq', min_freq, 0)
         reserved = list(reserved_tokens or [])
@@ -203,7 +207,10 @@ class Vocab:
 
     def to_dict(self):
         """A JSON-ready dict (the checkpoint stores it in its metadata); from_dict inverts it exactly."""
-        return {'idx_to_token': list(self.idx_to_token), 'token_freqs': [[t, n] for t, n in self.token_freqs]}
+        d = {'idx_to_token': list(self.idx_to_token), 'token_freqs': [[t, n] for t, n in self.token_freqs]}
+        if self.text_options is not None:
+            d['text_options'] = dict(self.text_options)
+        return d
 
     @classmethod
     def from_dict(cls, d):
@@ -218,6 +225,11 @@ class Vocab:
             raise DataError('malformed vocabulary: idx_to_token must start with <unk> and hold distinct tokens')
         vocab = cls.__new__(cls)
         vocab.idx_to_token, vocab.token_freqs = idx_to_token, token_freqs
+        options = d.get('text_options')
+        if isinstance(options, dict) and options.get('preprocess') in PREPROCESS_MODES \
+                and options.get('token') in TOKEN_KINDS:
+            vocab.text_options = {'preprocess': options['preprocess'], 'token': options['token'],
+                                  'encoding': str(options.get('encoding') or 'utf-8')}
         vocab.token_to_idx = {t: i for i, t in enumerate(idx_to_token)}
         return vocab
 
@@ -345,6 +357,7 @@ def load_text(name_or_path, *, preprocess='letters', token='char', max_tokens=No
     ids, keys, tokens, counts = _index_chars(text) if token == 'char' else _index_words(text)
     del text
     vocab = Vocab.from_counter(dict(zip(tokens, counts.tolist())), min_freq=min_freq)
+    vocab.text_options = {'preprocess': preprocess, 'token': token, 'encoding': encoding}
     lut = np.zeros(int(keys[-1]) + 1, np.int32)  # first-pass id -> vocab index (<unk> when dropped)
     lut[keys] = vocab[tokens]
     summary = TextSummary(label or str(resolve_corpus(name_or_path)), len(ids),
@@ -375,6 +388,14 @@ class TextSummary(NamedTuple):
         return text
 
 
+def text_options(vocab, preprocess=None, token=None, encoding=None):
+    """(preprocess, token, encoding): those given, else the vocabulary's own (vocab.text_options),
+    else the book's: letters, char, utf-8."""
+    own = vocab.text_options or {}
+    return (preprocess or own.get('preprocess', 'letters'), token or own.get('token', 'char'),
+            encoding or own.get('encoding', 'utf-8'))
+
+
 def split_corpus(corpus, val_fraction):
     """(train, val): val is the last round(N * val_fraction) tokens, a clean tail that shares no
     token position with train; val is None when val_fraction is 0."""
@@ -388,13 +409,14 @@ def split_corpus(corpus, val_fraction):
     return corpus[:-num_val], corpus[-num_val:]
 
 
-def encode_corpus(name_or_path, vocab, *, preprocess='letters', token='char', max_tokens=None,
-                  encoding='utf-8'):
+def encode_corpus(name_or_path, vocab, *, preprocess=None, token=None, max_tokens=None, encoding=None):
     """A text as ids under an existing vocabulary (a trained model's), for evaluation.
 
-    The text is read and preprocessed exactly as load_corpus does; tokens the vocabulary lacks
-    become <unk> (index 0). Returns (N,) int32, cut to max_tokens.
+    The text is read and preprocessed exactly as load_corpus does; preprocess, token and encoding
+    default to how the vocabulary's own text was prepared (vocab.text_options; else letters, char,
+    utf-8). Tokens the vocabulary lacks become <unk> (index 0). Returns (N,) int32, cut to max_tokens.
     """
+    preprocess, token, encoding = text_options(vocab, preprocess, token, encoding)
     text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding)
     tokens = text if token == 'char' else tokenize(text, token)   # encode() vectorises a str
     return encode(tokens[:max_tokens] if max_tokens else tokens, vocab)
