@@ -17,6 +17,7 @@ import dataclasses
 import math
 import shlex
 import time
+import warnings
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -25,7 +26,7 @@ from .. import parallel, text
 from ..backend import to_device, tune_host_allocator
 from ..batching import SeqDataLoader
 from ..corpora import fingerprint
-from ..errors import ConfigError, DataError, DivergenceError
+from ..errors import ConfigError, DataError, DivergenceError, UnknownTokensWarning
 from ..model import RNNLM
 from ..optim import OPTIMIZERS, Schedule, bias_lr_mults, format_ppl, perplexity
 from ..train import EpochProgress, train_epoch
@@ -211,8 +212,12 @@ def _sample_prefix(config, model, vocab, train_corpus):
     from ..generate import predict
     prefix = config.prefixes[0] if config.prefixes else vocab.to_tokens(int(train_corpus[0]))
     try:
-        predict(model, vocab, prefix, 0, preprocess=config.preprocess, token=config.token)
-    except ConfigError as exc:
+        # generate reads unknown tokens as <unk> with a warning; before a long run, a prefix the
+        # model cannot read is refused instead
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', UnknownTokensWarning)
+            predict(model, vocab, prefix, 0, preprocess=config.preprocess, token=config.token)
+    except (ConfigError, UnknownTokensWarning) as exc:
         raise ConfigError(f'--sample-every continues the first --prefix {prefix!r}, but {exc}') from None
     return prefix
 
