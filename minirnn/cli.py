@@ -395,7 +395,7 @@ def add_eval(sub):
     p = sub.add_parser('eval', help='perplexity of a text under a trained model')
     p.add_argument('--checkpoint', required=True, help='a model.npz or best.npz written by train')
     p.add_argument('--data', required=True, help='a registered corpus or a text file')
-    p.add_argument('--encoding', default='utf-8', help='text encoding of --data')
+    p.add_argument('--encoding', default=None, help='text encoding of --data (default: the training text\'s)')
     p.add_argument('--max-tokens', type=max_tokens, default=None,
                    help='evaluate the first N tokens only (default: all)')
     p.add_argument('--batch-size', type=positive_int, default=64, help='rows evaluated in parallel')
@@ -696,22 +696,23 @@ def cmd_eval(args):
     from minirnn.optim import perplexity
     from minirnn.run.evaluation import corpus_batches, evaluate, unknown_warning
     ckpt = checkpoint.load(args.checkpoint, device=args.device, averaged=True)
-    preprocess, token = checkpoint.text_options(ckpt)
+    checkpoint.text_options(ckpt)         # a file without training settings: one clear error
+    # the text is prepared as the model's own was: its preprocessing, tokens and encoding
+    preprocess, token, encoding = text.text_options(ckpt.vocab, encoding=args.encoding)
     corpus = text.encode_corpus(args.data, ckpt.vocab, preprocess=preprocess, token=token,
-                                encoding=args.encoding, max_tokens=args.max_tokens)
+                                encoding=encoding, max_tokens=args.max_tokens)
     loss = evaluate(ckpt.model, corpus_batches(corpus, args.batch_size, args.num_steps), carry_state=True)
     unknown = float((corpus == ckpt.vocab.unk).mean())
     ppl = perplexity(loss)
     print(json.dumps({'data': args.data, 'tokens': int(len(corpus)), 'loss': loss,
                       'perplexity': ppl if math.isfinite(ppl) else None,   # JSON has no Infinity
                       'unknown_fraction': unknown}))
-    warning = unknown_warning(unknown, len(ckpt.vocab), preprocess, token, args.encoding)
+    warning = unknown_warning(unknown, len(ckpt.vocab), preprocess, token, encoding)
     if warning:       # the number stands, but it measures <unk>s more than the text
         print(f'minirnn: warning: {warning}', file=sys.stderr)
     return 0
 
 
-# gradcheck's model options and their defaults when one model is described
 # gradcheck's described model: ModelConfig's defaults, but small, on the reference cells, in float64
 GRADCHECK_MODEL = ModelConfig(num_hiddens=16, impl='reference', dtype='float64')
 GRADCHECK_BATCH = {'vocab_size': 28, 'batch_size': 4, 'num_steps': 35}

@@ -26,14 +26,15 @@ STRATEGIES = ('greedy', 'sample', 'beam')
 BEAM_SIZE = 5           # beam search's width unless told otherwise
 
 
-def predict(model, vocab, prefix, num_preds, *, preprocess='letters', token='char',
+def predict(model, vocab, prefix, num_preds, *, preprocess=None, token=None,
             strategy='greedy', temperature=1.0, alpha=1.0, top_k=None, beam_size=None, rng=None):
     """Continue `prefix` by `num_preds` tokens (the book's predict_ch8 / predict).
 
     Args:
         model: an RNNLM; vocab: the Vocab it was trained with (V tokens).
         prefix: str, preprocessed with `preprocess` ('letters' | 'raw') and split with
-            `token` ('char' | 'word') as the training text was; under 'letters' a leading
+            `token` ('char' | 'word') as the training text was (None: as vocab.text_options
+            say, which a checkpoint's vocabulary carries; else letters and char, the book's); under 'letters' a leading
             non-letter is dropped but a trailing space is kept ('time traveller '). Tokens
             the vocabulary lacks are read as <unk> (as `eval` reads a text), with an
             UnknownTokensWarning naming them; the returned text keeps them as written.
@@ -87,8 +88,8 @@ def predict(model, vocab, prefix, num_preds, *, preprocess='letters', token='cha
     return _join(primed, vocab.to_tokens(outputs), token)
 
 
-def beam_search(model, vocab, prefix, num_preds, beam_size=BEAM_SIZE, *, preprocess='letters',
-                token='char', rng=None):
+def beam_search(model, vocab, prefix, num_preds, beam_size=BEAM_SIZE, *, preprocess=None,
+                token=None, rng=None):
     """The most likely continuation of `prefix` that beam search finds, and its log-probability.
 
     After the warm-up, every step extends each of the k kept continuations by every token
@@ -138,6 +139,7 @@ class Primed(NamedTuple):
 
 def _prime(model, vocab, prefix, preprocess, token, rng):
     """Check the vocabulary and the prefix, and warm up on it (the book): a Primed."""
+    preprocess, token, _ = text.text_options(vocab, preprocess, token)
     checks.one_of('preprocess', preprocess, text.PREPROCESS_MODES)
     checks.one_of('token', token, text.TOKEN_KINDS)
     if len(vocab) != model.vocab_size:
