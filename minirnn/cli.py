@@ -521,6 +521,7 @@ def cmd_train(args):
     from minirnn.run.config import OWN_TEXT_PRESET, TrainConfig, make_config, preset_for
     from minirnn.run.rundir import RunDir
     from minirnn.run import fit
+    from minirnn.run.distributed import launch_command
     options = {k: v for k, v in vars(args).items()
                if k not in ('command', 'func', 'preset', 'out', 'resume', 'overwrite', 'quiet', 'argv', 'prog')}
     if args.resume:
@@ -541,7 +542,7 @@ def cmd_train(args):
         config = make_config(preset, **options)
     try:
         result = fit(config, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
-                     command=f'{args.prog} train', note=note)
+                     command=launch_command(f'{args.prog} train'), note=note)
     except DivergenceError as exc:
         if not args.resume and getattr(exc, 'config', None) is not None:
             exc.args = (f'{exc}. To start again: {restart_command(args, exc.config, exc.saved)}',)
@@ -577,7 +578,8 @@ def restart_command(args, config, saved):
         argv += ['--clip', '1']
     if saved:
         argv.append('--overwrite')
-    return f'{args.prog} ' + shlex.join(argv)
+    from minirnn.run.distributed import launch_command
+    return launch_command(f'{args.prog} ' + shlex.join(argv))
 
 
 def print_results(result, config, out):
@@ -846,7 +848,18 @@ def main(argv=None, prog=None):
     """Run one subcommand; returns the exit code (tests call this in-process).
 
     prog: how the user invoked the program, for examples and messages (default: invoked_as()).
+    Under mpiexec every rank runs the command and rank 0 alone prints (its messages, errors and
+    results); the others' stdout and stderr go to the null device.
     """
+    from minirnn.run.distributed import speaks
+    if speaks():
+        return run_command(argv, prog)
+    with open(os.devnull, 'w') as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+        return run_command(argv, prog)
+
+
+def run_command(argv=None, prog=None):
+    """main() in the process that prints: parse, run, and turn every error into one line."""
     from minirnn.errors import DivergenceError, MiniRNNError
     parser = build_parser(prog)
     try:

@@ -54,6 +54,13 @@ def launched():
     return None
 
 
+def launch_command(command):
+    """How to start `command` again as this process was started: under mpiexec with N ranks,
+    'mpiexec -n N command' (the messages that say how to continue a run name it)."""
+    size = launched()
+    return f'mpiexec -n {size} {command}' if size and size > 1 else command
+
+
 def speaks():
     """Whether this process prints what a run says: a plain run does, and rank 0 of an MPI job."""
     for name in RANK_VARIABLES:
@@ -84,7 +91,7 @@ def _describe(exc):
         return str(exc)
     if isinstance(exc, OSError):
         return f'{exc.strerror or exc}: {exc.filename or ""}'.rstrip(': ')
-    return f'{type(exc).__name__}: {exc}'
+    return f'{type(exc).__name__}: {exc}' if str(exc) else type(exc).__name__
 
 
 class SingleProcess(parallel.Whole):
@@ -232,8 +239,9 @@ class MPICommunicator(SingleProcess):
         except (DivergenceError, DriftError):
             raise
         except BaseException as exc:       # KeyboardInterrupt and MemoryError included
+            # the process's own stderr: a rank but 0 has its sys.stderr muted (cli.main)
             print(f'minirnn: error on rank {self.rank} of {self.size}: {_describe(exc) or "interrupted"}; '
-                  f'ending every rank', file=sys.stderr, flush=True)
+                  f'ending every rank', file=sys.__stderr__, flush=True)
             self.comm.Abort(130 if isinstance(exc, KeyboardInterrupt) else 1)
 
     def check_launch(self, config):
@@ -241,7 +249,8 @@ class MPICommunicator(SingleProcess):
         B, N = config.batch_size, self.size
         if N > B:
             raise ConfigError(f'mpiexec started {N} ranks to split each batch\'s rows, but --batch-size is '
-                              f'{B}: start at most {B} ranks, or use --batch-size {N} or more')
+                              f'{B}: start at most {B} rank{"s" if B > 1 else ""}, or use --batch-size {N} '
+                              f'or more')
         if B % N:
             lower, higher = B - B % N, B + N - B % N
             raise ConfigError(f'--batch-size {B} does not split evenly over {N} ranks (mpiexec -n {N}): '
