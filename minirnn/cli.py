@@ -696,7 +696,7 @@ def cmd_eval(args):
     from minirnn import text
     from minirnn.run import checkpoint
     from minirnn.optim import perplexity
-    from minirnn.run.evaluation import corpus_batches, evaluate, unknown_warning
+    from minirnn.run.evaluation import corpus_batches, evaluate, unknown_fraction, unknown_warning
     ckpt = checkpoint.load(args.checkpoint, device=args.device, averaged=True)
     checkpoint.text_options(ckpt)         # a file without training settings: one clear error
     # the text is prepared as the model's own was: its preprocessing, tokens and encoding
@@ -704,7 +704,7 @@ def cmd_eval(args):
     corpus = text.encode_corpus(args.data, ckpt.vocab, preprocess=preprocess, token=token,
                                 encoding=encoding, max_tokens=args.max_tokens)
     loss = evaluate(ckpt.model, corpus_batches(corpus, args.batch_size, args.num_steps), carry_state=True)
-    unknown = float((corpus == ckpt.vocab.unk).mean())
+    unknown = unknown_fraction(corpus, ckpt.vocab.unk)
     ppl = perplexity(loss)
     print(json.dumps({'data': args.data, 'tokens': int(len(corpus)), 'loss': loss,
                       'perplexity': ppl if math.isfinite(ppl) else None,   # JSON has no Infinity

@@ -1,7 +1,9 @@
 """From a text file to a corpus: read, strip Gutenberg boilerplate, preprocess, tokenize, Vocab.
 
 A corpus is a 1-D NumPy int32 array built with vectorised NumPy (no Python loop over
-characters), so a 100 MB text loads in seconds. Finding or downloading a registered corpus
+characters), so a 100 MB text loads in seconds. A file of tokencache.CACHE_FROM_BYTES or more
+is never read whole: it is tokenised once in chunks (textstream.py) into a token file whose
+memory map is the corpus (tokencache.py), with the same ids. Finding or downloading a registered corpus
 is corpora.py's job, batching is batching.py's; nothing here touches a device.
 """
 import codecs
@@ -12,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import checks
+from . import checks, tokencache
 from .corpora import CORPORA, resolve_corpus
 from .errors import ConfigError, DataError
 
@@ -33,11 +35,7 @@ def read_text(path, encoding='utf-8'):
     """
     path = Path(path)
     _codec(encoding)                        # an unknown encoding is named before the file is read
-    if not path.exists():
-        raise DataError(f'{path}: no such file; pass the path of a text file or a registered '
-                        f'corpus name ({", ".join(CORPORA)})')
-    if path.is_dir():
-        raise DataError(f'{path} is a directory; pass the path of a text file inside it')
+    check_text_file(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -45,6 +43,15 @@ def read_text(path, encoding='utf-8'):
     if not data:
         raise DataError(f'{path} is empty; pass a file that holds some text')
     return decode_text(data, encoding, source=path)
+
+
+def check_text_file(path):
+    """DataError, saying what to do, unless `path` is a file that exists (read_text's checks)."""
+    if not path.exists():
+        raise DataError(f'{path}: no such file; pass the path of a text file or a registered '
+                        f'corpus name ({", ".join(CORPORA)})')
+    if path.is_dir():
+        raise DataError(f'{path} is a directory; pass the path of a text file inside it')
 
 
 def decode_text(data, encoding='utf-8', source='the text'):
@@ -354,6 +361,14 @@ def encode(tokens, vocab):
     return np.fromiter(map(get, tokens, [vocab.unk] * len(tokens)), np.int32, count=len(tokens))
 
 
+def _check_options(mode, token, max_tokens):
+    if mode not in PREPROCESS_MODES:
+        raise ConfigError(f'unknown preprocess mode {mode!r}; choose one of {", ".join(PREPROCESS_MODES)}')
+    if token not in TOKEN_KINDS:
+        raise ConfigError(f'unknown token kind {token!r}; choose one of {", ".join(TOKEN_KINDS)}')
+    checks.integer('max_tokens', max_tokens, optional=True)
+
+
 def _prepared_text(name_or_path, mode, token, max_tokens, encoding, dropped=None, text=None):
     """Check the options, then read, strip Gutenberg boilerplate and preprocess (mode) a text.
 
@@ -361,11 +376,7 @@ def _prepared_text(name_or_path, mode, token, max_tokens, encoding, dropped=None
     (letters: every character but A-Z, a-z and space; their runs become one space).
     text: the text itself (a str), instead of reading name_or_path (then only a label).
     """
-    if mode not in PREPROCESS_MODES:
-        raise ConfigError(f'unknown preprocess mode {mode!r}; choose one of {", ".join(PREPROCESS_MODES)}')
-    if token not in TOKEN_KINDS:
-        raise ConfigError(f'unknown token kind {token!r}; choose one of {", ".join(TOKEN_KINDS)}')
-    checks.integer('max_tokens', max_tokens, optional=True)
+    _check_options(mode, token, max_tokens)
     path = name_or_path if text is not None else resolve_corpus(name_or_path)
     text = strip_gutenberg(read_text(path, encoding) if text is None else text)
     if dropped is not None and mode == 'letters':
@@ -399,6 +410,9 @@ def load_text(name_or_path, *, preprocess='letters', token='char', max_tokens=No
     text: the text itself, a str, instead of a file (name_or_path then only names it).
     progress: show a progress bar while a large text is tokenised.
     """
+    if text is None and tokencache.wanted(resolve_corpus(name_or_path)):
+        return _load_large(resolve_corpus(name_or_path), preprocess, token, max_tokens, encoding, min_freq,
+                           progress)
     dropped, label = {}, (str(name_or_path) if text is not None else None)
     text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding, dropped, text)
     ids, keys, tokens, counts = _index_chars(text) if token == 'char' else _index_words(text)
@@ -411,6 +425,17 @@ def load_text(name_or_path, *, preprocess='letters', token='char', max_tokens=No
                           min(len(ids), max_tokens or len(ids)), preprocess, sum(dropped.values()),
                           tuple(sorted(dropped.items(), key=lambda item: -item[1])[:5]))
     return _chunked_lookup(lut, ids[:max_tokens]), vocab, summary
+
+
+def _load_large(path, preprocess, token, max_tokens, encoding, min_freq, progress):
+    """load_text of a file too large to read whole: its ids are a memory map of the token cache
+    (tokencache.py; tokenised in chunks the first time), the same ids load_text gives in memory."""
+    _check_options(preprocess, token, max_tokens)
+    ids, vocab, summary = tokencache.load(path, preprocess=preprocess, token=token, encoding=encoding,
+                                          min_freq=min_freq, progress=progress)
+    total = summary['total_tokens']
+    return ids[:max_tokens], vocab, TextSummary(str(path), total, min(total, max_tokens or total), preprocess,
+                                                summary['dropped'], tuple(map(tuple, summary['most_dropped'])))
 
 
 class TextSummary(NamedTuple):
@@ -461,9 +486,14 @@ def encode_corpus(name_or_path, vocab, *, preprocess=None, token=None, max_token
 
     The text is read and preprocessed exactly as load_corpus does; preprocess, token and encoding
     default to how the vocabulary's own text was prepared (vocab.text_options; else letters, char,
-    utf-8). Tokens the vocabulary lacks become <unk> (index 0). Returns (N,) int32, cut to max_tokens.
+    utf-8). Tokens the vocabulary lacks become <unk> (index 0). Returns (N,) int32, cut to max_tokens
+    (for a file of tokencache.CACHE_FROM_BYTES or more: a read-only memory map of unsigned ids).
     """
     preprocess, token, encoding = text_options(vocab, preprocess, token, encoding)
+    path = resolve_corpus(name_or_path)
+    if tokencache.wanted(path):       # too large to read whole: a memory map of the token cache
+        _check_options(preprocess, token, max_tokens)
+        return tokencache.encode(path, vocab, preprocess=preprocess, token=token, encoding=encoding)[:max_tokens]
     text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding)
     tokens = text if token == 'char' else tokenize(text, token)   # encode() vectorises a str
     return encode(tokens[:max_tokens] if max_tokens else tokens, vocab)

@@ -142,3 +142,24 @@ def test_a_time_budget_stops_before_an_epoch_that_would_overrun_it(small, tmp_pa
     # 0.55 min = 33 s: after 3 epochs (30 s) a fourth would end at 40 s
     result = fit(TrainConfig(**{**small, 'num_epochs': 10, 'max_minutes': 0.55}), tmp_path / 'run', quiet=True)
     assert len(result.history) == 3 and result.finished and result.stopped_early
+
+
+def test_a_time_budget_that_runs_out_inside_an_epoch_stops_at_a_batch_and_resumes_exactly(
+        small, tmp_path, monkeypatch, capsys, saved_params):
+    config = TrainConfig(**{**small, 'num_epochs': 2, 'max_minutes': 0.5})
+    full = fit(config, tmp_path / 'full', quiet=True)
+    ticks = iter(range(10 ** 6))          # a clock that moves one second each time it is read
+    with monkeypatch.context() as m:
+        m.setattr(trainer.time, 'monotonic', lambda: float(next(ticks)))
+        result = fit(config, tmp_path / 'cut', quiet=True)
+    assert result.finished and result.stopped_early and result.history == []
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith('minirnn: stopping: --max-minutes 0.5 reached in epoch 1 after batch ')
+    assert line.endswith(f'saved; continue with: minirnn train --resume --out {tmp_path / "cut"}')
+    position = checkpoint.load(tmp_path / 'cut' / 'model.npz').meta['position']
+    assert position['epoch'] == 1 and 0 < position['progress']['batches'] < 37
+    assert position['progress']['state'] is not None          # the carried state, for the next batch
+    fit(config, tmp_path / 'cut', resume=True, quiet=True)    # the real clock: the budget is ample
+    resumed = saved_params(tmp_path / 'cut')
+    for k, v in full.model.params.items():
+        np.testing.assert_array_equal(resumed[k], v)

@@ -31,6 +31,13 @@ def corpus_batches(corpus, batch_size, num_steps):
                np.ascontiguousarray(Ys[:, j:j + num_steps], np.int32))
 
 
+def unknown_fraction(corpus, unk, chunk=1 << 24):
+    """The share of the corpus's ids that are `unk`, counted chunk by chunk (a corpus may be a
+    memory map larger than memory)."""
+    count = sum(int(np.count_nonzero(corpus[i:i + chunk] == unk)) for i in range(0, len(corpus), chunk))
+    return count / len(corpus) if len(corpus) else 0.0
+
+
 def evaluate(model, batches, carry_state, comm=parallel.WHOLE):
     """Mean loss per token over batches of (X, Y) (B, T), forward only (no dropout).
 
