@@ -1,13 +1,17 @@
 """Time and peak memory of load_corpus on a large text, one fresh process per configuration.
 
 Builds a ~100 MB text in a temporary folder by repeating the shared books (their Gutenberg
-bodies, so stripping keeps all of it), then loads it with every preprocess x token mode.
-Peak RSS is the child's own ru_maxrss, interpreter and NumPy included. Nothing is asserted.
-Usage: python benchmarks/bench_corpus.py [--size-mb 100] [--data-dir ../shared/data]
+bodies, so stripping keeps all of it), then loads it with every preprocess x token mode, three
+ways: in memory (the whole text read at once, as every text below tokencache.CACHE_FROM_BYTES
+is), tokenised in chunks into an empty token cache (a large text's first load), and from that
+cache (every later load: a memory map). Peak RSS is the child's own ru_maxrss, interpreter and
+NumPy included. Nothing is asserted.
+Usage: python benchmarks/bench_corpus.py [--size-mb 100] [--data-dir ../shared/data] [--keep PATH]
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,8 +22,10 @@ from minirnn.text import read_text, strip_gutenberg
 
 CHILD = r'''
 import json, resource, sys, time
+from minirnn import tokencache
 from minirnn.text import load_corpus
-path, preprocess, token = sys.argv[1:4]
+path, preprocess, token, way = sys.argv[1:5]
+tokencache.CACHE_FROM_BYTES = 1 << 62 if way == 'memory' else 0
 start = time.perf_counter()
 corpus, vocab = load_corpus(path, preprocess=preprocess, token=token)
 seconds = time.perf_counter() - start
@@ -52,24 +58,31 @@ def main(argv=None):
                         help='folder holding the shared books (default: $MINIRNN_DATA_DIR or ../shared/data)')
     parser.add_argument('--configs', nargs='+', default=['letters:char', 'raw:char', 'letters:word', 'raw:word'],
                         help='preprocess:token pairs to measure')
+    parser.add_argument('--ways', nargs='+', default=['memory', 'first', 'cached'],
+                        choices=['memory', 'first', 'cached'], help='how to load (see above)')
+    parser.add_argument('--keep', type=Path, help='write the text here and keep it (default: a temporary folder)')
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / 'big.txt'
+        path = args.keep or Path(tmp) / 'big.txt'
         size = build_text(args.data_dir, args.size_mb, path)
         print(f'text: {size / 1e6:.1f} MB from {args.data_dir}; python {sys.version.split()[0]}, '
-              f'{os.cpu_count()} CPUs', file=sys.stderr)
-        print(f'| {"preprocess":10} | {"token":5} | {"tokens":>11} | {"vocab":>7} | {"seconds":>7} | {"peak RSS MB":>11} |')
-        print(f'|{"-" * 12}|{"-" * 7}|{"-" * 13}|{"-" * 9}|{"-" * 9}|{"-" * 13}|')
+              f'{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}', file=sys.stderr)
+        print(f'| {"preprocess":10} | {"token":5} | {"way":6} | {"tokens":>11} | {"vocab":>7} | {"seconds":>7} | '
+              f'{"peak RSS MB":>11} |')
+        print(f'|{"-" * 12}|{"-" * 7}|{"-" * 8}|{"-" * 13}|{"-" * 9}|{"-" * 9}|{"-" * 13}|')
+        env = dict(os.environ, MINIRNN_CACHE_DIR=str(Path(tmp) / 'cache'))
         for config in args.configs:
             preprocess, token = config.split(':')
-            done = subprocess.run([sys.executable, '-c', CHILD, str(path), preprocess, token],
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                print(f'| {preprocess:10} | {token:5} | failed: {done.stderr.strip().splitlines()[-1]}')
-                continue
-            r = json.loads(done.stdout)
-            print(f'| {preprocess:10} | {token:5} | {r["tokens"]:>11,} | {r["vocab"]:>7,} | '
-                  f'{r["seconds"]:>7.2f} | {r["peak_mb"]:>11.0f} |', flush=True)
+            shutil.rmtree(Path(tmp) / 'cache', ignore_errors=True)      # 'first' tokenises from scratch
+            for way in args.ways:
+                done = subprocess.run([sys.executable, '-c', CHILD, str(path), preprocess, token, way],
+                                      capture_output=True, text=True, env=env)
+                if done.returncode != 0:
+                    print(f'| {preprocess:10} | {token:5} | {way:6} | failed: {done.stderr.strip().splitlines()[-1]}')
+                    continue
+                r = json.loads(done.stdout)
+                print(f'| {preprocess:10} | {token:5} | {way:6} | {r["tokens"]:>11,} | {r["vocab"]:>7,} | '
+                      f'{r["seconds"]:>7.2f} | {r["peak_mb"]:>11.0f} |', flush=True)
 
 
 if __name__ == '__main__':

@@ -318,7 +318,8 @@ def _train_optimization(p, option):
     option(g, '--early-stop', 'stop after N epochs without a better validation perplexity',
            type=positive_int)
     option(g, '--max-minutes', 'start no epoch that would end past this much wall time (the last '
-           'epoch\'s time is the estimate)', type=positive_float)
+           'epoch\'s time is the estimate); an epoch that runs past it stops after a batch, saved to '
+           'continue with --resume', type=positive_float)
 
 
 def _train_bptt_and_bookkeeping(p, option):

@@ -150,6 +150,8 @@ class MPICommunicator(SingleProcess):
     def __init__(self, comm, MPI):
         self.comm, self.MPI = comm, MPI
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.stop = None                       # this rank's stop request (agreed), read by merge
+        self.stop_flags = (False, False)       # (Ctrl-C, budget) on any rank, as of the last merge
         # ranks on this machine share its cores
         self.local_size = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
 
@@ -177,26 +179,30 @@ class MPICommunicator(SingleProcess):
         result: this rank's model.Gradients, the mean over its own rows; weight: its rows / the
         batch's. The buffer holds weight * (every gradient, the loss), in the parameters' dtype,
         and its sum over the ranks is the batch's token-weighted mean, as parallel.MERGE joins
-        threads. The final state stays this rank's rows; dstate and dH_steps, which belong to
-        rows too, are scaled by weight (dL/d(rows) of the batch's mean loss).
-        Returns Gradients whose grads are views of the buffer.
+        threads. Two more numbers ride along: this rank's stop request (Ctrl-C, the time budget),
+        so that every rank learns whether any asked to stop after this batch without a message of
+        its own (stop_flags; AgreedStop reads them). The final state stays this rank's rows;
+        dstate and dH_steps, which belong to rows too, are scaled by weight (dL/d(rows) of the
+        batch's mean loss). Returns Gradients whose grads are views of the buffer.
         """
         names = list(params)
         sizes = [params[k].size for k in names]
-        buffer = np.empty(sum(sizes) + 1, params[names[0]].dtype)
+        buffer = np.empty(sum(sizes) + 3, params[names[0]].dtype)
         offset = 0
         for name, size in zip(names, sizes):
             np.multiply(to_numpy(result.grads[name]).ravel(), weight, out=buffer[offset:offset + size])
             offset += size
-        buffer[-1] = weight * result.loss
+        buffer[-3] = weight * result.loss
+        buffer[-2:] = self.stop.flags() if self.stop is not None else (False, False)
         self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
+        self.stop_flags = (bool(buffer[-2]), bool(buffer[-1]))
         grads, offset = {}, 0
         for name, size in zip(names, sizes):
             grads[name] = buffer[offset:offset + size].reshape(params[name].shape)
             offset += size
         scaled = (lambda tree: None if tree is None else tree_map(lambda a: weight * a, tree))
         steps = None if result.dH_steps is None else [weight * dH for dH in result.dH_steps]
-        return Gradients(float(buffer[-1]), grads, result.state, scaled(result.dstate), steps)
+        return Gradients(float(buffer[-3]), grads, result.state, scaled(result.dstate), steps)
 
     def sum(self, values):
         """Numbers added up over the ranks (one all-reduce), as Python floats."""
@@ -292,7 +298,8 @@ class MPICommunicator(SingleProcess):
         return threadpool_limits(limits=threads, user_api='blas')
 
     def agreed(self, stop):
-        return AgreedStop(self, stop)
+        self.stop, self.stop_flags = stop, (False, False)
+        return AgreedStop(self)
 
     def local_rows(self, state):
         if state is None:
@@ -316,15 +323,15 @@ def _attempt(fn):
 
 class AgreedStop:
     """A stop request that every rank takes after the same batch: each rank's own (Ctrl-C, the
-    time budget; stopping.StopRequest.flags) added up over the ranks, one small all-reduce per
-    batch. A rank that stopped alone would leave the others waiting in the next all-reduce."""
+    time budget: stopping.StopRequest.flags), added up over the ranks in the batch's all-reduce
+    (MPICommunicator.merge). A rank that stopped alone would leave the others waiting in the
+    next all-reduce."""
 
-    def __init__(self, comm, local):
-        self.comm, self.local = comm, local
-        self.reason = None
+    def __init__(self, comm):
+        self.comm, self.reason = comm, None
 
     @property
     def requested(self):
-        interrupt, budget = self.comm.sum(self.local.flags())
+        interrupt, budget = self.comm.stop_flags
         self.reason = 'interrupt' if interrupt else 'budget' if budget else None
         return self.reason is not None
