@@ -8,9 +8,12 @@ ranks (shared memory here).
 
 Modelled: a step on N machines takes compute(B/N rows) + all-reduce(P parameter bytes), where
 a ring all-reduce sends and receives 2(N-1)/N x P bytes per rank, about 2P / W seconds on links
-of W bytes/s. A rank computes one row of a batch in t_row seconds (measured here: a training
-step on one thread, `bench`, divided by its rows), so below r* = (2P / W) / t_row rows per rank
-the all-reduce takes longer than the compute; the global batch at that point is N x r*.
+of W bytes/s (plus 2(N-1) message latencies). compute(r) is a line through a training step of
+one row and one of the preset's B rows on one thread (`bench`): t_1 + (r - 1) x slope, whose
+t_1 is the floor of a step (every time step reads every recurrent weight, whatever the rows).
+The all-reduce takes longer than the compute below r* = 1 + (2P/W - t_1) / slope rows per rank
+(none when 2P/W < t_1: even one row computes longer); and however many machines, a step takes
+at least t_1 + 2P/W, so the speed-up over one machine is at most compute(B) / (t_1 + 2P/W).
 Usage: python benchmarks/scaling.py [--rounds 3] [--skip-measure]
 """
 import argparse
@@ -32,8 +35,7 @@ PRESETS = {
     'd2l-v2': (['--num-epochs', '6'], 28),
     'tm-rnn': (['--max-tokens', '30000', '--num-epochs', '2', '--val-fraction', '0'], 28),
     'tm-lstm2': (['--max-tokens', '12000', '--num-epochs', '2', '--val-fraction', '0'], 28),
-    'own-text': (['--data', 'sherlock_holmes', '--preprocess', 'raw', '--max-tokens', '60000', '--num-epochs', '1',
-                  '--val-fraction', '0', '--early-stop', 'none'], 96),
+    'own-text': (['--data', 'sherlock_holmes', '--max-tokens', '60000', '--num-epochs', '1'], 96),
 }
 LINKS = {'10 Gb/s': 10e9 / 8, '100 Gb/s': 100e9 / 8}
 
@@ -64,7 +66,7 @@ def mpiexec(n):
 
 
 def model_facts(preset, vocab_size):
-    """(parameters, seconds per row of a one-thread training step) at the preset's shape."""
+    """(parameters, batch B, one-thread step seconds at 1 row and at B rows) at the preset's shape."""
     from threadpoolctl import threadpool_limits
     from minirnn.bench import step_throughput
     from minirnn.model import RNNLM
@@ -72,11 +74,13 @@ def model_facts(preset, vocab_size):
     config = make_config(preset, data='timemachine')
     model = RNNLM.from_config(vocab_size, config, seed=0)
     fields = {k: getattr(config, k) for k in ('cell', 'num_layers', 'dropout', 'embed_dim', 'impl')}
+    steps = []
     with threadpool_limits(limits=1, user_api='blas'):       # one core: what one rank of many has
-        step = step_throughput(batch_size=config.batch_size, num_steps=config.num_steps,
-                               num_hiddens=config.num_hiddens, vocab_size=vocab_size, iters=10, warmup=2,
-                               threads=1, **fields)
-    return sum(p.size for p in model.params.values()), step['step_ms'] / 1e3 / config.batch_size
+        for rows in (1, config.batch_size):
+            steps.append(step_throughput(batch_size=rows, num_steps=config.num_steps, num_hiddens=config.num_hiddens,
+                                         vocab_size=vocab_size, iters=10, warmup=2, threads=1,
+                                         **fields)['step_ms'] / 1e3)
+    return sum(p.size for p in model.params.values()), config.batch_size, *steps
 
 
 def train_rate(preset, options, ranks, out):
@@ -107,16 +111,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
     guard = LoadGuard()
     facts = {p: model_facts(p, PRESETS[p][1]) for p in args.presets}
-    print('| preset | parameters | float32 bytes | t_row (1 thread) | all-reduce here, 2 ranks | '
-          + ' | '.join(f'rows/rank r* at {link}' for link in LINKS) + ' |')
+    print('| preset | parameters (float32) | B | step, 1 thread: 1 row / B rows | all-reduce here, 2 ranks | '
+          + ' | '.join(f'2P/W at {link}; r*; most speed-up' for link in LINKS) + ' |')
     print('|---|---:|---:|---:|---:|' + '---:|' * len(LINKS))
     here = {} if args.skip_measure else allreduce_seconds([facts[p][0] for p in args.presets])
     for preset in args.presets:
-        params, t_row = facts[preset]
-        crossing = [2 * 4 * params / speed / t_row for speed in LINKS.values()]
+        params, batch, t_1, t_batch = facts[preset]
+        slope = max(t_batch - t_1, 1e-9) / max(batch - 1, 1)
+        cells = []
+        for speed in LINKS.values():
+            comm = 2 * 4 * params / speed
+            crossing = f'{1 + (comm - t_1) / slope:.1f}' if comm > t_1 else 'none'
+            cells.append(f'{comm * 1e3:.2f} ms; {crossing}; {t_batch / (t_1 + comm):.1f}x')
         measured = f'{here[params] * 1e3:.2f} ms' if params in here else ''
-        print(f'| {preset} | {params:,} | {4 * params / 1e6:.2f} MB | {t_row * 1e3:.3f} ms | {measured} | '
-              + ' | '.join(f'{r:.2f}' for r in crossing) + ' |', flush=True)
+        print(f'| {preset} | {params:,} ({4 * params / 1e6:.2f} MB) | {batch} | {t_1 * 1e3:.1f} / {t_batch * 1e3:.1f} ms | '
+              f'{measured} | ' + ' | '.join(cells) + ' |', flush=True)
     if not args.skip_measure:
         print('\n| preset | 1 process, 2 threads | 2 ranks, 1 thread each | 2 ranks / 1 process |')
         print('|---|---:|---:|---:|')

@@ -410,6 +410,7 @@ def load_text(name_or_path, *, preprocess='letters', token='char', max_tokens=No
     text: the text itself, a str, instead of a file (name_or_path then only names it).
     progress: show a progress bar while a large text is tokenised.
     """
+    _check_options(preprocess, token, max_tokens)
     if text is None and tokencache.wanted(resolve_corpus(name_or_path)):
         return _load_large(resolve_corpus(name_or_path), preprocess, token, max_tokens, encoding, min_freq,
                            progress)
@@ -430,7 +431,6 @@ def load_text(name_or_path, *, preprocess='letters', token='char', max_tokens=No
 def _load_large(path, preprocess, token, max_tokens, encoding, min_freq, progress):
     """load_text of a file too large to read whole: its ids are a memory map of the token cache
     (tokencache.py; tokenised in chunks the first time), the same ids load_text gives in memory."""
-    _check_options(preprocess, token, max_tokens)
     ids, vocab, summary = tokencache.load(path, preprocess=preprocess, token=token, encoding=encoding,
                                           min_freq=min_freq, progress=progress)
     total = summary['total_tokens']
@@ -490,9 +490,9 @@ def encode_corpus(name_or_path, vocab, *, preprocess=None, token=None, max_token
     (for a file of tokencache.CACHE_FROM_BYTES or more: a read-only memory map of unsigned ids).
     """
     preprocess, token, encoding = text_options(vocab, preprocess, token, encoding)
+    _check_options(preprocess, token, max_tokens)
     path = resolve_corpus(name_or_path)
     if tokencache.wanted(path):       # too large to read whole: a memory map of the token cache
-        _check_options(preprocess, token, max_tokens)
         return tokencache.encode(path, vocab, preprocess=preprocess, token=token, encoding=encoding)[:max_tokens]
     text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding)
     tokens = text if token == 'char' else tokenize(text, token)   # encode() vectorises a str

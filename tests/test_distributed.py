@@ -57,6 +57,14 @@ def test_mpiexec_is_read_from_the_environment(no_launcher, monkeypatch):
     assert distributed.launch_command('minirnn train') == 'mpiexec -n 4 minirnn train'
 
 
+def test_a_launcher_that_names_only_the_rank_asks_mpi_for_the_size(no_launcher, monkeypatch):
+    monkeypatch.setenv('PMIX_RANK', '0')
+    monkeypatch.setitem(sys.modules, 'mpi4py', None)
+    assert distributed.launched() == 0 and distributed.speaks()
+    with pytest.raises(ConfigError, match=r'^this run was started by mpiexec, but mpi4py is not installed'):
+        distributed.communicator()
+
+
 def test_mpiexec_without_mpi4py_is_one_line(no_launcher, monkeypatch):
     monkeypatch.setenv('OMPI_COMM_WORLD_SIZE', '2')
     monkeypatch.setitem(sys.modules, 'mpi4py', None)          # import mpi4py raises ImportError

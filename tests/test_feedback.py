@@ -1,11 +1,14 @@
-"""What a run shows while it trains: perplexities for people, the per-batch bar, lines, quiet."""
+"""What a run shows while it trains: perplexities for people, the per-batch bar, lines, quiet;
+and the signals that ask it to stop."""
 import io
 import math
+import os
+import signal
 
 import pytest
 
 from minirnn.optim import format_ppl
-from minirnn.run.feedback import Reporter
+from minirnn.run.feedback import Interrupt, Reporter
 from minirnn.train import EpochProgress
 
 
@@ -88,3 +91,14 @@ def test_off_a_terminal_a_plain_line_reports_progress_every_so_often(monkeypatch
     report.start_epoch(1, num_batches=10, done=0)
     report.batch(progress)
     assert quiet.getvalue() == ''
+
+
+@pytest.mark.skipif(not hasattr(signal, 'SIGUSR1'), reason='no SIGUSR1 on this system')
+def test_sigusr1_asks_to_stop_after_the_batch_and_never_more(capsys):
+    before = signal.getsignal(signal.SIGUSR1)
+    with Interrupt() as interrupt:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert interrupt.requested
+        os.kill(os.getpid(), signal.SIGUSR1)          # again: still only a request (Ctrl-C would raise)
+    assert signal.getsignal(signal.SIGUSR1) is before
+    assert capsys.readouterr().err.strip() == 'minirnn: stopping after this batch (asked by SIGUSR1)'

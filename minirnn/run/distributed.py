@@ -32,8 +32,8 @@ from ..model import Gradients
 from ..tree import tree_map
 
 # what launchers put in each process's environment: Open MPI, MPICH / Intel MPI (Hydra's PMI),
-# MVAPICH, and PMIx launchers such as srun --mpi=pmix
-SIZE_VARIABLES = ('OMPI_COMM_WORLD_SIZE', 'PMI_SIZE', 'MV2_COMM_WORLD_SIZE', 'PMIX_SIZE')
+# MVAPICH; PMIx launchers such as srun --mpi=pmix name the rank alone (PMIX_RANK)
+SIZE_VARIABLES = ('OMPI_COMM_WORLD_SIZE', 'PMI_SIZE', 'MV2_COMM_WORLD_SIZE')
 RANK_VARIABLES = ('OMPI_COMM_WORLD_RANK', 'PMI_RANK', 'MV2_COMM_WORLD_RANK', 'PMIX_RANK')
 
 
@@ -46,12 +46,13 @@ class PeerError(MiniRNNError):
 
 
 def launched():
-    """How many ranks mpiexec started, from this process's environment; None outside MPI."""
+    """How many ranks mpiexec started, from this process's environment: None outside MPI, 0
+    when the launcher names this process's rank but not their number (MPI will say)."""
     for name in SIZE_VARIABLES:
         value = os.environ.get(name, '')
         if value.isdigit():
             return int(value)
-    return None
+    return 0 if any(os.environ.get(name, '').isdigit() for name in RANK_VARIABLES) else None
 
 
 def launch_command(command):
@@ -79,7 +80,8 @@ def communicator():
     global _current
     if _current is None:
         size = launched()
-        _current = SINGLE if not size or size == 1 else MPICommunicator.world(size)
+        world = None if size is None or size == 1 else MPICommunicator.world(size)
+        _current = world if world is not None and world.size > 1 else SINGLE
     return _current
 
 
@@ -161,9 +163,9 @@ class MPICommunicator(SingleProcess):
         try:
             from mpi4py import MPI
         except ImportError:
-            raise ConfigError(f'this run was started by mpiexec with {size} ranks, but mpi4py is not '
-                              f'installed: pip install mpi4py (the [mpi] extra), or start the run '
-                              f'without mpiexec') from None
+            ranks = f' with {size} ranks' if size else ''
+            raise ConfigError(f'this run was started by mpiexec{ranks}, but mpi4py is not installed: '
+                              f'pip install mpi4py (the [mpi] extra), or start the run without mpiexec') from None
         return cls(MPI.COMM_WORLD, MPI)
 
     # --- the rows of a batch, and joining the ranks' results -------------------------------------

@@ -93,26 +93,38 @@ class Reporter:
 
 
 class Interrupt:
-    """SIGINT handler: the first Ctrl-C asks to stop after the current batch, the second stops now."""
+    """Ctrl-C (SIGINT): the first asks to stop after the current batch, the second stops now.
+
+    SIGUSR1 asks the same, never more: it is how to stop a run that has no terminal (a job in
+    the background) or one started by mpiexec, which ends the whole job on Ctrl-C but forwards
+    SIGUSR1 to every rank (`kill -USR1 <mpiexec's pid>`).
+    """
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous = {}
 
     def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:       # not the main thread: leave Ctrl-C as it is
-            self._previous = None
+        for signum in (signal.SIGINT, getattr(signal, 'SIGUSR1', None)):
+            if signum is None:               # not on this system
+                continue
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:       # not the main thread: leave the signals as they are
+                break
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         self.requested = True
-        print('\nminirnn: stopping after this batch (Ctrl-C again to stop at once)', file=sys.stderr)
+        again = 'Ctrl-C again to stop at once' if signum == signal.SIGINT else 'asked by SIGUSR1'
+        print(f'\nminirnn: stopping after this batch ({again})', file=sys.stderr)
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
         return False
