@@ -26,7 +26,7 @@ import numpy as np
 from . import text as _text
 from .errors import DataError
 
-CHUNK_BYTES = 8 << 20        # bytes decoded at a time: a few tens of MB of temporaries per chunk
+CHUNK_BYTES = 1 << 20        # bytes decoded at a time: small enough for the temporaries to stay in cache
 UNICODE_SIZE = 0x110000      # code points
 
 

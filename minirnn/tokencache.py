@@ -31,7 +31,7 @@ from .files import write_text_atomic
 
 CACHE_FROM_BYTES = 32 << 20      # smaller texts load into memory in well under a second (text.py)
 FORMAT = 1                       # bumped when the files' layout changes: older files are rebuilt
-_REMAP_CHUNK = 1 << 24           # ids per lookup when first-appearance ids become the vocabulary's
+_REMAP_CHUNK = 1 << 22           # ids per lookup when first-appearance ids become the vocabulary's
 
 
 def cache_dir():
