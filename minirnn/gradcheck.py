@@ -517,12 +517,11 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
         if unknown:
             raise ConfigError(f'no tensor {", ".join(unknown)} in this model; it has {", ".join(analytic)}')
         checked = [(name, x) for name, x in checked if name in tensors]
-    twin = None if method == 'central' else reference_twin(model)
     rng, f0 = make_rng(seed), f()
     return [compare(name, analytic[name], f, x, f0=f0, max_entries=max_entries, rng=rng, step=step,
                     tolerance=tolerance, method=method,
-                    complex_f=twin and model_complex_f(twin, X, Y, state, name, dropout_rng=dropout_rng,
-                                                       dfinal_state=dfinal_state))
+                    complex_f=None if method == 'central' else
+                    model_complex_f(model, X, Y, state, name, dropout_rng=dropout_rng, dfinal_state=dfinal_state))
             for name, x in checked]
 
 
@@ -538,26 +537,32 @@ def model_complex_f(model, X, Y, state, tensor, *, dropout_rng=None, masks=None,
 
     Returns complex_f(z, jitter=False) -> (f, kinks) (see _ComplexSteps): f = loss
     (+ sum(final_state * dfinal_state)) as a Python complex, with the complex array z in the
-    tensor's place, and the model's kinks (_model_kinks).
-    The model must compute in complex (reference_twin); state as in gradcheck_model (None: zeros).
+    tensor's place, and the model's kinks (_model_kinks). It evaluates the model's
+    reference_twin, made at the first call (a model on the reference cells is its own twin);
+    state as in gradcheck_model (None: zeros).
     """
     state = model.begin_state(len(X)) if state is None else state
     names = state_names(state)
     if tensor not in model.params and tensor not in names:
         raise ConfigError(f'no tensor {tensor} in this model; it has {", ".join(list(model.params) + names)}')
-    factors = dict(zip(list(model.params) + names, jitter_factors(list(model.params.values()) + leaves(state))))
+    made = {}            # the twin and the jitter's factors, made when first needed
 
     def complex_f(z, jitter=False):
-        params = {**model.params, tensor: z} if tensor in model.params else model.params
+        if 'twin' not in made:
+            made['twin'] = reference_twin(model)
+        twin = made['twin']
+        params = {**twin.params, tensor: z} if tensor in twin.params else twin.params
         at = [z if name == tensor else leaf for name, leaf in zip(names, leaves(state))]
         if jitter:
-            params = {k: v * factors[k] for k, v in params.items()}
-            at = [leaf * factors[name] for name, leaf in zip(names, at)]
-        tape = model.tape_at(params, X, Y, unflatten(state, at), dropout_rng=dropout_rng, masks=masks)
+            if 'factors' not in made:
+                made['factors'] = dict(zip(list(params) + names, jitter_factors(list(params.values()) + at)))
+            params = {k: v * made['factors'][k] for k, v in params.items()}
+            at = [leaf * made['factors'][name] for name, leaf in zip(names, at)]
+        tape = twin.tape_at(params, X, Y, unflatten(state, at), dropout_rng=dropout_rng, masks=masks)
         value = complex(tape.loss)
         if dfinal_state is not None:
             value += sum(complex((s * g).sum()) for s, g in zip(leaves(tape.state), leaves(dfinal_state)))
-        return value, _model_kinks(model, tape)
+        return value, _model_kinks(twin, tape)
     return complex_f
 
 
@@ -651,12 +656,14 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
     reference = getattr(cell, 'reference', cell)       # a fast path's reference computes in complex
     names = state_names(state)
     inputs = {**params, 'X': X, **dict(zip(names, leaves(state)))}
-    factors = dict(zip(inputs, jitter_factors(list(inputs.values()))))
+    factors = {}           # the jitter's, made when first needed
 
     def complex_f_of(tensor):
         def complex_f(z, jitter=False):
             at = {**inputs, tensor: z}
             if jitter:
+                if not factors:
+                    factors.update(zip(inputs, jitter_factors(list(inputs.values()))))
                 at = {k: v * factors[k] for k, v in at.items()}
             p, state_at = {k: at[k] for k in params}, unflatten(state, [at[name] for name in names])
             with complex_kept('the cell'):
