@@ -412,8 +412,9 @@ def add_gradcheck(sub):
                    help='entries checked per tensor, a seeded sample of larger ones (0: every entry)')
     g.add_argument('--strict', action='store_true', default=False, help='exit 1 on INCONCLUSIVE too')
     g.add_argument('--step-sweep', default=None, metavar='PNG',
-                   help='instead of checking: plot the error of the central difference against the '
-                   'step for a few entries of --tensor (default W_hh) of the described model')
+                   help='instead of checking: plot the error of the central difference and of the '
+                   'complex step against the step for a few entries of --tensor (default W_hh) of '
+                   'the described model')
     g.add_argument('--seed', type=non_negative_int, default=0, help='weights, batch and sampled entries')
     g.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
     p.set_defaults(func=cmd_gradcheck, check=check_gradcheck)
