@@ -76,6 +76,13 @@ def _sha1_of(path):
     return sha1.hexdigest()
 
 
+def fingerprint(name_or_path):
+    """{'size': bytes, 'sha1': hex}: what says a text file is the one a run trained on, wherever
+    it has moved since (a resumed run may name its new path)."""
+    path = resolve_corpus(name_or_path)
+    return {'size': path.stat().st_size, 'sha1': _sha1_of(path)}
+
+
 def download(name, data_dir=None, url=None):
     """Fetch registered corpus `name` into `data_dir` (default: default_data_dir()), verified by SHA-1.
 

@@ -8,6 +8,7 @@ import codecs
 import collections
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,13 +29,10 @@ def read_text(path, encoding='utf-8'):
     """The whole file as one str, with universal newlines (as open() in text mode gives them).
 
     Raises DataError, saying what to do, for a missing path, a directory, an empty file, a
-    binary file (NUL bytes) or bytes that are not valid in `encoding`.
+    binary file (NUL bytes) or bytes that are not valid in `encoding` (decode_text).
     """
     path = Path(path)
-    try:
-        codec = codecs.lookup(encoding).name
-    except LookupError:
-        raise ConfigError(f'unknown encoding {encoding!r}; try utf-8 or latin-1') from None
+    _codec(encoding)                        # an unknown encoding is named before the file is read
     if not path.exists():
         raise DataError(f'{path}: no such file; pass the path of a text file or a registered '
                         f'corpus name ({", ".join(CORPORA)})')
@@ -46,23 +44,72 @@ def read_text(path, encoding='utf-8'):
         raise DataError(f'cannot read {path}: {exc.strerror}') from None
     if not data:
         raise DataError(f'{path} is empty; pass a file that holds some text')
+    return decode_text(data, encoding, source=path)
+
+
+def decode_text(data, encoding='utf-8', source='the text'):
+    """bytes -> str as read_text reads a file: checked, BOM dropped, newlines made '\n'.
+
+    source names the bytes in messages (a path, 'stdin'). DataError for NUL bytes (a binary
+    file) or bytes that are not valid in `encoding`, with the encoding they most likely are.
+    """
+    codec = _codec(encoding)
     if not codec.startswith(('utf-16', 'utf-32')):  # NUL bytes are normal only in those
         nul = data.find(b'\x00')
         if nul >= 0:
-            raise DataError(f'{path} looks like a binary file (NUL byte at offset {nul}); pass a '
+            raise DataError(f'{source} looks like a binary file (NUL byte at offset {nul}); pass a '
                             'plain-text file (for UTF-16 text, pass --encoding utf-16)')
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise DataError(f'{path}: byte 0x{data[exc.start]:02x} at offset {exc.start} is not valid '
-                        f'{encoding}; pass the file\'s encoding with --encoding (latin-1 reads any '
-                        'byte, e.g. --encoding latin-1)') from None
-    del data
+        raise DataError(f'{source}: byte 0x{data[exc.start]:02x} at offset {exc.start} is not valid '
+                        f'{encoding}; {_encoding_hint(data, encoding)}') from None
     if text.startswith('\ufeff'):
         text = text[1:]
     if '\r' in text:
         text = text.replace('\r\n', '\n').replace('\r', '\n')
     return text
+
+
+def _codec(encoding):
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise ConfigError(f'unknown encoding {encoding!r}; try utf-8, cp1252 or latin-1') from None
+
+
+# Windows-1252 puts curly quotes, dashes, the euro sign and the ellipsis at 0x80-0x9F, where
+# latin-1 has invisible C1 control characters: latin-1 reads such a file without an error, but
+# every quote becomes a control character (under --preprocess raw, a token of its own)
+_REJECTED_C1_BYTE = re.compile('[\udc80-\udc9f]')
+
+
+def _encoding_hint(data, encoding):
+    """What to pass as --encoding for bytes that `encoding` cannot read.
+
+    UTF-8 when they are UTF-8. Rejected bytes in 0x80-0x9F mean Windows-1252 (cp1252): nearly
+    every file holding such bytes is one, and latin-1 would turn them into control characters.
+    Otherwise latin-1, which reads any byte (and agrees with cp1252 on 0xA0-0xFF).
+    """
+    if _codec(encoding) != 'utf-8' and _decodes(data, 'utf-8'):
+        return 'it is valid UTF-8: pass --encoding utf-8'
+    try:    # each rejected byte b >= 0x80 becomes the lone surrogate U+DC00 + b (PEP 383)
+        escaped = data.decode(encoding, 'surrogateescape')
+    except UnicodeDecodeError:          # a rejected byte below 0x80 (odd-length UTF-16, say)
+        escaped = ''
+    # cp1252 leaves 0x81, 0x8D, 0x8F, 0x90 and 0x9D undefined: with those it is something else
+    if _REJECTED_C1_BYTE.search(escaped) and _decodes(data, 'cp1252'):
+        return ('it looks like Windows-1252, whose curly quotes and dashes are bytes 0x80-0x9F: pass '
+                '--encoding cp1252 (latin-1 would read them as invisible control characters)')
+    return 'pass the file\'s encoding with --encoding (latin-1 reads any byte, e.g. --encoding latin-1)'
+
+
+def _decodes(data, encoding):
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _marker(text, pattern, start=0):
@@ -80,18 +127,33 @@ _GUTENBERG_LAST_LINE = re.compile(r'End of (?:the )?Project Gutenberg', re.IGNOR
 
 
 def strip_gutenberg(text):
-    """The text between Project Gutenberg's `*** START OF` and `*** END OF` marker lines.
+    """Every book's text between Project Gutenberg's `*** START OF` and `*** END OF` marker lines.
 
-    Each marker is optional: without a START line the text is kept from its beginning,
-    without an END line to its end; a text with neither comes back unchanged. Older files'
-    "End of the Project Gutenberg EBook of ..." line above the END marker goes too.
+    A file that joins several Gutenberg books keeps each book's body, in order, separated by a
+    blank line. Each marker is optional: without a START line the text is kept from its
+    beginning, without an END line to its end; a text with neither comes back unchanged.
+    Older files' "End of the Project Gutenberg EBook of ..." line above the END marker goes too.
     """
-    start = _marker(text, _GUTENBERG_START)
-    end = _marker(text, _GUTENBERG_END, start[1] if start else 0)
-    if start is None and end is None:
-        return text
-    body = text[start[1] if start else 0:end[0] if end else len(text)].strip()
-    # older files close the book with one more line of boilerplate just above the END marker
+    bodies, position = [], 0
+    while True:
+        start = _marker(text, _GUTENBERG_START, position)
+        if start is None and bodies:               # no further book after the last END
+            break
+        begin = start[1] if start else position
+        end = _marker(text, _GUTENBERG_END, begin)
+        if start is None and end is None:
+            return text
+        bodies.append(_book_body(text[begin:end[0] if end else len(text)]))
+        if end is None:
+            break
+        position = end[1]
+    return '\n\n'.join(bodies)
+
+
+def _book_body(body):
+    """One book's text between its markers, without the blank lines around it and (older files)
+    the last line of boilerplate just above the END marker."""
+    body = body.strip()
     last = body.rfind('\n') + 1
     if _GUTENBERG_LAST_LINE.match(body, last):
         body = body[:last].rstrip()
@@ -154,6 +216,10 @@ class Vocab:
         vocab._build(counter, min_freq, reserved_tokens)
         return vocab
 
+    # how the vocabulary's text was prepared ({'preprocess', 'token', 'encoding'}), or None when
+    # unknown: prefixes to predict and texts to evaluate are prepared the same way by default
+    text_options = None
+
     def _build(self, counter, min_freq, reserved_tokens):
         checks.integer('min_freq', min_freq, 0)
         reserved = list(reserved_tokens or [])
@@ -187,7 +253,10 @@ class Vocab:
 
     def to_dict(self):
         """A JSON-ready dict (the checkpoint stores it in its metadata); from_dict inverts it exactly."""
-        return {'idx_to_token': list(self.idx_to_token), 'token_freqs': [[t, n] for t, n in self.token_freqs]}
+        d = {'idx_to_token': list(self.idx_to_token), 'token_freqs': [[t, n] for t, n in self.token_freqs]}
+        if self.text_options is not None:
+            d['text_options'] = dict(self.text_options)
+        return d
 
     @classmethod
     def from_dict(cls, d):
@@ -202,6 +271,11 @@ class Vocab:
             raise DataError('malformed vocabulary: idx_to_token must start with <unk> and hold distinct tokens')
         vocab = cls.__new__(cls)
         vocab.idx_to_token, vocab.token_freqs = idx_to_token, token_freqs
+        options = d.get('text_options')
+        if isinstance(options, dict) and options.get('preprocess') in PREPROCESS_MODES \
+                and options.get('token') in TOKEN_KINDS:
+            vocab.text_options = {'preprocess': options['preprocess'], 'token': options['token'],
+                                  'encoding': str(options.get('encoding') or 'utf-8')}
         vocab.token_to_idx = {t: i for i, t in enumerate(idx_to_token)}
         return vocab
 
@@ -280,15 +354,25 @@ def encode(tokens, vocab):
     return np.fromiter(map(get, tokens, [vocab.unk] * len(tokens)), np.int32, count=len(tokens))
 
 
-def _prepared_text(name_or_path, mode, token, max_tokens, encoding):
-    """Check the options, then read, strip Gutenberg boilerplate and preprocess (mode) a text."""
+def _prepared_text(name_or_path, mode, token, max_tokens, encoding, dropped=None, text=None):
+    """Check the options, then read, strip Gutenberg boilerplate and preprocess (mode) a text.
+
+    dropped: None, or a dict that receives, character -> count, what the preprocessing removed
+    (letters: every character but A-Z, a-z and space; their runs become one space).
+    text: the text itself (a str), instead of reading name_or_path (then only a label).
+    """
     if mode not in PREPROCESS_MODES:
         raise ConfigError(f'unknown preprocess mode {mode!r}; choose one of {", ".join(PREPROCESS_MODES)}')
     if token not in TOKEN_KINDS:
         raise ConfigError(f'unknown token kind {token!r}; choose one of {", ".join(TOKEN_KINDS)}')
     checks.integer('max_tokens', max_tokens, optional=True)
-    path = resolve_corpus(name_or_path)
-    text = preprocess(strip_gutenberg(read_text(path, encoding)), mode)
+    path = name_or_path if text is not None else resolve_corpus(name_or_path)
+    text = strip_gutenberg(read_text(path, encoding) if text is None else text)
+    if dropped is not None and mode == 'letters':
+        _, _, chars, counts = _index_chars(text)
+        dropped.update((c, int(n)) for c, n in zip(chars, counts)
+                       if not (c == ' ' or ('a' <= c.lower() <= 'z' and c.isascii())))
+    text = preprocess(text, mode)
     if not text or text.isspace():
         hint = '; for text without English letters use --preprocess raw' if mode == 'letters' else ''
         raise DataError(f'{path}: no tokens left after preprocess={mode!r}{hint}')
@@ -303,13 +387,59 @@ def load_corpus(name_or_path, *, preprocess='letters', token='char', max_tokens=
     `min_freq` times; the rest become <unk>, index 0) and the corpus is then cut to its first
     `max_tokens`. Returns (corpus (N,) int32 NumPy array, Vocab).
     """
-    text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding)
+    corpus, vocab, _ = load_text(name_or_path, preprocess=preprocess, token=token, max_tokens=max_tokens,
+                                 encoding=encoding, min_freq=min_freq)
+    return corpus, vocab
+
+
+def load_text(name_or_path, *, preprocess='letters', token='char', max_tokens=None, encoding='utf-8',
+              min_freq=0, text=None):
+    """load_corpus, and a TextSummary of what was used: (corpus, vocab, summary).
+
+    text: the text itself, a str, instead of a file (name_or_path then only names it).
+    """
+    dropped, label = {}, (str(name_or_path) if text is not None else None)
+    text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding, dropped, text)
     ids, keys, tokens, counts = _index_chars(text) if token == 'char' else _index_words(text)
     del text
     vocab = Vocab.from_counter(dict(zip(tokens, counts.tolist())), min_freq=min_freq)
+    vocab.text_options = {'preprocess': preprocess, 'token': token, 'encoding': encoding}
     lut = np.zeros(int(keys[-1]) + 1, np.int32)  # first-pass id -> vocab index (<unk> when dropped)
     lut[keys] = vocab[tokens]
-    return _chunked_lookup(lut, ids[:max_tokens]), vocab
+    summary = TextSummary(label or str(resolve_corpus(name_or_path)), len(ids),
+                          min(len(ids), max_tokens or len(ids)), preprocess, sum(dropped.values()),
+                          tuple(sorted(dropped.items(), key=lambda item: -item[1])[:5]))
+    return _chunked_lookup(lut, ids[:max_tokens]), vocab, summary
+
+
+class TextSummary(NamedTuple):
+    """What a loaded text gave: its path, tokens in all and used (max_tokens), and what the
+    preprocessing dropped: how many characters, and the most common ones with their counts."""
+    path: str
+    total_tokens: int
+    used_tokens: int
+    preprocess: str
+    dropped: int
+    most_dropped: tuple
+
+    def line(self, token='char'):
+        """One line for the user: 'path: N of M tokens; ... dropped K characters (most: ...)'."""
+        used = (f'all {self.total_tokens:,}' if self.used_tokens == self.total_tokens
+                else f'the first {self.used_tokens:,} of {self.total_tokens:,}')
+        text = f'{self.path}: {used} {token} tokens'
+        if self.dropped:
+            common = ', '.join(f'{c!r} {n:,}' for c, n in self.most_dropped)
+            text += (f'; --preprocess {self.preprocess} made spaces of {self.dropped:,} other characters '
+                     f'(most often {common}) and lowercased the letters')
+        return text
+
+
+def text_options(vocab, preprocess=None, token=None, encoding=None):
+    """(preprocess, token, encoding): those given, else the vocabulary's own (vocab.text_options),
+    else the book's: letters, char, utf-8."""
+    own = vocab.text_options or {}
+    return (preprocess or own.get('preprocess', 'letters'), token or own.get('token', 'char'),
+            encoding or own.get('encoding', 'utf-8'))
 
 
 def split_corpus(corpus, val_fraction):
@@ -325,13 +455,14 @@ def split_corpus(corpus, val_fraction):
     return corpus[:-num_val], corpus[-num_val:]
 
 
-def encode_corpus(name_or_path, vocab, *, preprocess='letters', token='char', max_tokens=None,
-                  encoding='utf-8'):
+def encode_corpus(name_or_path, vocab, *, preprocess=None, token=None, max_tokens=None, encoding=None):
     """A text as ids under an existing vocabulary (a trained model's), for evaluation.
 
-    The text is read and preprocessed exactly as load_corpus does; tokens the vocabulary lacks
-    become <unk> (index 0). Returns (N,) int32, cut to max_tokens.
+    The text is read and preprocessed exactly as load_corpus does; preprocess, token and encoding
+    default to how the vocabulary's own text was prepared (vocab.text_options; else letters, char,
+    utf-8). Tokens the vocabulary lacks become <unk> (index 0). Returns (N,) int32, cut to max_tokens.
     """
+    preprocess, token, encoding = text_options(vocab, preprocess, token, encoding)
     text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding)
     tokens = text if token == 'char' else tokenize(text, token)   # encode() vectorises a str
     return encode(tokens[:max_tokens] if max_tokens else tokens, vocab)

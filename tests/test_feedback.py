@@ -72,3 +72,19 @@ def test_the_bar_needs_a_terminal_and_quiet_silences_progress(stream, quiet, bar
     text = stream.getvalue()
     assert (report.bar is not None) == bar and ('tokens/s' in text) == bar
     assert ('progress line' in text) == lines and 'outcome line' in text
+
+
+def test_off_a_terminal_a_plain_line_reports_progress_every_so_often(monkeypatch):
+    """A notebook cell or a nohup run shows how far an epoch got, without a bar."""
+    stream = io.StringIO()                      # not a terminal: no bar
+    report = Reporter(3, stream=stream)
+    monkeypatch.setattr(Reporter, 'LINE_EVERY_S', 0.0)
+    report.start_epoch(2, num_batches=10, done=0)
+    progress = EpochProgress(batches=4, tokens=400, loss_sum=400 * math.log(3.0), seconds=0.5)
+    report.batch(progress)
+    assert stream.getvalue().strip() == 'epoch 2/3: batch 4/10, loss 1.099, ppl 3.00, 800 tokens/s'
+    quiet = io.StringIO()
+    report = Reporter(3, stream=quiet, quiet=True)
+    report.start_epoch(1, num_batches=10, done=0)
+    report.batch(progress)
+    assert quiet.getvalue() == ''

@@ -203,11 +203,10 @@ def test_y_must_match_x():
         RNNLM(5, 3, seed=0).loss(np.zeros((2, 4), int), np.zeros((2, 3), int))
 
 
-@pytest.mark.gpu
-def test_cpu_and_gpu_agree():
-    from minirnn.backend import gpu_available
-    if not gpu_available():
-        pytest.skip('needs CuPy and a CUDA device')
+def test_cpu_and_gpu_agree(xp):
+    """The same model on NumPy and on the GPU module (the stand-in, or real CuPy)."""
+    if xp is np:
+        pytest.skip('compares NumPy with a GPU module')
     rng = np.random.default_rng(6)
     X, Y = data(rng, 28, 4, 7)
     state = rng.standard_normal((4, 16)) * 0.1

@@ -160,7 +160,7 @@ def test_a_bias_at_twice_the_rate_moves_as_two_biases_sharing_its_gradient(xp, m
         split.step(two, {'W_xh': gW.copy(), 'b_ih': gb.copy(), 'b_hh': gb.copy()})
         slow.step(plain, {'W_xh': gW.copy(), 'b_h': gb.copy()})
     np.testing.assert_allclose(to_numpy(one['b_h']), to_numpy(two['b_ih'] + two['b_hh']), rtol=1e-12)
-    np.testing.assert_allclose(to_numpy(one['b_h'] - start_b), 2 * to_numpy(plain['b_h'] - start_b),
+    np.testing.assert_allclose(to_numpy(one['b_h']) - start_b, 2 * (to_numpy(plain['b_h']) - start_b),
                                rtol=1e-12)
     np.testing.assert_array_equal(to_numpy(one['W_xh']), to_numpy(plain['W_xh']))
     np.testing.assert_array_equal(to_numpy(one['W_xh']), to_numpy(two['W_xh']))

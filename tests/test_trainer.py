@@ -233,3 +233,27 @@ def test_history_rows_carry_the_bptt_instrumentation_and_bptt_png_is_drawn(small
     assert set(row['spectra']) == {'W_hh', 'W_hh_l1'}            # the last epoch always has them
     assert row['batches'] > 0 and row['optimizer_steps'] == 2 * row['batches']
     assert (tmp_path / 'run' / 'bptt.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_fit_from_python_without_a_run_directory_on_a_string_or_a_corpus(small, tmp_path, monkeypatch):
+    """A notebook's way in: no directory written, the text given as a string or as (corpus, vocab),
+    a callback after each epoch, presets as constructors."""
+    from minirnn import load_corpus
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig.from_preset('d2l-v1', **{**small, 'prefixes': ('the',)})
+    assert config == TrainConfig(**{**small, 'prefixes': ('the',)})
+    rows = []
+    text = 'the time traveller for so it will be convenient to speak of him was expounding ' * 60
+    result = fit(config, data=text, on_epoch=rows.append, quiet=True)
+    assert result.finished and [r['epoch'] for r in rows] == [1, 2] and rows == result.history
+    assert list(tmp_path.iterdir()) == []                      # nothing written anywhere
+    assert set(result.vocab.idx_to_token) <= set(text) | {'<unk>'}
+    corpus, vocab = load_corpus('timemachine', max_tokens=3000)
+    from_array = fit(config, data=(corpus, vocab), quiet=True)
+    from_file = fit(config, quiet=True)                         # the same text, read by name
+    for k, v in from_file.model.params.items():
+        np.testing.assert_array_equal(from_array.model.params[k], v)
+    with pytest.raises(ConfigError, match='data must be'):
+        fit(config, data=[1, 2, 3], quiet=True)
+    with pytest.raises(ConfigError, match='resume continues a run directory'):
+        fit(config, resume=True, quiet=True)

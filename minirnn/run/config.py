@@ -6,6 +6,7 @@ checked there, once); the rest are the run's. A preset is a plain dict of overri
 learning rate goes with its optimizer. How a run is carried out is train.py's business.
 """
 import dataclasses
+from pathlib import Path
 from typing import Optional, Tuple
 
 from .. import checks, text, truncation
@@ -66,13 +67,14 @@ class TrainConfig(ModelConfig):
     device: str = 'cpu'
     seed: int = 0
     threads: Optional[int] = None   # CPU threads splitting each batch (None: every core)
-    # text generated after training
-    prefixes: Tuple[str, ...] = ('time traveller', 'the planet mars i scarcely')
+    # text generated after training (None: the start of the text's first line)
+    prefixes: Optional[Tuple[str, ...]] = ('time traveller', 'the planet mars i scarcely')
     num_preds: int = 50
 
     def __post_init__(self):
         super().__post_init__()           # the model's fields
-        object.__setattr__(self, 'prefixes', tuple(self.prefixes))
+        if self.prefixes is not None:
+            object.__setattr__(self, 'prefixes', tuple(self.prefixes))
         for name in ('batch_size', 'num_steps', 'num_epochs'):
             checks.integer(name, getattr(self, name))
         for name in ('max_tokens', 'num_train_windows', 'num_val_windows', 'threads',
@@ -142,6 +144,12 @@ class TrainConfig(ModelConfig):
         checks.integer('lr_decay_every', self.lr_decay_every)
         checks.integer('lr_decay_after', self.lr_decay_after, minimum=0)
 
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """The preset `name` (PRESETS: d2l-v1, d2l-v2, their gated and deep variants, tm-rnn,
+        tm-lstm2, own-text) with `overrides` on top, as `train --preset name` builds it."""
+        return make_config(name, **overrides)
+
     @property
     def model(self):
         """The model's part of this configuration, a ModelConfig."""
@@ -156,7 +164,7 @@ class TrainConfig(ModelConfig):
 
     def to_dict(self):
         d = dataclasses.asdict(self)
-        d['prefixes'] = list(self.prefixes)
+        d['prefixes'] = None if self.prefixes is None else list(self.prefixes)
         return d
 
     @classmethod
@@ -200,7 +208,7 @@ PRESETS['d2l-v2-deep'] = dict(PRESETS['d2l-v2'], cell='rnn', num_layers=2, lr=2.
 # 0 over the whole run, dropout between and above the layers, and best.npz kept by validation
 # perplexity. Small batches: on 150K training characters more (smaller) steps per epoch help more
 # than wider ones. 'tm-rnn' is the book's vanilla cell, 'tm-lstm2' the best model found for
-# about 15 minutes of two cores (README, "Held-out quality").
+# about 15 minutes of two cores (docs/results.md, "Held-out quality").
 _HELD_OUT = dict(data='timemachine', max_tokens=None, val_fraction=0.1, sampler='sequential',
                  optimizer='adam', lr=2e-3, lr_schedule='cosine', clip=1.0, embed_dim=64,
                  num_hiddens=512, init='uniform', num_steps=64,
@@ -210,7 +218,36 @@ _HELD_OUT = dict(data='timemachine', max_tokens=None, val_fraction=0.1, sampler=
 PRESETS['tm-rnn'] = dict(_HELD_OUT, cell='rnn', num_hiddens=768, dropout=0.35, ema=0.999, batch_size=4,
                          num_epochs=30)
 PRESETS['tm-lstm2'] = dict(_HELD_OUT, cell='lstm', num_layers=2, dropout=0.4, batch_size=8, num_epochs=8)
+# Your own text: what `train --data FILE` without a preset uses. The whole file, every
+# character as it is, 5% held out for validation (best.npz, early stopping); a two-layer LSTM
+# with the held-out presets' optimiser (Adam; char-rnn's decay of 0.97 per epoch after the 10th),
+# small enough to learn a few MB of text in minutes per epoch on a laptop's CPU; the samples after
+# training continue the text's own start.
+PRESETS['own-text'] = dict(_HELD_OUT, max_tokens=None, preprocess='raw', val_fraction=0.05, cell='lstm',
+                           num_layers=2, num_hiddens=256, dropout=0.2, batch_size=32, num_epochs=10,
+                           early_stop=3, prefixes=None, num_preds=200,
+                           # char-rnn's schedule, which a longer --resume can extend (a cosine can't)
+                           lr_schedule='step', lr_decay=0.97, lr_decay_every=1, lr_decay_after=10)
 DEFAULT_PRESET = 'd2l-v1'
+OWN_TEXT_PRESET = 'own-text'
+
+
+def absolute_data(data):
+    """A registered corpus's name as it is; a file's path made absolute, so that the run's
+    checkpoint (--resume, gradcheck and probe --checkpoint) finds it from any directory."""
+    from ..corpora import CORPORA
+    if data in CORPORA or not Path(data).exists():
+        return data
+    return str(Path(data).resolve())
+
+
+def preset_for(data, preset=None):
+    """The preset a run starts from: `preset` when named; else own-text for a file of one's own
+    (data not a registered corpus), else the book's d2l-v1."""
+    from ..corpora import CORPORA
+    if preset:
+        return preset
+    return OWN_TEXT_PRESET if data is not None and data not in CORPORA else DEFAULT_PRESET
 
 
 def make_config(preset=None, **overrides):
@@ -221,6 +258,8 @@ def make_config(preset=None, **overrides):
     """
     name = checks.one_of('preset', preset or DEFAULT_PRESET, PRESETS)
     values = dict(PRESETS[name])
+    if overrides.get('data') is not None:
+        overrides['data'] = absolute_data(overrides['data'])
     if 'lr' not in overrides and overrides.get('optimizer', values['optimizer']) != values['optimizer']:
         del values['lr']
     # the preset's window split belongs to its windows sampler: choosing another sampler or a

@@ -22,6 +22,7 @@ class Reporter:
     """
 
     POSTFIX_EVERY_S = 0.2    # the bar's numbers are reformatted at most this often
+    LINE_EVERY_S = 30.0      # off a terminal (a notebook, nohup, a pipe): a plain progress line this often
 
     def __init__(self, num_epochs, *, quiet=False, stream=None):
         self.stream = sys.stderr if stream is None else stream
@@ -30,9 +31,12 @@ class Reporter:
         self.shows_bar = not quiet and self.stream.isatty()
         self.bar = None               # drawn from the first epoch on, when its size is known
         self._last_postfix = -math.inf
+        self._last_line = time.monotonic()
+        self._epoch = None            # (epoch, num_batches) being trained, for the plain lines
 
     def start_epoch(self, epoch, num_batches, done):
         """Epoch `epoch` of `num_batches` batches begins, `done` of them finished already (a resume)."""
+        self._epoch = (epoch, num_batches)
         if not self.shows_bar:
             return
         left = (self.num_epochs - epoch + 1) * num_batches - done    # batches to go, this epoch's estimate
@@ -48,18 +52,29 @@ class Reporter:
             self.bar.set_description_str(desc, refresh=False)
 
     def batch(self, progress):
-        """One batch finished; `progress` is the epoch's train.EpochProgress so far."""
-        if self.bar is None:
-            return
+        """One batch finished; `progress` is the epoch's train.EpochProgress so far. On a terminal
+        the bar moves; elsewhere (unless quiet) a plain line says how far the epoch got, every
+        LINE_EVERY_S seconds, so a notebook cell or a nohup run is not silent for minutes."""
         now = time.monotonic()
+        if self.bar is None:
+            if not self.quiet and self._epoch and now - self._last_line >= self.LINE_EVERY_S:
+                self._last_line = now
+                epoch, num_batches = self._epoch
+                print(f'epoch {epoch}/{self.num_epochs}: batch {progress.batches}/{num_batches}, '
+                      f'{self._numbers(progress)}', file=self.stream, flush=True)
+            return
         if now - self._last_postfix >= self.POSTFIX_EVERY_S:
             self._last_postfix = now
-            loss = progress.loss_sum / progress.tokens
-            rate = progress.tokens / progress.seconds if progress.seconds else 0.0
-            ppl = math.exp(loss) if loss < 709 else math.inf
-            self.bar.set_postfix_str(f'loss {loss:.3f}, ppl {format_ppl(ppl)}, {rate:,.0f} tokens/s',
-                                     refresh=False)
+            self.bar.set_postfix_str(self._numbers(progress), refresh=False)
         self.bar.update(1)
+
+    @staticmethod
+    def _numbers(progress):
+        """'loss 1.234, ppl 3.43, 12,345 tokens/s' of the epoch so far."""
+        loss = progress.loss_sum / progress.tokens
+        rate = progress.tokens / progress.seconds if progress.seconds else 0.0
+        ppl = math.exp(loss) if loss < 709 else math.inf
+        return f'loss {loss:.3f}, ppl {format_ppl(ppl)}, {rate:,.0f} tokens/s'
 
     def line(self, text, *, always=False):
         """Print a line above the bar (unless quiet; `always` prints it anyway: outcomes, not progress)."""

@@ -8,13 +8,14 @@ most every PLOT_EVERY_S seconds. What to train is trainer.py's business.
 """
 import json
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
 
 from . import checkpoint
 from .config import TrainConfig
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..files import write_text_atomic
 
 # every file a run writes; a fresh run refuses a directory with any of them.
@@ -28,6 +29,8 @@ RUN_FILES = ('model.npz', 'best.npz', 'history.jsonl', 'perplexity.png', 'bptt.p
 RESUMABLE_CHANGES = ('num_epochs', 'device', 'threads', 'prefixes', 'num_preds', 'early_stop',
                      'eval_every', 'sample_every', 'max_minutes', 'max_tape_mb')
 
+LOCK_FILE = '.lock'   # held (flock) by the process training into the directory; holds its pid
+
 PLOT_EVERY_S = 5.0   # perplexity.png is redrawn at most this often (and after the last epoch)
 
 
@@ -40,6 +43,7 @@ class RunDir:
         self.best_path = self.path / 'best.npz'
         self._contents = None
         self._last_plot = -math.inf
+        self._lock_fd = None
 
     # --- reading the saved run (once) -------------------------------------------------------------
 
@@ -71,18 +75,61 @@ class RunDir:
             raise ConfigError(f'--out {self.path} is a file, not a directory')
         if resume:
             before = self.saved().meta['train']
+            self._check_same_text(before.get('data'), config.data)
             for name, value in config.to_dict().items():
-                if name not in RESUMABLE_CHANGES and name in before and before[name] != value:
+                if name not in RESUMABLE_CHANGES + ('data',) and name in before and before[name] != value:
                     raise ConfigError(f'--resume continues the saved run, whose {name} is {before[name]!r}, '
                                       f'not {value!r}; drop that option or train into a new --out')
             if before.get('lr_schedule') == 'cosine' and before['num_epochs'] != config.num_epochs:
                 raise ConfigError(f'the saved run\'s cosine schedule spans its num_epochs, '
                                   f'{before["num_epochs"]}; another --num-epochs would change the learning '
                                   f'rates mid-run: keep it, or start a new run')
-        elif not overwrite and any((self.path / name).exists() for name in RUN_FILES):
-            found = ', '.join(name for name in RUN_FILES if (self.path / name).exists())
-            raise ConfigError(f'{self.path} already holds a run ({found}); continue it with --resume, '
-                              f'start over with --overwrite, or choose another --out')
+            self._check_unfinished(config)
+        elif not overwrite and not self._only_a_diverged_start():
+            found = [name for name in RUN_FILES if (self.path / name).exists()]
+            if found:
+                raise ConfigError(f'{self.path} already holds a run ({", ".join(found)}); continue it with '
+                                  f'--resume, start over with --overwrite, or choose another --out')
+
+    def _check_unfinished(self, config):
+        """--resume of a run that has trained all its epochs: say what --num-epochs means."""
+        done = self.saved().meta.get('position', {}).get('epoch', 1) - 1
+        if done >= config.num_epochs:
+            raise ConfigError(f'{self.path} has finished its {done} epochs; with --resume, --num-epochs is '
+                              f'the new total: --num-epochs {done + 10} trains 10 more')
+
+    def _only_a_diverged_start(self):
+        """Whether the directory holds nothing but the history of a run that diverged in its first
+        epoch (no checkpoint was ever saved): a fresh start may take it without --overwrite."""
+        history = self.path / 'history.jsonl'
+        if any((self.path / name).exists() for name in RUN_FILES if name != 'history.jsonl') \
+                or not history.is_file():
+            return False
+        try:
+            rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+        except (OSError, ValueError):
+            return False
+        return bool(rows) and all(isinstance(r, dict) and r.get('diverged') for r in rows)
+
+    def _check_same_text(self, before, now):
+        """A resumed run trains on the bytes it started with: the same size and SHA-1, at the path
+        it was saved with or at the new one --data names (the file moved)."""
+        from ..corpora import fingerprint
+        saved = self.saved().meta.get('position', {}).get('data_fingerprint')
+        if saved is None and before == now:        # a run saved before fingerprints were kept
+            return
+        try:
+            same = saved is not None and fingerprint(now) == saved
+        except (OSError, DataError):
+            if now == before:
+                return                             # missing: the loader says so, in its words
+            same = False
+        if not same:
+            why = ('the saved run does not record its text\'s size and checksum' if saved is None
+                   else f'{now} is not the same file (its size or SHA-1 differs)' if now != before
+                   else f'{now} has changed since the run trained on it (its size or SHA-1 differs)')
+            raise ConfigError(f'--resume continues the saved run, which trained on {before}; {why}: '
+                              f'resume with the same text, or train into a new --out')
 
     def open(self):
         """Create the directory, prove it writable, and remove stale temporary files of ours.
@@ -96,9 +143,37 @@ class RunDir:
             tempfile.TemporaryFile(dir=self.path).close()
         except OSError as exc:
             raise ConfigError(f'cannot write into --out {self.path}: {exc.strerror or exc}') from None
+        self._lock()
         for name in RUN_FILES:
             for stale in self.path.glob(f'.{name}.*.tmp'):
                 stale.unlink(missing_ok=True)
+
+    def _lock(self):
+        """Hold DIR/.lock (flock) while the run trains: a second process started on the same
+        directory is refused, naming the first. The kernel releases the lock when its holder
+        dies, so a killed run's stale file blocks nothing. (No lock where fcntl is missing.)"""
+        try:
+            import fcntl
+        except ImportError:          # not on a POSIX system
+            return
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode('ascii', 'replace').strip() or 'another process'
+            os.close(fd)
+            raise ConfigError(f'{self.path} is in use: process {holder} is training into it; wait for '
+                              f'it to end (or stop it), or choose another --out') from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def close(self):
+        """Release the directory (the lock and its file); a no-op when not open."""
+        if self._lock_fd is not None:
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # --- writing ------------------------------------------------------------------------------------
 
@@ -144,3 +219,28 @@ class RunDir:
         plot_history(history, path, title=title)
         plot_bptt(history, self.path / 'bptt.png', title=title)
         self._last_plot = time.monotonic()
+
+
+class NoRunDir:
+    """A run without a directory (fit(config, None) from Python, a notebook): nothing is written,
+    locked or plotted; the history lives in the FitResult. It cannot be resumed."""
+    path = checkpoint_path = best_path = None
+
+    def check(self, config, *, resume, overwrite):
+        if resume:
+            raise ConfigError('resume continues a run directory: pass its path as out_dir')
+
+    def open(self):
+        pass
+
+    def close(self):
+        pass
+
+    def save(self, *args, **kwargs):
+        pass
+
+    def write_history(self, history):
+        pass
+
+    def plot(self, history, config, *, force=False):
+        pass

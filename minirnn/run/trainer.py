@@ -15,7 +15,9 @@ what the user sees in feedback.py, when a run stops on its own in stopping.py.
 import contextlib
 import dataclasses
 import math
+import shlex
 import time
+import warnings
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -23,7 +25,8 @@ import numpy as np
 from .. import parallel, text
 from ..backend import to_device, tune_host_allocator
 from ..batching import SeqDataLoader
-from ..errors import ConfigError, DataError, DivergenceError
+from ..corpora import fingerprint
+from ..errors import ConfigError, DataError, DivergenceError, UnknownTokensWarning
 from ..model import RNNLM
 from ..optim import OPTIMIZERS, Schedule, bias_lr_mults, format_ppl, perplexity
 from ..train import EpochProgress, train_epoch
@@ -31,7 +34,7 @@ from ..truncation import from_config
 from .evaluation import corpus_batches, evaluate
 from .feedback import Interrupt, Reporter
 from .monitor import EpochMonitor
-from .rundir import RunDir
+from .rundir import NoRunDir, RunDir
 from .stopping import divergence_advice, early_stop_line, finite_params, improves, loss_bound, uniform_bound
 
 SAMPLE_NUM_PREDS = 40   # tokens in each sample taken while training (--sample-every)
@@ -45,30 +48,47 @@ class FitResult(NamedTuple):
     finished: bool          # False when Ctrl-C stopped the run (a checkpoint was saved)
     stopped_early: bool = False   # early_stop ended the run before num_epochs
     averaged: Optional[dict] = None   # --ema: the moving average of the weights (use_weights)
+    prefixes: tuple = ()    # what to continue after training: config.prefixes, or the text's start
 
 
-def fit(config, out_dir, *, resume=False, overwrite=False, quiet=False):
+def fit(config, out_dir=None, *, resume=False, overwrite=False, quiet=False, command='minirnn train',
+        data=None, on_epoch=None, note=None):
     """Train a model as `config` says, writing the run directory `out_dir` after every epoch.
 
-    out_dir: a path, or a rundir.RunDir (whose saved checkpoint may have been read already).
+    out_dir: a path, or a rundir.RunDir (whose saved checkpoint may have been read already);
+    None trains without a directory (nothing written; the FitResult holds the model and history).
+    data: None (config.data, a registered corpus or a file), a str (the text itself, prepared
+    as config says), or (corpus, vocab) (a 1-D integer array and its text.Vocab).
+    on_epoch: None, or a function called with each finished epoch's history row (a dict: epoch,
+    train_ppl, val_ppl, ...), e.g. to draw a live plot in a notebook.
+    note: a line to print (unless quiet) once the text has loaded, before training.
     resume: continue DIR/model.npz exactly where it stopped (same batches, same updates; only
     the fields in rundir.RESUMABLE_CHANGES may differ from the saved config). Without resume,
     an existing run in DIR is an error unless overwrite. Nothing in DIR changes before the
     first epoch ends, so a run that fails early leaves the directory as it was.
     quiet: no progress bar and no progress lines on stderr (outcomes are still printed).
+    command: how the user starts training, for the messages that say how to go on.
     Returns a FitResult. Raises DivergenceError when training diverges (see train_epoch); its
     `row` attribute is the history row of the diverged epoch, with "diverged": true.
     """
     tune_host_allocator()
-    directory = out_dir if isinstance(out_dir, RunDir) else RunDir(out_dir)
+    directory = (out_dir if isinstance(out_dir, RunDir) else NoRunDir() if out_dir is None
+                 else RunDir(out_dir))
     directory.check(config, resume=resume, overwrite=overwrite)
     saved = directory.load(config.device) if resume else None
-    run = build(config, directory, saved)
+    run = build(config, directory, saved, data)
+    run.on_epoch = on_epoch
     if saved is not None:
         restore(run, saved)
     run.prepare()
     directory.open()                  # fail now, not after the first epoch's work
-    return loop(run, Reporter(config.num_epochs, quiet=quiet))
+    report = Reporter(config.num_epochs, quiet=quiet)
+    if note:
+        report.line(note)
+    try:
+        return loop(run, report, command)
+    finally:
+        directory.close()
 
 
 # --- build ------------------------------------------------------------------------------------
@@ -80,10 +100,10 @@ class Run:
     epoch to train next, and how far that one got (a resumed run replays its done batches).
     """
 
-    def __init__(self, config, directory, vocab, model, optimizer, split, rngs):
+    def __init__(self, config, directory, vocab, summary, model, optimizer, split, rngs):
         (train_corpus, window_options), self._validate = split
-        self.config, self.directory, self.vocab, self.model, self.optimizer = \
-            config, directory, vocab, model, optimizer
+        self.config, self.directory, self.vocab, self.summary, self.model, self.optimizer = \
+            config, directory, vocab, summary, model, optimizer
         self.rngs, self.train_corpus = rngs, train_corpus
         self.loader = SeqDataLoader(train_corpus, config.batch_size, config.num_steps, config.sampler,
                                     rngs['data'], model.xp, **window_options)
@@ -94,6 +114,9 @@ class Run:
         self.truncation = from_config(config, rngs['truncation'])
         self.monitor = EpochMonitor()
         self.history, self.epoch, self.progress = [], 1, EpochProgress()
+        self.on_epoch = None      # fit's callback, called with each finished epoch's row
+        # a resume checks the text is the same (and may find it moved); given data has no file
+        self.data_fingerprint = fingerprint(config.data) if directory.path is not None else None
         self.max_loss, self.sample_prefix = None, None
 
     @property
@@ -116,11 +139,10 @@ class Run:
                 self.sample_prefix = _sample_prefix(self.config, self.model, self.vocab, self.train_corpus)
 
 
-def build(config, directory, saved=None):
-    """A Run as `config` says: a fresh model, or the saved one (a Checkpoint) of a resumed run."""
-    corpus, vocab = text.load_corpus(config.data, preprocess=config.preprocess, token=config.token,
-                                     max_tokens=config.max_tokens, encoding=config.encoding,
-                                     min_freq=config.min_freq)
+def build(config, directory, saved=None, data=None):
+    """A Run as `config` says: a fresh model, or the saved one (a Checkpoint) of a resumed run.
+    data: as fit() takes it."""
+    corpus, vocab, summary = _corpus(config, data)
     rngs = dict(zip(RANDOM_STREAMS, (np.random.default_rng(s) for s in
                                      np.random.SeedSequence(config.seed).spawn(len(RANDOM_STREAMS)))))
     if saved is None:
@@ -135,7 +157,28 @@ def build(config, directory, saved=None):
     optimizer = OPTIMIZERS[config.optimizer](config.lr, weight_decay=config.weight_decay,
                                              lr_mults=bias_lr_mults(model.params, config.bias_lr_mult),
                                              ema=config.ema)
-    return Run(config, directory, vocab, model, optimizer, _split(config, corpus, model), rngs)
+    return Run(config, directory, vocab, summary, model, optimizer, _split(config, corpus, model), rngs)
+
+
+def _corpus(config, data):
+    """(corpus, vocab, text.TextSummary) of the run's text: config.data's, or `data` (fit's)."""
+    if data is None or isinstance(data, str):
+        return text.load_text('the text given' if isinstance(data, str) else config.data,
+                              preprocess=config.preprocess, token=config.token, max_tokens=config.max_tokens,
+                              encoding=config.encoding, min_freq=config.min_freq, text=data)
+    try:
+        corpus, vocab = data
+        corpus = np.asarray(corpus)
+        ok = corpus.ndim == 1 and corpus.dtype.kind in 'iu' and len(corpus) > 1 and isinstance(vocab, text.Vocab)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError('data must be None, the text itself (a str), or (corpus, vocab): a 1-D integer '
+                          'array of token ids and its Vocab')
+    if corpus.min() < 0 or corpus.max() >= len(vocab):
+        raise DataError(f'the corpus holds token ids outside the vocabulary [0, {len(vocab)})')
+    corpus = corpus[:config.max_tokens].astype(np.int32)
+    return corpus, vocab, text.TextSummary('the corpus given', len(corpus), len(corpus), config.preprocess, 0, ())
 
 
 def _split(config, corpus, model):
@@ -169,8 +212,12 @@ def _sample_prefix(config, model, vocab, train_corpus):
     from ..generate import predict
     prefix = config.prefixes[0] if config.prefixes else vocab.to_tokens(int(train_corpus[0]))
     try:
-        predict(model, vocab, prefix, 0, preprocess=config.preprocess, token=config.token)
-    except ConfigError as exc:
+        # generate reads unknown tokens as <unk> with a warning; before a long run, a prefix the
+        # model cannot read is refused instead
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', UnknownTokensWarning)
+            predict(model, vocab, prefix, 0, preprocess=config.preprocess, token=config.token)
+    except (ConfigError, UnknownTokensWarning) as exc:
         raise ConfigError(f'--sample-every continues the first --prefix {prefix!r}, but {exc}') from None
     return prefix
 
@@ -182,6 +229,7 @@ def position(run, next_epoch, loader_state, progress):
     every random stream as it is now (a replayed epoch skips its finished batches without
     drawing masks, so it continues from exactly here)."""
     return {'epoch': next_epoch, 'loader': loader_state, 'progress': dataclasses.asdict(progress),
+            'data_fingerprint': run.data_fingerprint,
             'dropout_rng': run.rngs['dropout'].bit_generator.state,
             'truncation_rng': run.rngs['truncation'].bit_generator.state, 'loss_bound': run.max_loss}
 
@@ -213,10 +261,13 @@ def save(run, epoch, next_epoch, loader_state, progress, best=False):
 
 # --- loop ------------------------------------------------------------------------------------
 
-def loop(run, report):
-    """Train epoch after epoch until num_epochs, an early stop, the time budget or Ctrl-C."""
+def loop(run, report, command):
+    """Train epoch after epoch until num_epochs, an early stop, the time budget or Ctrl-C.
+    command: how the user starts training (the interruption message says how to go on)."""
     config = run.config
-    report.line(f'minirnn: training into {run.directory.path}: {len(run.train_corpus):,} tokens, '
+    report.line(f'minirnn: text {run.summary.line(config.token)}')
+    where = f'into {run.directory.path}' if run.directory.path is not None else 'without a run directory'
+    report.line(f'minirnn: training {where}: {len(run.train_corpus):,} tokens, '
                 f'vocabulary {len(run.vocab)}, {len(run.loader)} batches per epoch on {config.device}')
     started, last_epoch_seconds, stopped_early = time.monotonic(), 0.0, False
     try:
@@ -229,17 +280,29 @@ def loop(run, report):
                     stopped_early = True
                     break
                 epoch_started = time.monotonic()
-                if not run_epoch(run, interrupt, report):
+                if not run_epoch(run, interrupt, report, command):
                     return FitResult(run.model, run.vocab, run.history, False,
-                                     averaged=run.optimizer.averaged_params())
+                                     averaged=run.optimizer.averaged_params(), prefixes=prefixes(run))
                 finish_epoch(run, report)
                 last_epoch_seconds = time.monotonic() - epoch_started
     finally:
         report.close()
-    return FitResult(run.model, run.vocab, run.history, True, stopped_early, run.optimizer.averaged_params())
+    return FitResult(run.model, run.vocab, run.history, True, stopped_early, run.optimizer.averaged_params(),
+                     prefixes(run))
 
 
-def run_epoch(run, interrupt, report):
+def prefixes(run, max_tokens=24):
+    """What to continue after training: config.prefixes, or (None) the start of the text's
+    first line, at most max_tokens tokens of it (the user's own text, where no prefix fits all)."""
+    if run.config.prefixes is not None:
+        return run.config.prefixes
+    tokens = run.vocab.to_tokens([int(i) for i in run.train_corpus[:max_tokens]])
+    if run.config.token == 'char':
+        return (''.join(tokens).split('\n')[0] or ''.join(tokens[:1]),)
+    return (' '.join(tokens),)
+
+
+def run_epoch(run, interrupt, report, command):
     """Train run.epoch (continuing run.progress). Returns False when Ctrl-C stopped it, which
     is then saved to be replayed from its start; a divergence ends the run (give_up)."""
     epoch = run.epoch
@@ -256,8 +319,12 @@ def run_epoch(run, interrupt, report):
     if not finished:
         save(run, epoch, epoch, loader_state, run.progress)
         run.directory.plot(run.history, run.config, force=True)
-        report.line(f'minirnn: interrupted in epoch {epoch}; {run.directory.checkpoint_path} saved, '
-                    f'continue with --resume', always=True)
+        if run.directory.path is None:
+            report.line(f'minirnn: interrupted in epoch {epoch} (no run directory: nothing saved)', always=True)
+        else:
+            report.line(f'minirnn: interrupted in epoch {epoch}; {run.directory.checkpoint_path} saved; '
+                        f'continue with: {command} --resume --out {shlex.quote(str(run.directory.path))}',
+                        always=True)
     return finished
 
 
@@ -304,17 +371,20 @@ def finish_epoch(run, report):
         val = f'  val ppl {format_ppl(row["val_ppl"])}' if run.validates else ''
         report.line(f'epoch {epoch}/{config.num_epochs}  train ppl {format_ppl(row["train_ppl"])}'
                     f'{val}  {row["tokens_per_s"]:,.0f} tokens/s')
+    if run.on_epoch is not None:
+        run.on_epoch(dict(row))
     run.epoch, run.progress = epoch + 1, EpochProgress()
 
 
 def give_up(run, row, reason):
     """End a diverged run: no checkpoint is saved; history.jsonl records the epoch's row,
-    flagged `diverged`, and the DivergenceError raised carries it."""
+    flagged `diverged`, and the DivergenceError raised carries it (row), the run's config and
+    whether a checkpoint of an earlier epoch exists (saved)."""
     row['diverged'] = True
     run.directory.write_history(run.history + [row])
     advice = divergence_advice(run.config, run.epoch, run.directory.checkpoint_path.exists())
     error = DivergenceError(f'{reason}; {advice}')
-    error.row = row
+    error.row, error.config, error.saved = row, run.config, run.directory.checkpoint_path.exists()
     raise error
 
 

@@ -84,9 +84,13 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     else:
         dH_next = xp.array(dfinal_state, dtype=dHs.dtype)         # a copy: written in place below
     for t in range(num_steps, 0, -1):
-        xp.add(dHs[t - 1], dH_next, out=dH[t - 1])      # dH_t: from above and from step t+1
-        xp.multiply(dH[t - 1], dphi[t - 1], out=dA[t - 1])   # through phi
-        xp.matmul(dA[t - 1], W_hh_T, out=dH_next)       # on to H_{t-1}
+        # one view object per step and array: when dH is dA, a second view of the same rows as
+        # out= would make CuPy copy the input before the kernel runs
+        dH_t = dH[t - 1]
+        dA_t = dH_t if dH is dA else dA[t - 1]
+        xp.add(dHs[t - 1], dH_next, out=dH_t)           # dH_t: from above and from step t+1
+        xp.multiply(dH_t, dphi[t - 1], out=dA_t)        # through phi
+        xp.matmul(dA_t, W_hh_T, out=dH_next)            # on to H_{t-1}
         if carry is not None and carry[t - 1] != 1:
             dH_next *= carry[t - 1]
     # weight gradients as single GEMMs over all T*B rows
