@@ -5,8 +5,10 @@ runs on machines without CuPy. It holds no math: only the choice of module, host
 moves, synchronisation, seeding and the host allocator's settings. How many CPU threads
 share a batch is parallel.py's business.
 """
+import contextlib
 import ctypes
 import sys
+import warnings
 
 import numpy as np
 
@@ -14,6 +16,8 @@ from . import checks
 from .errors import ConfigError
 
 DEVICES = ('cpu', 'gpu', 'auto')
+# numpy >= 1.25 keeps its warnings in numpy.exceptions
+ComplexWarning = getattr(np, 'exceptions', np).ComplexWarning
 
 
 def _import_cupy():
@@ -131,3 +135,20 @@ def make_rng(seed=None):
     except ConfigError:
         raise ConfigError(f'seed must be an integer >= 0 or a numpy.random.Generator, got {seed!r}') from None
     return np.random.default_rng(seed)
+
+
+@contextlib.contextmanager
+def complex_kept(what):
+    """Inside, a cast of complex values to a real dtype raises ConfigError (naming `what`).
+
+    NumPy only warns when such a cast drops an imaginary part; under a complex step that part
+    is the derivative being measured, so losing it silently would give a wrong zero instead.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', ComplexWarning)
+        try:
+            yield
+        except ComplexWarning as e:
+            raise ConfigError(f'{what} casts complex values to real ({e}); complex steps need a '
+                              'forward pass that computes in the dtype of its inputs, as the '
+                              'reference cells do') from None

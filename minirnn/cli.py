@@ -142,11 +142,14 @@ probability of the generated tokens.""",
   {prog} gradcheck --cell lstm --num-layers 2 --dropout 0.3 --sigma 0.01 --num-steps 35
   {prog} gradcheck --checkpoint runs/v1/model.npz    # a trained model on its own text
   {prog} gradcheck --level cell --cell gru           # the cell alone, random upstream gradients
+  {prog} gradcheck --cell gru --sigma 0.01 --method complex   # every entry by the complex step
   {prog} gradcheck --sigma 0.01 --num-steps 35 --step-sweep sweep.png
 
 Verdicts: OK; FAIL, a disagreement beyond what rounding and the step explain (a bug: the worst
-entries are listed); INCONCLUSIVE, the finite differences could not settle it, with the reason
-and what to change. Exit status 0 without a FAIL (with --strict: only when all OK), 1 otherwise.""",
+entries are listed); INCONCLUSIVE, neither central differences nor the complex step could settle
+it (rounding with --method central, relu's kink), with the reason and what to change. The table's
+method column names what settled each tensor. Exit status 0 without a FAIL (with --strict: only
+when all OK), 1 otherwise.""",
     'probe': """examples:
   {prog} probe --sigma 0.1 --num-hiddens 256 --plot probe.png   # a fresh model at the book's shapes
   {prog} probe --checkpoint runs/a/model.npz runs/b/model.npz --plot flow.png
@@ -407,9 +410,9 @@ def add_eval(sub):
 
 def add_gradcheck(sub):
     from minirnn.backend import DEVICES
-    from minirnn.gradcheck import STEP, TOLERANCE
-    p = sub.add_parser('gradcheck', help='check every gradient against finite differences (float64), '
-                       'with a verdict per tensor: OK, FAIL or INCONCLUSIVE')
+    from minirnn.gradcheck import COMPLEX_TOLERANCE, METHODS, STEP, TOLERANCE
+    p = sub.add_parser('gradcheck', help='check every gradient against finite differences and complex '
+                       'steps (float64), with a verdict per tensor: OK, FAIL or INCONCLUSIVE')
     g = p.add_argument_group('what to check (default: the built-in suite of small models, every '
                              'cell and code path; any model option checks that one model instead)')
     g.add_argument('--checkpoint', default=None, metavar='FILE',
@@ -426,16 +429,23 @@ def add_gradcheck(sub):
     g = p.add_argument_group('how to check')
     g.add_argument('--tensor', action='append', default=None, metavar='NAME',
                    help='check only this tensor (repeatable; e.g. W_hh, state); default: all')
+    g.add_argument('--method', choices=METHODS, default='auto',
+                   help='central: central differences at an adapted step; complex: the complex step '
+                   'Im f(x + ih) / h, exact to rounding however small the gradient (on the reference '
+                   'cells); auto: central differences, then the complex step for every entry they '
+                   'leave unresolved (relu: unless a pre-activation lies within the step of its kink)')
     g.add_argument('--step', type=positive_float, default=STEP,
                    help='the first finite-difference step h; each entry then adapts it')
-    g.add_argument('--tolerance', type=positive_float, default=TOLERANCE,
-                   help='disagreements below this fraction of a tensor\'s scale never FAIL')
+    g.add_argument('--tolerance', type=positive_float, default=None,
+                   help='disagreements below this fraction of a tensor\'s scale never FAIL (default: '
+                   f'{TOLERANCE:g} for central differences, {COMPLEX_TOLERANCE:g} for the complex step)')
     g.add_argument('--max-entries', type=non_negative_int, default=100,
                    help='entries checked per tensor, a seeded sample of larger ones (0: every entry)')
     g.add_argument('--strict', action='store_true', default=False, help='exit 1 on INCONCLUSIVE too')
     g.add_argument('--step-sweep', default=None, metavar='PNG',
-                   help='instead of checking: plot the error of the central difference against the '
-                   'step for a few entries of --tensor (default W_hh) of the described model')
+                   help='instead of checking: plot the error of the central difference and of the '
+                   'complex step against the step for a few entries of --tensor (default W_hh) of '
+                   'the described model')
     g.add_argument('--seed', type=non_negative_int, default=0, help='weights, batch and sampled entries')
     g.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
     p.set_defaults(func=cmd_gradcheck, check=check_gradcheck)
@@ -745,7 +755,8 @@ def check_gradcheck(args):
 def cmd_gradcheck(args):
     from minirnn import gradsuite
     from minirnn.gradcheck import count_verdicts, format_report
-    options = dict(max_entries=args.max_entries or None, step=args.step, tolerance=args.tolerance)
+    options = dict(max_entries=args.max_entries or None, step=args.step, tolerance=args.tolerance,
+                   method=args.method)
     given = model_options(args)
     model = {**dataclasses.asdict(GRADCHECK_MODEL), **given}
     del model['dtype']                               # always float64
@@ -799,16 +810,20 @@ def sweep_steps(args, model, batch):
     X, Y, _ = gradsuite.random_batch(net, batch['batch_size'], batch['num_steps'], make_rng(args.seed), False)
     tensor = (args.tensor or ['W_hh'])[0]
     sweep = gradsuite.step_sweep(net, X, Y, tensor=tensor)
-    print(f'# |analytic - central difference| for entries of {tensor} with |a| = '
-          + ', '.join(f'{abs(e["analytic"]):.1e}' for e in sweep['entries'])
-          + f'; loss {sweep["loss"]:.4f}; rounding = {ROUNDING_NOTE}')
-    print(f'{"step h":>8}  ' + '  '.join(f'{str(list(e["index"])):>12}' for e in sweep['entries'])
-          + f'  {"rounding":>12}')
-    for k, h in enumerate(sweep['steps']):
-        print(f'{h:>8.1e}  ' + '  '.join(f'{e["errors"][k]:>12.2e}' for e in sweep['entries'])
-              + f'  {sweep["rounding"][k]:>12.2e}')
-    plot_step_sweep(sweep, args.step_sweep, title=f'dL/d{tensor} by central differences: '
-                    f'{describe_model(model, batch)}')
+    entries = sweep['entries']
+    print(f'# |analytic - central difference| (central) and |analytic - complex step| (complex) for '
+          f'entries of {tensor} with |a| = ' + ', '.join(f'{abs(e["analytic"]):.1e}' for e in entries)
+          + f'; loss {sweep["loss"]:.4f}; rounding = {ROUNDING_NOTE}; -: not taken')
+    print(f'{"step h":>8}  ' + '  '.join(f'{"central " + str(list(e["index"])):>17}' for e in entries)
+          + '  ' + '  '.join(f'{"complex " + str(list(e["index"])):>17}' for e in entries) + f'  {"rounding":>9}')
+    central = {h: k for k, h in enumerate(sweep['steps'])}
+    for k, h in enumerate(sweep['complex_steps']):
+        c = central.get(h)
+        print(f'{h:>8.1e}  ' + '  '.join('-'.rjust(17) if c is None else f'{e["errors"][c]:>17.2e}' for e in entries)
+              + '  ' + '  '.join(f'{e["complex_errors"][k]:>17.2e}' for e in entries)
+              + '  ' + ('-'.rjust(9) if c is None else f'{sweep["rounding"][c]:>9.2e}'))
+    plot_step_sweep(sweep, args.step_sweep, title=f'dL/d{tensor} by central differences (solid) and the '
+                    f'complex step (dashed)\n{describe_model(model, batch)}')
     print(f'minirnn: wrote {args.step_sweep}', file=sys.stderr)
     return 0
 

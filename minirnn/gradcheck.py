@@ -1,4 +1,5 @@
-"""Finite-difference gradient checks whose verdict can be trusted: OK, FAIL or INCONCLUSIVE.
+"""Gradient checks whose verdict can be trusted: OK, FAIL or INCONCLUSIVE, by central differences
+and by the complex step.
 
 The central difference  n(h) = (f(x + h e_i) - f(x - h e_i)) / 2h  misses df/dx_i by two errors:
 truncation, c h^2 (the curvature of f), and rounding, about eps |f| / h (float64's eps = 2.2e-16,
@@ -17,14 +18,37 @@ with the tensor's scale s = max |a_i|, |n_i| over the checked entries:
                          or it disagrees but the smallest step rounding allows finds otherwise,
                          or it disagrees and its second differences show a kink inside the step
 
+Where a gradient is tiny next to f, rounding (eps |f| / h) hides it at every usable step. The
+complex step (Squire & Trapp 1998; Martins et al. 2003) subtracts nothing:
+
+    c = Im f(x + i h e_i) / h,   h = 1e-20        exact to rounding for f analytic along the step
+
+(its truncation, h^2 f''' / 6, is nil). The forward pass runs in complex128 for it (the
+reference cells, the embedding, dropout, the loss: RNNLM.tape_at). Its uncertainty u_c is
+measured too, once per tensor: the largest |c - c'| over the checked entries, c' taken at the
+step 3h with every input of f multiplied by 1 +- 4 eps (rounding-sized changes, which move the
+derivative far where the forward pass amplifies rounding), plus K eps s. An entry disagrees
+when |a - c| > delta_c s + 3 u_c (delta_c = 1e-10 unless --tolerance is given) and is
+unresolved when u_c > rho s, or when a kink (relu's pre-activation at 0) lies within the step
+of the entry (near_kink): there f is not analytic along a step of that length.
+
+    method 'central'   central differences alone
+    method 'complex'   the complex step alone (kinks within --step of x leave an entry unresolved)
+    method 'auto'      central differences, then the complex step for every entry they leave
+                       unresolved (relu: unless a pre-activation lies within the entry's central
+                       step of its kink); resolved disagreements of either stand
+
     FAIL           an entry disagrees that is resolved: a real bug, shown by its worst entries
     INCONCLUSIVE   no FAIL, but an entry is unresolved or disagrees while unresolved: the reason
-                   says which (rounding level, a kink such as relu's at 0, curvature)
-    OK             every entry agrees to within delta s + 3 u, and u <= rho s everywhere
+                   says which (rounding level, a kink such as relu's at 0, curvature, a forward
+                   pass that amplifies rounding)
+    OK             every entry agrees to within delta s + 3 u (delta_c s + 3 u_c for the
+                   complex step), and u <= rho s everywhere
 
 Checks run in float64; large tensors are checked on a seeded sample of entries (reports mark
 them checked/size). Used by the tests and by `cli.py gradcheck` alike. `gradcheck_model` checks a whole
-RNNLM (loss = the mean cross-entropy); `gradcheck_cell` checks one recurrent cell alone against
+RNNLM (loss = the mean cross-entropy; the complex step on its reference_twin, since the fast
+paths stay real); `gradcheck_cell` checks one recurrent cell alone against
 f = sum(Hs * dHs) + sum(final_state * dfinal) with random upstream gradients, free of the
 1/(B*T) of the mean that makes a model's gradients small next to its loss.
 """
@@ -35,10 +59,10 @@ from typing import NamedTuple
 import numpy as np
 
 from . import checks
-from .backend import get_xp, make_rng, to_numpy
+from .backend import complex_kept, get_xp, make_rng, to_numpy, xp_of
 from .errors import ConfigError
 from .initialization import Init
-from .tree import leaves, tree_map
+from .tree import leaves, tree_map, unflatten
 
 EPS = float(np.finfo(np.float64).eps)
 STEP = 1e-5           # h0, the first step tried: near the optimum (eps / c)^(1/3) for f, c ~ 1
@@ -50,6 +74,12 @@ MAX_MOVES = 16        # steps tried per entry beyond the first: from h0 down to 
 MAX_UP = 8            # or up to h0 * 2^8 (2.6e-3): longer steps leave the region where f is near-linear
 PATIENCE = 3          # moves allowed without a smaller u before the walk stops (kinks make u jump)
 VERDICTS = ('OK', 'FAIL', 'INCONCLUSIVE')
+METHODS = ('auto', 'central', 'complex')
+COMPLEX_STEP = 1e-20  # h of the complex step: its truncation, h^2 f''' / 6, is nil; Im parts stay far from underflow
+COMPLEX_RESTEP = 3    # a second complex step, 3h: other mantissas round otherwise, so the spread measures rounding
+JITTER = 4            # ... taken with every input of f multiplied by 1 +- 4 eps: rounding-sized changes
+COMPLEX_TOLERANCE = 1e-10   # delta for the complex step, whose errors are ~1e-15 of the scale
+SMOOTH = ('tanh',)    # activations without kinks (the gated cells' sigmoids have none either)
 
 
 # --- one entry: central differences at an adapted step ----------------------------------------
@@ -143,6 +173,65 @@ class _Entry:
         return Estimate(self.level(h)[0], u, h, rounding)
 
 
+# --- one entry: the complex step ------------------------------------------------------------------
+
+def near_kink(kinks, radius, h):
+    """Whether a kink of f lies within `radius` of x along a complex step's direction.
+
+    kinks: the pre-activations whose zeros are kinks (relu's A), evaluated at x + ih e_i, so
+    that Re A is A and Im A / h is dA/dx_i; a kink is within the radius when
+    |A| < radius |dA/dx_i| for any of them (to first order, moving x_i by up to `radius`
+    crosses it). [] (a smooth f) gives False; None (kinks unknown) gives None.
+    """
+    if kinks is None:
+        return None
+    return any(bool((abs(A.real) * h < radius * abs(A.imag)).any()) for A in kinks)
+
+
+class _ComplexSteps:
+    """Complex-step derivatives of f along entries of x: c_i = Im f(x + ih e_i) / h.
+
+    complex_f(z, jitter=False) evaluates f with the complex array z (shaped as x) in x's place
+    and returns (f, kinks): f a Python complex, kinks the arrays whose zeros are kinks of f
+    (relu's pre-activations), [] for a smooth f, or None when they are unknown. With jitter,
+    every input of f (z too) is first multiplied by its own seeded factor 1 +- JITTER eps
+    (`jitter_factors`): the same f, as if its roundings had come out otherwise. Nothing is
+    subtracted, so for f analytic along the step c_i is exact to rounding, however small the
+    derivative is next to f; its truncation, h^2 f''' / 6, is ~1e-40 of f''' at h = 1e-20.
+    """
+
+    def __init__(self, complex_f, x):
+        self.complex_f, self.x = complex_f, x.reshape(-1)
+        self.z = x.astype(np.result_type(x.dtype, np.complex64))     # x's copy, x itself untouched
+        self.flat = self.z.reshape(-1)
+
+    def at(self, index, h, jitter=False):
+        """(Im f(x + ih e_index) / h, f's kinks there), with f's inputs jittered or not."""
+        self.flat[index] = complex(self.x[index].item(), h)
+        try:
+            value, kinks = self.complex_f(self.z, jitter=True) if jitter else self.complex_f(self.z)
+        finally:
+            self.flat[index] = self.x[index].item()
+        return complex(value).imag / h, kinks
+
+    def estimate(self, index, radius):
+        """(c, spread, near): c at h = COMPLEX_STEP; near, whether a kink lies within `radius`
+        of x along the entry (near_kink); spread = |c - c'|, c' at the step 3h with f's inputs
+        jittered, the rounding as measured: another mantissa of the step rounds the imaginary
+        parts otherwise, and the jitter shows how far rounding-sized changes of the inputs move
+        the derivative (far, where the forward pass amplifies rounding: exploding gradients)."""
+        c, kinks = self.at(index, COMPLEX_STEP)
+        c_again, _ = self.at(index, COMPLEX_RESTEP * COMPLEX_STEP, jitter=True)
+        return c, abs(c - c_again), near_kink(kinks, radius, COMPLEX_STEP)
+
+
+def jitter_factors(arrays, seed=0):
+    """Per array, factors 1 + s JITTER eps (s = +-1 per entry, seeded), shaped and placed as it:
+    multiplying by them changes every entry by about as much as one rounding would."""
+    rng = make_rng(seed)
+    return [xp_of(a).asarray(1 + JITTER * EPS * rng.choice((-1.0, 1.0), a.shape)) for a in arrays]
+
+
 def sample_indices(size, max_entries, rng):
     """Every flat index when size <= max_entries, else a seeded sample of max_entries of them."""
     if max_entries is None or size <= max_entries:
@@ -161,6 +250,18 @@ def numerical_gradient(f, x, indices, step=STEP):
     return np.array([_Entry(f, flat, int(i), 0.0).level(step)[0] for i in indices])
 
 
+def complex_step_gradient(complex_f, x, indices, step=COMPLEX_STEP):
+    """Complex-step derivatives Im f(x + ih e_i) / h of f w.r.t. the entries `indices` of x.
+
+    Args: complex_f(z) -> (f, kinks) with the complex array z in x's place (see _ComplexSteps;
+          model_complex_f and cell_complex_f make one); x the real array (left untouched);
+          indices, flat indices into x; step, h.
+    Returns: (len(indices),) float64 NumPy array.
+    """
+    steps = _ComplexSteps(complex_f, x)
+    return np.array([steps.at(int(i), step)[0] for i in indices])
+
+
 def relative_error(analytic, numeric, floor=1e-10):
     """Elementwise |a - n| / max(floor, |a| + |n|), the classic per-entry measure (layer tests).
 
@@ -173,26 +274,18 @@ def relative_error(analytic, numeric, floor=1e-10):
 
 # --- one tensor: the verdict -------------------------------------------------------------------
 
-def compare(name, analytic, f, x, *, f0=None, max_entries=None, rng=None, step=STEP,
-            tolerance=TOLERANCE):
-    """Check one gradient array against central differences of f w.r.t. x, with a verdict.
+class _Central(NamedTuple):
+    """Central differences over one tensor's checked entries, judged (module docstring)."""
+    entries: list           # _Entry per checked entry
+    refined: list           # its Estimate
+    scale: float            # s
+    disagrees: np.ndarray   # (k,) bool
+    unresolved: np.ndarray  # (k,) bool
 
-    Args: name for the report; analytic, the gradient (shaped as x, any device); f, the scalar
-          function of no arguments; x, the array f reads (perturbed in place, restored);
-          f0 = f() if already known; max_entries, check a seeded sample above this size;
-          step, the first h; tolerance, delta.
-    Returns: a report row, a dict: name, shape, size, checked, verdict ('OK', 'FAIL',
-        'INCONCLUSIVE'), ok (verdict == 'OK'), scale s, max_abs_error, max_rel_error (the
-        largest |a - n| / s), uncertainty (the largest u / s), steps (smallest and largest h
-        used), reason ('' when OK), worst (up to 3 entries: index, analytic, numeric).
-    """
-    rng = make_rng(0 if rng is None else rng)
-    f0 = f() if f0 is None else f0
-    a_all = to_numpy(analytic).astype(np.float64).reshape(-1)
-    indices = sample_indices(a_all.size, max_entries, rng)
+
+def _central(f, x, indices, a, f0, step, tolerance):
     flat = x.reshape(-1)
     entries = [_Entry(f, flat, int(i), f0) for i in indices]
-    a = a_all[indices]
     # first pass at h0, for the tensor's scale
     n = np.array([e.level(step)[0] for e in entries])
     scale = float(max(np.abs(a).max(initial=0), np.abs(n).max(initial=0)))
@@ -204,9 +297,7 @@ def compare(name, analytic, f, x, *, f0=None, max_entries=None, rng=None, step=S
         start = refined[-1].step
     n = np.array([r.value for r in refined])
     u = np.array([r.uncertainty for r in refined])
-    h = np.array([r.step for r in refined])
-    error = np.abs(a - n)
-    disagrees = error > tolerance * scale + SAFETY * u
+    disagrees = np.abs(a - n) > tolerance * scale + SAFETY * u
     # a disagreement counts only if the smallest step that rounding allows finds it too
     unconfirmed = np.array([bool(d) and not e.confirm(r.step, r.uncertainty, scale)
                             for d, e, r in zip(disagrees, entries, refined)], dtype=bool)
@@ -214,27 +305,140 @@ def compare(name, analytic, f, x, *, f0=None, max_entries=None, rng=None, step=S
     # a disagreement there says nothing about the analytic gradient, whatever u says
     kinked = np.array([bool(d) and e.kink(r.step) for d, e, r in zip(disagrees, entries, refined)], dtype=bool)
     unresolved = (u > RESOLUTION * scale) | kinked | unconfirmed
+    return _Central(entries, refined, scale, disagrees, unresolved)
+
+
+def _verdict(disagrees, unresolved):
     fails = disagrees & ~unresolved
-    if fails.any():
-        verdict, shown = 'FAIL', fails
-        reason = (f'{int(fails.sum())} of {len(a)} entries disagree by more than '
-                  f'{tolerance:g} x scale + {SAFETY} x the differences\' uncertainty')
-    elif (disagrees | unresolved).any():
-        verdict, shown = 'INCONCLUSIVE', disagrees | unresolved
-        reason = _why_unresolved([entries[k] for k in np.flatnonzero(shown)],
-                                 [refined[k] for k in np.flatnonzero(shown)], scale)
+    return 'FAIL' if fails.any() else 'INCONCLUSIVE' if (disagrees | unresolved).any() else 'OK'
+
+
+def compare(name, analytic, f, x, *, f0=None, max_entries=None, rng=None, step=STEP,
+            tolerance=None, method='auto', complex_f=None):
+    """Check one gradient array against the derivatives of f w.r.t. x, with a verdict.
+
+    Args: name for the report; analytic, the gradient (shaped as x, any device); f, the scalar
+          function of no arguments; x, the array f reads (perturbed in place, restored);
+          f0 = f() if already known; max_entries, check a seeded sample above this size;
+          step, the first h of the central differences; tolerance, delta (None: each
+          method's own, TOLERANCE or COMPLEX_TOLERANCE); method, 'central', 'complex' or
+          'auto' (central differences, then the complex step for every entry they leave
+          unresolved; with no complex_f, auto is central); complex_f(z) -> (f with the
+          complex array z in x's place, its kinks) (see _ComplexSteps), or None.
+    Returns: a report row, a dict: name, shape, size, checked, verdict ('OK', 'FAIL',
+        'INCONCLUSIVE'), ok (verdict == 'OK'), scale s, max_abs_error, max_rel_error (the
+        largest |a - n| / s), uncertainty (the largest u / s), steps (smallest and largest h
+        used), method (which settled the entries: 'central', 'complex' or 'central+complex'),
+        complex_entries (how many the complex step settled), central_verdict (the verdict
+        of central differences alone; None under method 'complex'), reason ('' when OK),
+        worst (up to 3 entries: index, analytic, numeric, step, method).
+    """
+    checks.one_of('method', method, METHODS)
+    if method == 'complex' and complex_f is None:
+        raise ConfigError("method 'complex' needs complex_f: f with a complex array in x's place")
+    delta = TOLERANCE if tolerance is None else tolerance
+    delta_c = COMPLEX_TOLERANCE if tolerance is None else tolerance
+    rng = make_rng(0 if rng is None else rng)
+    a_all = to_numpy(analytic).astype(np.float64).reshape(-1)
+    indices = sample_indices(a_all.size, max_entries, rng)
+    a = a_all[indices]
+    k = len(a)
+    # per entry: the estimate n, its uncertainty u, its step h, and how it is judged
+    n, u, h = np.zeros(k), np.zeros(k), np.full(k, COMPLEX_STEP)
+    disagrees, unresolved, by_complex = np.zeros(k, bool), np.zeros(k, bool), np.zeros(k, bool)
+    central, scale, central_verdict = None, 0.0, None
+    if method != 'complex':
+        central = _central(f, x, indices, a, f() if f0 is None else f0, step, delta)
+        n = np.array([r.value for r in central.refined])
+        u = np.array([r.uncertainty for r in central.refined])
+        h = np.array([r.step for r in central.refined])
+        disagrees, unresolved, scale = central.disagrees.copy(), central.unresolved.copy(), central.scale
+        central_verdict = _verdict(disagrees, unresolved)
+    todo = np.arange(k) if method == 'complex' else \
+        np.flatnonzero(unresolved) if method == 'auto' and complex_f is not None else np.arange(0)
+    unavailable, kinks_near, kinks_unknown, rounding_c = '', [], [], False
+    if len(todo):
+        try:
+            steps = _ComplexSteps(complex_f, x)
+            # a kink counts within the central step the entry took (the first step, --step,
+            # when the complex step works alone)
+            radius = np.full(k, step) if central is None else h
+            found = [steps.estimate(int(indices[j]), radius[j]) for j in todo]
+        except ConfigError as e:
+            if method == 'complex':
+                raise
+            unavailable, found = str(e), []            # auto: central differences' verdict stands
+        if found:
+            c = np.array([e[0] for e in found])
+            near = [e[2] for e in found]
+            scale = float(max(scale, np.abs(a).max(initial=0), np.abs(c).max(initial=0)))
+            # rounding is relative to the tensor's scale (not to each entry), so the largest
+            # spread measured over the tensor, and a floor of K eps s, bound every entry's
+            u_c = float(max(e[1] for e in found)) + ROUNDING * EPS * scale
+            for j, cj, nj in zip(todo, c, near):
+                if nj is not False:                     # a kink near, or kinks unknown: not settled
+                    (kinks_near if nj else kinks_unknown).append(j)
+                    unresolved[j] = True
+                    if central is None:
+                        n[j], u[j] = cj, u_c
+                    continue
+                n[j], u[j], h[j], by_complex[j] = cj, u_c, COMPLEX_STEP, True
+                disagrees[j] = abs(a[j] - cj) > delta_c * scale + SAFETY * u_c
+                unresolved[j] = u_c > RESOLUTION * scale
+                rounding_c |= bool(unresolved[j])
+    error = np.abs(a - n)
+    fails = disagrees & ~unresolved
+    verdict = _verdict(disagrees, unresolved)
+    if verdict == 'FAIL':
+        shown = fails
+        parts = [f'{int(m.sum())} by {how}, beyond {d:g} x scale + {SAFETY} x {whose}'
+                 for m, how, d, whose in ((fails & ~by_complex, 'central differences', delta, 'their uncertainty'),
+                                          (fails & by_complex, 'the complex step', delta_c, 'its rounding'))
+                 if m.any()]
+        reason = f'{int(fails.sum())} of {k} entries disagree: ' + '; '.join(parts)
+    elif verdict == 'INCONCLUSIVE':
+        shown = disagrees | unresolved
+        if kinks_near:
+            reason = ('a kink (relu at 0) lies within the step: a pre-activation is within the central '
+                      'step of 0 along the entry, where neither central differences nor the complex step '
+                      '(exact only where f is smooth) can be trusted; use tanh, another --seed, or a '
+                      'smaller --step')
+        elif kinks_unknown:
+            reason = ('the cell\'s activation may have kinks and the cell does not locate them '
+                      '(preactivations()), so the complex step is not used; use a smooth activation')
+        elif rounding_c:
+            reason = ('the complex step moves by more than 1e-3 of the scale under rounding-sized changes '
+                      'of the inputs: the forward pass amplifies rounding (exploding gradients); use a '
+                      'smaller --sigma or fewer --num-steps')
+        else:
+            rest = [j for j in np.flatnonzero(shown) if not by_complex[j]]
+            reason = _why_unresolved([central.entries[j] for j in rest], [central.refined[j] for j in rest],
+                                     central.scale)
+            if unavailable:
+                reason += f'; the complex step is unavailable: {unavailable}'
     else:
-        verdict, shown, reason = 'OK', np.zeros_like(fails), ''
+        shown, reason = np.zeros(k, bool), ''
     order = np.flatnonzero(shown)[np.argsort(-error[shown])][:3]
-    worst = [{'index': tuple(int(k) for k in np.unravel_index(indices[k], x.shape)),
-              'analytic': float(a[k]), 'numeric': float(n[k]), 'step': float(h[k])} for k in order]
+    worst = [{'index': tuple(int(i) for i in np.unravel_index(indices[j], x.shape)),
+              'analytic': float(a[j]), 'numeric': float(n[j]), 'step': float(h[j]),
+              'method': 'complex' if by_complex[j] or central is None else 'central'} for j in order]
+    settled = int(by_complex.sum())
     return {'name': name, 'shape': tuple(int(d) for d in x.shape), 'size': int(a_all.size),
-            'checked': int(len(indices)), 'verdict': verdict, 'ok': verdict == 'OK', 'scale': scale,
+            'checked': int(k), 'verdict': verdict, 'ok': verdict == 'OK', 'scale': scale,
             'max_abs_error': float(error.max(initial=0)),
-            'max_rel_error': float(error.max(initial=0) / scale) if scale else 0.0,
-            'uncertainty': float(u.max(initial=0) / scale) if scale else float('inf'),
-            'steps': (float(h.min(initial=step)), float(h.max(initial=step))),
-            'reason': reason, 'worst': worst}
+            'max_rel_error': _ratio(error.max(initial=0), scale),
+            'uncertainty': _ratio(u.max(initial=0), scale),
+            # the range of the steps taken (with the first central step h0, where central differences ran)
+            'steps': (float(h.min(initial=np.inf if central is None else step)),
+                      float(h.max(initial=-np.inf if central is None else step))) if k else (step, step),
+            'method': 'complex' if central is None else 'central+complex' if settled else 'central',
+            'complex_entries': settled,
+            'central_verdict': central_verdict, 'reason': reason, 'worst': worst}
+
+
+def _ratio(value, scale):
+    """value / scale for the report: 0 for 0 / 0, inf for a positive value over a zero scale."""
+    return float(value / scale) if scale else (0.0 if value == 0 else float('inf'))
 
 
 def _why_unresolved(entries, refined, scale):
@@ -273,8 +477,8 @@ def state_names(state):
 
 
 def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=None, tensors=None,
-                    max_entries=100, seed=0, step=STEP, tolerance=TOLERANCE):
-    """Check every gradient of model.gradients against finite differences of the loss.
+                    max_entries=100, seed=0, step=STEP, tolerance=None, method='auto'):
+    """Check every gradient of model.gradients against the derivatives of the loss.
 
     Args: model, an RNNLM in float64; X, Y (B, T) token ids; state shaped as
           model.begin_state(B), or None for zeros; dropout_rng, an int seed (the same dropout
@@ -282,10 +486,14 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
           through the final state (then f = loss + sum(final_state * dfinal_state)), or None;
           tensors, names of the tensors to check (default: every parameter and state array);
           max_entries, how many entries per tensor (a seeded sample when it is larger);
-          seed, for that sample; step, the first h; tolerance, delta (module docstring).
+          seed, for that sample; step, the first h; tolerance, delta (None: each method's
+          own); method, 'auto', 'central' or 'complex' (module docstring). The complex step
+          runs on the reference cells: a model on the fast paths is checked through its
+          converted(impl='reference') twin there, the same function.
     Returns: report rows (see `compare`), one per parameter, then one per state array.
     """
     _float64('a model', model.dtype)
+    checks.one_of('method', method, METHODS)
     # an int seed, not a Generator: every evaluation must draw the same masks
     checks.integer('dropout_rng', dropout_rng, 0, optional=True)
     # a private copy of the state, perturbed in place below
@@ -310,13 +518,94 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
             raise ConfigError(f'no tensor {", ".join(unknown)} in this model; it has {", ".join(analytic)}')
         checked = [(name, x) for name, x in checked if name in tensors]
     rng, f0 = make_rng(seed), f()
-    return [compare(name, analytic[name], f, x, f0=f0, max_entries=max_entries, rng=rng,
-                    step=step, tolerance=tolerance) for name, x in checked]
+    return [compare(name, analytic[name], f, x, f0=f0, max_entries=max_entries, rng=rng, step=step,
+                    tolerance=tolerance, method=method,
+                    complex_f=None if method == 'central' else
+                    model_complex_f(model, X, Y, state, name, dropout_rng=dropout_rng, dfinal_state=dfinal_state))
+            for name, x in checked]
+
+
+def reference_twin(model):
+    """The model itself when its cell computes in its inputs' dtype, else a copy on the reference
+    cells (model.converted(impl='reference')): the same function, and complex steps pass through."""
+    from .cells import CELLS
+    return model if model.cell is CELLS[model.cell_name] else model.converted(impl='reference')
+
+
+def model_complex_f(model, X, Y, state, tensor, *, dropout_rng=None, masks=None, dfinal_state=None):
+    """complex_f for `tensor` of a model (a parameter's name, or a state array's: state_names).
+
+    Returns complex_f(z, jitter=False) -> (f, kinks) (see _ComplexSteps): f = loss
+    (+ sum(final_state * dfinal_state)) as a Python complex, with the complex array z in the
+    tensor's place, and the model's kinks (_model_kinks). It evaluates the model's
+    reference_twin, made at the first call (a model on the reference cells is its own twin);
+    state as in gradcheck_model (None: zeros).
+    """
+    state = model.begin_state(len(X)) if state is None else state
+    names = state_names(state)
+    if tensor not in model.params and tensor not in names:
+        raise ConfigError(f'no tensor {tensor} in this model; it has {", ".join(list(model.params) + names)}')
+    made = {}            # the twin and the jitter's factors, made when first needed
+
+    def complex_f(z, jitter=False):
+        if 'twin' not in made:
+            made['twin'] = reference_twin(model)
+        twin = made['twin']
+        params = {**twin.params, tensor: z} if tensor in twin.params else twin.params
+        at = [z if name == tensor else leaf for name, leaf in zip(names, leaves(state))]
+        if jitter:
+            if 'factors' not in made:
+                made['factors'] = dict(zip(list(params) + names, jitter_factors(list(params.values()) + at)))
+            params = {k: v * made['factors'][k] for k, v in params.items()}
+            at = [leaf * made['factors'][name] for name, leaf in zip(names, at)]
+        tape = twin.tape_at(params, X, Y, unflatten(state, at), dropout_rng=dropout_rng, masks=masks)
+        value = complex(tape.loss)
+        if dfinal_state is not None:
+            value += sum(complex((s * g).sum()) for s, g in zip(leaves(tape.state), leaves(dfinal_state)))
+        return value, _model_kinks(twin, tape)
+    return complex_f
+
+
+def _model_kinks(model, tape):
+    """Every layer's relu pre-activations from a tape ([] for a smooth model, None when the cell
+    cannot give them)."""
+    if model.activation in SMOOTH:
+        return []
+    preactivations = getattr(model.cell, 'preactivations', None)
+    if preactivations is None:
+        return None
+    return [preactivations(model.layer_params(layer, tape.params), cache.cell)
+            for layer, cache in enumerate(tape.layers)]
+
+
+def complex_step_gradients(model, X, Y, state=None, *, tensors=None, dropout_rng=None, masks=None,
+                           dfinal_state=None):
+    """Every entry's derivative of the loss by the complex step, per tensor (no verdict).
+
+    The derivative the gradient checks compare the analytic gradient with, exact to rounding
+    where the model is smooth (relu: away from its kinks). Args as gradcheck_model's; dropout
+    by dropout_rng (an int seed, or a Generator: its masks are drawn once) or masks.
+    Returns: {name: array shaped as the tensor (host, float64)} for the parameters, then the
+        state's arrays (tensors: only these).
+    """
+    _float64('a model', model.dtype)
+    X, Y, _ = model.inputs(X, Y)
+    if dropout_rng is not None:
+        masks, dropout_rng = model.dropout_masks(dropout_rng, *X.shape), None
+    state = model.begin_state(len(X)) if state is None else model.check_state('state', state, len(X))
+    twin = reference_twin(model)
+    arrays = {**twin.params, **dict(zip(state_names(state), leaves(state)))}
+    gradients = {}
+    for name in arrays if tensors is None else tensors:
+        complex_f = model_complex_f(twin, X, Y, state, name, masks=masks, dfinal_state=dfinal_state)
+        x = arrays[name]
+        gradients[name] = complex_step_gradient(complex_f, x, range(x.size)).reshape(x.shape)
+    return gradients
 
 
 def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5, activation=None,
-                   device='cpu', seed=0, max_entries=100, step=STEP, tolerance=TOLERANCE,
-                   impl='reference'):
+                   device='cpu', seed=0, max_entries=100, step=STEP, tolerance=None,
+                   impl='reference', method='auto'):
     """Check one recurrent cell's backward pass alone, against f = sum(Hs * dHs) + sum(final * dfinal).
 
     Random upstream gradients dHs (T, B, H) and dfinal (shaped as the state) enter at every
@@ -326,7 +615,9 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
     Args: cell, a name in cells.CELLS or a module with the interface of cells/__init__.py;
           sizes B, T, H; sigma, the std of the random parameters (biases too, so no path is
           zero); activation, one of the cell's (default its first); device 'cpu' or 'gpu';
-          impl, for a cell named by a string: 'fast' or 'reference' (cells.implementation).
+          impl, for a cell named by a string: 'fast' or 'reference' (cells.implementation);
+          method, tolerance as in gradcheck_model (the complex step runs on a fast path's
+          reference cell, the same function).
     Returns: report rows (see `compare`): every cell parameter, then the dense input 'X'
         (T, B, H), then the state's arrays.
 
@@ -336,6 +627,7 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
         print(gc.format_report([('my cell', rows)]))
     """
     from .cells import CELLS, implementation
+    checks.one_of('method', method, METHODS)
     if isinstance(cell, str):
         if cell not in CELLS:
             raise ConfigError(f'unknown cell {cell!r}; choose one of {", ".join(CELLS)}')
@@ -361,15 +653,40 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
         Hs, final, _ = cell.forward(params, X, state, activation=activation)
         return float((Hs * dHs).sum()) + sum(float((s * g).sum()) for s, g in zip(leaves(final), leaves(dfinal)))
 
+    reference = getattr(cell, 'reference', cell)       # a fast path's reference computes in complex
+    names = state_names(state)
+    inputs = {**params, 'X': X, **dict(zip(names, leaves(state)))}
+    factors = {}           # the jitter's, made when first needed
+
+    def complex_f_of(tensor):
+        def complex_f(z, jitter=False):
+            at = {**inputs, tensor: z}
+            if jitter:
+                if not factors:
+                    factors.update(zip(inputs, jitter_factors(list(inputs.values()))))
+                at = {k: v * factors[k] for k, v in at.items()}
+            p, state_at = {k: at[k] for k in params}, unflatten(state, [at[name] for name in names])
+            with complex_kept('the cell'):
+                Hs, final, cache = reference.forward(p, at['X'], state_at, activation=activation)
+                value = complex((Hs * dHs).sum()) + sum(complex((s * g).sum())
+                                                        for s, g in zip(leaves(final), leaves(dfinal)))
+            if activation in SMOOTH:
+                return value, []
+            preactivations = getattr(reference, 'preactivations', None)
+            return value, None if preactivations is None else [preactivations(p, cache)]
+        return complex_f
+
     checked = [(k, grads.get(k), p) for k, p in params.items()]
     checked.append(('X', dX, X))
-    checked += [(name, d, s) for name, d, s in zip(state_names(state), leaves(dstate), leaves(state))]
+    checked += [(name, d, s) for name, d, s in zip(names, leaves(dstate), leaves(state))]
     missing = [k for k, g, _ in checked if g is None]
     if missing:
         raise ConfigError(f'the cell\'s backward returns no gradient for {", ".join(missing)}')
     sample_rng, f0 = make_rng(seed), f()
     return [compare(name, g, f, x, f0=f0, max_entries=max_entries, rng=sample_rng, step=step,
-                    tolerance=tolerance) for name, g, x in checked]
+                    tolerance=tolerance, method=method,
+                    complex_f=None if method == 'central' else complex_f_of(name))
+            for name, g, x in checked]
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -383,14 +700,16 @@ def count_verdicts(results):
     return counts
 
 
-def format_report(results, tolerance=TOLERANCE):
-    """The table `cli.py gradcheck` prints, from [(label, rows)]: a line per tensor, the reason and
-    worst entries under each FAIL or INCONCLUSIVE, and a summary line with the counts."""
+def format_report(results, tolerance=None):
+    """The table `cli.py gradcheck` prints, from [(label, rows)]: a line per tensor (with the method
+    that settled it), the reason and worst entries under each FAIL or INCONCLUSIVE, and a summary
+    line with the counts. tolerance: the one the check was given (None: each method's own)."""
     width = max([len('case')] + [len(label) for label, _ in results])
     names = max([len('tensor')] + [len(r['name']) for _, rows in results for r in rows])
+    methods = max([len('method')] + [len(r.get('method', 'central')) for _, rows in results for r in rows])
     lines = [f'{"case":<{width}}  {"tensor":<{names}}  {"shape":<9} {"checked":>9} {"step h":>12} '
-             f'{"abs err":>9} {"scale":>9} {"rel err":>9}  verdict']
-    sampled = False
+             f'{"abs err":>9} {"scale":>9} {"rel err":>9}  {"method":<{methods}}  verdict']
+    sampled, settled = False, 0
     for label, rows in results:
         for r in rows:
             shape = 'x'.join(str(d) for d in r['shape'])
@@ -399,22 +718,34 @@ def format_report(results, tolerance=TOLERANCE):
                 checked, sampled = f'{r["checked"]}/{r["size"]}', True
             low, high = r['steps']
             step = f'{low:.0e}' if low == high else f'{low:.0e}..{high:.0e}'
+            settled += r.get('complex_entries', 0)
             lines.append(f'{label:<{width}}  {r["name"]:<{names}}  {shape:<9} {checked:>9} {step:>12} '
                          f'{r["max_abs_error"]:>9.1e} {r["scale"]:>9.1e} {r["max_rel_error"]:>9.1e}  '
-                         f'{r["verdict"]}')
+                         f'{r.get("method", "central"):<{methods}}  {r["verdict"]}')
             if r['verdict'] != 'OK':
                 lines.append(f'    {r["verdict"]}: {r["reason"]}')
-                lines += [f'    at {w["index"]}: analytic {w["analytic"]:.6e}, numeric {w["numeric"]:.6e} '
-                          f'(h={w["step"]:.1e})' for w in r['worst']]
+                lines += [f'    at {w["index"]}: analytic {w["analytic"]:.6e}, '
+                          f'{w.get("method", "central")} {w["numeric"]:.6e} (h={w["step"]:.1e})'
+                          for w in r['worst']]
     counts = count_verdicts(results)
     summary = ', '.join(f'{counts[v]} {v}' for v in VERDICTS)
     if counts['FAIL']:
-        outcome = 'gradients FAILED: a FAIL is a disagreement beyond rounding and step error, a bug'
+        outcome = 'gradients FAILED: a FAIL is a disagreement beyond what rounding and the step explain, a bug'
     elif counts['INCONCLUSIVE']:
-        outcome = 'no FAIL, but finite differences could not settle every tensor (reasons above)'
+        outcome = 'no FAIL, but not every tensor could be settled (reasons above)'
     else:
         outcome = 'all gradients OK'
-    lines.append(f'{summary} (tolerance {tolerance:.0e} x scale'
+    rows = [r for _, rows in results for r in rows]
+    central = any(r.get('method', 'central') != 'complex' for r in rows)
+    if tolerance is not None or not settled:
+        criterion = f'tolerance {TOLERANCE if tolerance is None else tolerance:.0e} x scale'
+    elif central:
+        criterion = f'tolerance {TOLERANCE:.0e} x scale for central differences, {COMPLEX_TOLERANCE:.0e} for the complex step'
+    else:
+        criterion = f'tolerance {COMPLEX_TOLERANCE:.0e} x scale for the complex step'
+    if settled:
+        criterion += f', which settled {settled} entries'
+    lines.append(f'{summary} ({criterion}'
                  + ('; n/size: a seeded sample of the entries' if sampled else '') + f'): {outcome}')
     return '\n'.join(lines)
 

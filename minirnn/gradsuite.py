@@ -1,14 +1,15 @@
 """What `cli.py gradcheck` checks: the default suite, a model the user describes, a checkpoint, a cell.
 
 gradcheck.py holds the check and its verdict; this module builds the models and batches it
-runs on, and measures the error of a central difference against its step (the curve in the
-README's "Trusting a gradient check").
+runs on, and measures the error of a central difference and of the complex step against the
+step (the curves in docs/gradcheck.md).
 """
 import numpy as np
 
 from . import checks
 from .backend import make_rng, to_numpy
-from .gradcheck import EPS, ROUNDING, STEP, TOLERANCE, _Entry, gradcheck_cell, gradcheck_model
+from .gradcheck import (COMPLEX_STEP, EPS, ROUNDING, STEP, TOLERANCE, _Entry, complex_step_gradient,
+                        gradcheck_cell, gradcheck_model, model_complex_f, reference_twin)
 from .tree import tree_map
 
 # The default suite: small float64 models that take every code path. sigma=0.5, vocabulary 7,
@@ -80,16 +81,22 @@ def check_cell(cell, *, seed=0, impl='reference', **options):
     return [(label, gradcheck_cell(cell, seed=seed, impl=impl, **options))]
 
 
-def step_sweep(model, X, Y, state=None, *, tensor='W_hh', steps=None, entries=3):
-    """The error of the central difference against its step, for a few entries of one tensor.
+def step_sweep(model, X, Y, state=None, *, tensor='W_hh', steps=None, complex_steps=None, entries=3):
+    """The error of the central difference and of the complex step against the step, for a few
+    entries of one tensor.
 
     For h from 1e-1 down to 1e-12: |a - n(h)| for the entries of `tensor` with the largest,
     the median and the smallest non-zero |a|, beside the two bounds that shape the curve:
-    truncation (falls like h^2) and rounding, K eps |loss| / h (rises like 1/h).
-    Returns a dict: tensor, steps (list), entries [{index, analytic, errors (per step)}],
-    rounding (per step), loss.
+    truncation (falls like h^2) and rounding, K eps |loss| / h (rises like 1/h). For h from
+    1e-1 down to 1e-20: |a - c(h)|, c(h) = Im f(x + ih) / h, whose truncation falls like h^2
+    and which has no rounding term of its own (nothing is subtracted): flat at rounding level
+    below h ~ 1e-8 (on the model's reference twin, gradcheck.reference_twin).
+    Returns a dict: tensor, steps and complex_steps (lists), entries [{index, analytic, errors
+    (per step), complex_errors (per complex step)}], rounding (per step), loss, first_step,
+    complex_step (the one the checks use), tolerance.
     """
     steps = np.logspace(-1, -12, 45) if steps is None else np.asarray(steps, dtype=float)
+    complex_steps = np.logspace(-1, -20, 77) if complex_steps is None else np.asarray(complex_steps, dtype=float)
     checks.one_of('tensor', tensor, model.params)
     result = model.gradients(X, Y, state)
     state = model.begin_state(len(X)) if state is None else state
@@ -102,15 +109,19 @@ def step_sweep(model, X, Y, state=None, *, tensor='W_hh', steps=None, entries=3)
     nonzero = np.flatnonzero(a)
     order = nonzero[np.argsort(-np.abs(a[nonzero]))]
     picks = list(dict.fromkeys([order[0], order[len(order) // 2], order[-1]]))[:entries]
+    twin = reference_twin(model)
+    complex_f = model_complex_f(twin, X, Y, state, tensor)
     rows = []
     for i in picks:
         entry = _Entry(f, x.reshape(-1), int(i), f0)
         errors = [abs(entry.level(float(h))[0] - a[i]) for h in steps]
+        complex_errors = [abs(complex_step_gradient(complex_f, twin.params[tensor], [i], float(h))[0] - a[i])
+                          for h in complex_steps]
         rows.append({'index': tuple(int(k) for k in np.unravel_index(i, x.shape)),
-                     'analytic': float(a[i]), 'errors': errors})
-    return {'tensor': tensor, 'steps': steps.tolist(), 'entries': rows, 'loss': f0,
-            'rounding': (ROUNDING * EPS * abs(f0) / steps).tolist(), 'first_step': STEP,
-            'tolerance': TOLERANCE}
+                     'analytic': float(a[i]), 'errors': errors, 'complex_errors': complex_errors})
+    return {'tensor': tensor, 'steps': steps.tolist(), 'complex_steps': complex_steps.tolist(),
+            'entries': rows, 'loss': f0, 'rounding': (ROUNDING * EPS * abs(f0) / steps).tolist(),
+            'first_step': STEP, 'complex_step': COMPLEX_STEP, 'tolerance': TOLERANCE}
 
 
 # --- planted bugs: what the check must catch ------------------------------------------------------

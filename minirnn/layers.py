@@ -69,7 +69,10 @@ def linear_forward(x, W, b=None, *, column_major=False):
     """
     y = (W.T @ x.T).T if column_major else x @ W            # (N, H)
     if b is not None:
-        y += b
+        if b.dtype.kind == 'c' and y.dtype.kind != 'c':
+            y = y + b       # a complex bias (a complex step) widens y; in place it would not fit
+        else:
+            y += b
     return y, LinearCache(x, W, b is not None)
 
 
@@ -190,12 +193,17 @@ def softmax_cross_entropy_forward(logits, y):
     The probabilities are left unnormalised (exp and its row sums) for backward, which
     normalises and scales them in one pass.
 
-    Args: logits (N, V); y (N,) integer ids in [0, V).
-    Returns: loss (0-d array, mean over N), cache.
+    Complex logits (complex-step derivatives) pass through: the shift is the row maximum of
+    the real parts (any constant shift cancels from the loss; a real one keeps |exp| <= 1),
+    and exp, the sum and the log are analytic, so Im(loss) carries the derivative along the step.
+
+    Args: logits (N, V), real or complex; y (N,) integer ids in [0, V).
+    Returns: loss (0-d array of logits' dtype, mean over N), cache.
     """
     xp = xp_of(logits)
     n = logits.shape[0]
-    exp = logits - logits.max(axis=1, keepdims=True)          # (N, V), max entry of each row is 0
+    # (N, V), max real part of each row is 0 (.real of a real array is the array itself)
+    exp = logits - logits.real.max(axis=1, keepdims=True)
     # -log softmax(logits)[y] = log(sum exp(shifted)) - shifted[y]
     target = exp[xp.arange(n), y]                              # (N,), read before exp overwrites it
     xp.exp(exp, out=exp)                                       # (N, V), in (0, 1]

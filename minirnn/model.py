@@ -20,11 +20,11 @@ from typing import List, NamedTuple, Optional
 import numpy as np
 
 from . import checks, layers, parallel
-from .backend import device_name, get_xp, make_rng, to_device, to_numpy, xp_of
+from .backend import complex_kept, device_name, get_xp, make_rng, to_device, to_numpy, xp_of
 from .cells import CELLS, IMPLS, implementation
 from .errors import ConfigError
 from .initialization import INITS, Init
-from .tree import structure, tree_map
+from .tree import leaves, structure, tree_map
 
 DTYPES = ('float32', 'float64')
 
@@ -120,7 +120,7 @@ class LayerCache(NamedTuple):
 
 class Tape(NamedTuple):
     """Everything one forward pass keeps for its backward pass (time-major)."""
-    loss: float
+    loss: float             # a Python float (complex when tape_at took a complex step)
     state: object           # final state (the model's state structure)
     params: dict            # the parameter arrays the forward used
     embedding: object       # layers.EmbeddingCache, or None for one-hot input
@@ -304,6 +304,53 @@ class RNNLM:
         params = {k: v.copy() for k, v in self.params.items()} if keep_params else self.params
         return self._tape(params, X, Y, state, self._masks(dropout_rng, masks, X.shape))
 
+    def tape_at(self, params, X, Y, state=None, *, dropout_rng=None, masks=None):
+        """The forward pass at parameter values of the caller's, keeping its tape: gradient checks.
+
+        Any parameter, and any array of the state, may be complex (complex128 for a float64
+        model): the reference cells, the embedding, dropout and the loss then compute in
+        complex, and a complex step x + ih on one entry gives that entry's derivative as
+        Im(loss) / h, with no subtractive cancellation (gradcheck's complex step). The fast
+        paths compute in real buffers, so a model whose cell is a fast path refuses complex
+        values (ConfigError): use its converted(impl='reference') twin, the same function.
+
+        Args: params, a dict with the keys of self.params (None: self.params), each array
+              shaped as its parameter; X, Y (B, T) token ids; state shaped as begin_state(B),
+              or None for zeros; dropout_rng or masks as in `loss`.
+        Returns: a Tape; its loss is a Python float, or a complex when any input is complex,
+            its state the final state.
+        """
+        X, Y, _ = self.inputs(X, Y)
+        params = self.params if params is None else self._arrays_at(params)
+        if state is not None:
+            state = self._state_as('state', state, X.shape[0], self._array_at)
+        arrays = list(params.values()) + ([] if state is None else leaves(state))
+        if not any(a.dtype.kind == 'c' for a in arrays):
+            return self._tape(params, X, Y, state, self._masks(dropout_rng, masks, X.shape))
+        if self.cell is not CELLS[self.cell_name]:
+            raise ConfigError('the fast paths compute in real buffers: complex parameters or states '
+                              "need the reference cells (model.converted(impl='reference'))")
+        # a cell of one's own (cells.register) may cast to a real dtype: that raises here
+        with complex_kept(f'cell {self.cell_name!r}'):
+            return self._tape(params, X, Y, state, self._masks(dropout_rng, masks, X.shape))
+
+    def _arrays_at(self, params):
+        """tape_at's params: the model's keys and shapes, on its device (see _array_at)."""
+        if not isinstance(params, dict) or set(params) != set(self.params):
+            raise ConfigError(f'params must be a dict with the keys {", ".join(self.params)}')
+        params = {k: self._array_at(params[k]) for k in self.params}
+        wrong = [k for k, v in params.items() if v.shape != self.params[k].shape]
+        if wrong:
+            raise ConfigError(f'params[{wrong[0]!r}] must have shape {self.params[wrong[0]].shape}, '
+                              f'got {params[wrong[0]].shape}')
+        return params
+
+    def _array_at(self, a):
+        """a on the model's device in the model's dtype, or in its complex counterpart when complex."""
+        a = to_device(a, self.xp)
+        dtype = np.result_type(self.dtype, np.complex64) if a.dtype.kind == 'c' else self.dtype
+        return a if a.dtype == dtype else a.astype(dtype)
+
     # --- the math: forward (1)-(4) and backward (4)-(1), on the arguments as checked above --------
 
     def _time_major(self, X, state):
@@ -342,7 +389,9 @@ class RNNLM:
         logits, final, (emb_cache, caches, out_cache) = self._forward(params, ids, state, masks)
         # (4) loss
         loss, ce_cache = layers.softmax_cross_entropy_forward(logits, y)
-        return Tape(float(loss), final, params, emb_cache, caches, out_cache, ce_cache, B)
+        # a complex loss (tape_at's complex steps) keeps its imaginary part: it is the derivative
+        loss = complex(loss) if loss.dtype.kind == 'c' else float(loss)
+        return Tape(loss, final, params, emb_cache, caches, out_cache, ce_cache, B)
 
     def backprop(self, tape, *, dfinal_state=None, carry=None, loss_steps=None, record_steps=False):
         """The backward pass of one tape, steps (4) -> (1).
@@ -419,9 +468,13 @@ class RNNLM:
 
     def check_state(self, what, state, batch_size):
         """A state (or a gradient shaped like one) as arrays of the model's module and dtype."""
+        return self._state_as(what, state, batch_size, lambda a: to_device(a, self.xp, self.dtype))
+
+    def _state_as(self, what, state, batch_size, convert):
+        """check_state with each array converted by `convert` (tape_at keeps complex arrays)."""
         expected = structure(self.begin_state(batch_size))
         try:
-            state = tree_map(lambda a: to_device(a, self.xp, self.dtype), state)
+            state = tree_map(convert, state)
             ok = structure(state) == expected
         except (ValueError, TypeError, AttributeError):
             ok = False

@@ -244,27 +244,40 @@ def bptt_figure(rows, title=None):
 
 
 def plot_step_sweep(sweep, path, title=None):
-    """The error of a central difference against its step h (gradsuite.step_sweep), log-log.
+    """The error of a central difference and of the complex step against the step h
+    (gradsuite.step_sweep), log-log.
 
-    One line per entry, |a - n(h)|, beside the rounding bound K eps |loss| / h; truncation is
-    the h^2 slope on the right. The first step the checker tries is marked.
+    One solid line per entry, |a - n(h)|, beside the rounding bound K eps |loss| / h (truncation
+    is the h^2 slope on the right); one dashed line per entry in the same colour, |a - c(h)| of
+    the complex step, which falls like h^2 and then stays flat at rounding level. The first
+    central step the checker tries and the complex step it takes are marked.
     """
-    fig = _figure(figsize=(6.5, 4.2), layout='constrained')
+    fig = _figure(figsize=(6.5, 4.4), layout='constrained')
     ax = fig.add_subplot()
-    steps = sweep['steps']
-    for entry in sweep['entries']:
-        # an exact zero (the difference hit the analytic value to the last bit) cannot be drawn
+
+    def drawable(errors):
+        # an exact zero (the estimate hit the analytic value to the last bit) cannot be drawn
         # on a log axis: it is left as a gap
-        errors = [e if e > 0 else float('nan') for e in entry['errors']]
-        ax.loglog(steps, errors, marker='.', label=f'{sweep["tensor"]}{list(entry["index"])}: '
-                  f'|a| = {abs(entry["analytic"]):.1e}')
-    ax.loglog(steps, sweep['rounding'], color='gray', linestyle='--', label='rounding bound K eps |loss| / h')
-    ax.axvline(sweep['first_step'], color='gray', linestyle=':', label=f'first step tried, h = {sweep["first_step"]:g}')
+        return [e if e > 0 else float('nan') for e in errors]
+    for entry in sweep['entries']:
+        line, = ax.loglog(sweep['steps'], drawable(entry['errors']), marker='.',
+                          label=f'{sweep["tensor"]}{list(entry["index"])}: |a| = {abs(entry["analytic"]):.1e}')
+        if 'complex_errors' in entry:
+            ax.loglog(sweep['complex_steps'], drawable(entry['complex_errors']), color=line.get_color(),
+                      linestyle='--', marker='x', markersize=3, linewidth=1)
+    ax.loglog(sweep['steps'], sweep['rounding'], color='gray', linestyle='--', label='rounding bound K eps |loss| / h')
+    ax.axvline(sweep['first_step'], color='gray', linestyle=':', label=f'first central step, h = {sweep["first_step"]:g}')
+    if 'complex_steps' in sweep:
+        ax.plot([], [], color='black', linestyle='--', marker='x', markersize=3, linewidth=1,
+                label='complex step Im f(x + ih) / h (dashed)')
+        ax.axvline(sweep['complex_step'], color='gray', linestyle='-.',
+                   label=f'complex step taken, h = {sweep["complex_step"]:g}')
     ax.set_xlabel('step h')
-    ax.set_ylabel('|analytic - central difference|')
-    ax.set_title(title or f'central differences of the loss w.r.t. {sweep["tensor"]}', fontsize=10)
+    ax.set_ylabel('|analytic - estimate|')
+    ax.set_title(title or f'central differences and the complex step, w.r.t. {sweep["tensor"]}', fontsize=9)
     ax.grid(True, which='both', alpha=0.3)
-    smallest = min([e for entry in sweep['entries'] for e in entry['errors'] if e > 0] + sweep['rounding'])
+    errors = [e for entry in sweep['entries'] for e in entry['errors'] + entry.get('complex_errors', [])]
+    smallest = min([e for e in errors if e > 0] + sweep['rounding'])
     ax.set_ylim(bottom=smallest / 10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     _save(fig, path, dpi=100)

@@ -241,3 +241,20 @@ def test_the_references_carry_a_complex_step(xp, name):
     complex_state = first if len(leaves(state)) == 1 else (first, *leaves(state)[1:])
     assert complex(f(params, X, complex_state)).imag / h == pytest.approx(
         float(to_numpy(leaves(dstate)[0])[0, 2]), rel=1e-12)
+
+
+def test_the_vanilla_cell_gives_its_pre_activations_where_relus_kinks_lie(xp):
+    """preactivations(params, cache) is A_t, whose relu is H_t, for token ids and a dense input,
+    and carries a complex step (the gradient checks read dA/dx as Im A / h there)."""
+    cell, params, X, state, _, _, _ = make(xp, 'rnn', seed=8)
+    ids = xp.asarray(np.random.default_rng(8).integers(0, D, (T, B)))
+    for inputs in (X, ids):
+        Hs, _, cache = cell.forward(params, inputs, state, activation='relu')
+        A = rnn.preactivations(params, cache)
+        assert A.shape == (T, B, H) and (to_numpy(A) < 0).any()
+        np.testing.assert_allclose(to_numpy(xp.maximum(A, 0)), to_numpy(Hs), rtol=1e-14, atol=1e-15)
+    b = params['b_h'].astype(np.complex128)
+    b[2] += 1e-20j
+    _, _, cache = cell.forward({**params, 'b_h': b}, X, state, activation='relu')
+    dA_first = to_numpy(rnn.preactivations({**params, 'b_h': b}, cache)).imag[0] / 1e-20
+    np.testing.assert_array_equal(dA_first, np.tile(np.eye(H)[2], (B, 1)))     # dA_1 / db_h[2]

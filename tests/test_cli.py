@@ -174,10 +174,17 @@ def test_gradcheck_of_a_cell_alone(capsys):
 def test_gradcheck_inconclusive_passes_unless_strict(capsys):
     argv = ['gradcheck', '--sigma', '1e-5', '--num-steps', '10', '--num-hiddens', '8', '--vocab-size', '10',
             '--batch-size', '3', '--tensor', 'W_hh']
-    code, out, _ = run(capsys, *argv)
+    code, out, _ = run(capsys, *argv, '--method', 'central')
     assert code == 0 and 'INCONCLUSIVE: the differences are at rounding level' in out
     assert out.strip().splitlines()[-1].startswith('0 OK, 0 FAIL, 1 INCONCLUSIVE')
-    assert run(capsys, *argv, '--strict')[0] == 1
+    assert run(capsys, *argv, '--method', 'central', '--strict')[0] == 1
+    # the default, auto, hands what central differences leave to the complex step
+    code, out, _ = run(capsys, *argv, '--strict')
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[1].split()[-2:] == ['central+complex', 'OK']
+    assert lines[-1].startswith('1 OK, 0 FAIL, 0 INCONCLUSIVE') and 'the complex step, which settled' in lines[-1]
+    code, out, _ = run(capsys, *argv, '--method', 'complex', '--strict')
+    assert code == 0 and out.strip().splitlines()[1].split()[-2:] == ['complex', 'OK']
 
 
 def test_gradcheck_exits_1_on_a_fail(capsys, monkeypatch):
@@ -197,10 +204,16 @@ def test_gradcheck_step_sweep_prints_the_curve_and_writes_a_png(capsys, tmp_path
     code, out, err = run(capsys, 'gradcheck', '--num-hiddens', '4', '--num-steps', '5', '--sigma', '0.1',
                          '--step-sweep', str(png))
     lines = out.strip().splitlines()
-    assert code == 0 and lines[0].startswith('# |analytic - central difference|')
-    assert lines[1].split()[:2] == ['step', 'h'] and len(lines) == 47
-    errors = np.array([[float(v) for v in line.split()[1:]] for line in lines[2:]])
-    assert errors[:, :-1].min() < 1e-8 < errors[:, :-1].max()      # the V of truncation and rounding
+    assert code == 0 and lines[0].startswith('# |analytic - central difference| (central)')
+    assert lines[1].split()[:3] == ['step', 'h', 'central'] and len(lines) == 2 + 77
+    rows = [line.split() for line in lines[2:]]
+    assert [float(r[0]) for r in rows[::4]] == [10.0 ** -k for k in range(1, 21)]   # 1e-1 .. 1e-20
+    central = np.array([[float(v) for v in r[1:4]] for r in rows[:45]])
+    assert central.min() < 1e-8 < central.max()                    # the V of truncation and rounding
+    assert all(r[1:4] == ['-'] * 3 and r[-1] == '-' for r in rows[45:])   # no central step below 1e-12
+    complex_step = np.array([[float(v) for v in r[4:7]] for r in rows])
+    # truncation at long steps (h^2, like central's), then flat at rounding level down to 1e-20
+    assert complex_step[0].min() > 1e3 * complex_step[40:].max() and complex_step[40:].max() < 1e-15
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and str(png) in err
 
 
@@ -382,7 +395,7 @@ BAD_ARGUMENTS = [
     ['eval', '--checkpoint', 'm.npz'], ['bench', '--iters', '0'], ['bench', '--device', 'quantum'],
     ['download'], ['fly'], [],
     ['gradcheck', '--checkpoint', 'm.npz', '--cell', 'gru'], ['gradcheck', '--level', 'cell', '--checkpoint', 'm.npz'],
-    ['gradcheck', '--tolerance', '0'], ['gradcheck', '--dropout', '1'],
+    ['gradcheck', '--tolerance', '0'], ['gradcheck', '--dropout', '1'], ['gradcheck', '--method', 'forward'],
     ['gradcheck', '--level', 'cell', '--num-layers', '2'],
 ]
 

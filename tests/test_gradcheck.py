@@ -13,6 +13,7 @@ from minirnn.errors import ConfigError
 from minirnn import gradsuite
 from minirnn.gradsuite import BUGS, check_case
 from minirnn.model import RNNLM
+from minirnn.tree import leaves, tree_map
 
 
 def test_the_module_is_the_module_and_calling_it_checks_a_model():
@@ -114,12 +115,16 @@ def test_a_function_bending_faster_than_the_step_is_inconclusive():
     assert row['verdict'] != 'OK'
 
 
-def test_a_gradient_at_rounding_level_is_inconclusive_and_says_so():
+def test_a_gradient_at_rounding_level_is_inconclusive_by_differences_and_ok_by_the_complex_step():
     m = RNNLM(10, 8, sigma=1e-5, dtype='float64', seed=0, threads=1)
     rng = np.random.default_rng(0)
     X, Y = rng.integers(0, 10, (3, 10)), rng.integers(0, 10, (3, 10))
-    row, = gc.gradcheck_model(m, X, Y, tensors=['W_hh'])
-    assert row['verdict'] == 'INCONCLUSIVE' and 'rounding' in row['reason']
+    row, = gc.gradcheck_model(m, X, Y, tensors=['W_hh'], method='central')
+    assert row['verdict'] == 'INCONCLUSIVE' and 'rounding' in row['reason'] and row['method'] == 'central'
+    row, = gc.gradcheck_model(m, X, Y, tensors=['W_hh'])              # auto
+    assert row['central_verdict'] == 'INCONCLUSIVE' and row['verdict'] == 'OK'
+    assert row['method'] == 'central+complex' and row['complex_entries'] > 0
+    assert row['max_rel_error'] < 1e-12 and row['steps'][0] == gc.COMPLEX_STEP
 
 
 def test_a_zero_gradient_has_nothing_to_compare():
@@ -171,3 +176,142 @@ def test_checks_need_float64_and_known_tensors():
         gc.gradcheck_model(m, np.zeros((1, 2), int), np.zeros((1, 2), int), tensors=['W_nope'])
     with pytest.raises(ConfigError, match='unknown cell'):
         gc.gradcheck_cell('nope')
+
+
+# --- the complex step ---------------------------------------------------------------------------
+
+COMPLEX_CASES = {
+    'rnn tanh, a random state': (dict(), True),
+    'rnn relu': (dict(activation='relu'), True),
+    'gru': (dict(cell='gru'), True),
+    'lstm': (dict(cell='lstm'), True),
+    'an embedding': (dict(embed_dim=3), False),
+    'lstm x2, dropout': (dict(cell='lstm', num_layers=2, dropout=0.3), True),
+    'rnn x2, embedding, dropout': (dict(num_layers=2, embed_dim=3, dropout=0.3), True),
+    'gru x2, the fast paths': (dict(cell='gru', num_layers=2, impl='fast'), True),
+}
+
+
+@pytest.mark.parametrize('case', COMPLEX_CASES)
+def test_complex_step_values_are_the_analytic_gradient_to_rounding(case):
+    """Every parameter and state array, every entry, of every cell, depth, embedding and dropout
+    (a fixed mask), with a gradient entering through the final state: the complex step equals
+    the backward pass to ~1e-15 of each tensor's scale (a fast model: through its reference twin)."""
+    args, random_state = COMPLEX_CASES[case]
+    m = RNNLM(7, 5, sigma=0.5, dtype='float64', seed=1, threads=1, **{'impl': 'reference', **args})
+    rng = np.random.default_rng(1)
+    X, Y, state = gradsuite.random_batch(m, 3, 6, rng, random_state)
+    dropout = 4 if m.dropout else None
+    dfinal = tree_map(lambda a: rng.standard_normal(a.shape), m.begin_state(3))
+    result = m.gradients(X, Y, state, dropout_rng=dropout, dfinal_state=dfinal)
+    analytic = {**result.grads, **dict(zip(gc.state_names(m.begin_state(3)), leaves(result.dstate)))}
+    values = gc.complex_step_gradients(m, X, Y, state, dropout_rng=dropout, dfinal_state=dfinal)
+    assert list(values) == list(analytic)
+    for name, c in values.items():
+        scale = np.abs(analytic[name]).max()
+        assert np.abs(c - analytic[name]).max() <= 1e-13 * scale, name
+
+
+def test_auto_settles_the_grus_reset_weights_at_the_books_init():
+    """The issue's case, `gradcheck --cell gru --sigma 0.01`: dL/dW_hr ~ 1e-10 beside a loss of 3.3
+    is at rounding level for every central step, and the complex step settles it."""
+    m = RNNLM(28, 16, cell='gru', sigma=0.01, dtype='float64', seed=0, impl='reference', threads=1)
+    X, Y, _ = gradsuite.random_batch(m, 4, 35, np.random.default_rng(0), False)
+    row, = gc.gradcheck_model(m, X, Y, tensors=['W_hr'], method='central', max_entries=30)
+    assert row['verdict'] == 'INCONCLUSIVE' and 'rounding level' in row['reason']
+    for method in ('auto', 'complex'):
+        row, = gc.gradcheck_model(m, X, Y, tensors=['W_hr'], method=method, max_entries=30)
+        assert row['verdict'] == 'OK' and row['scale'] < 1e-9 and row['max_rel_error'] < 1e-13, method
+        assert row['method'] == ('complex' if method == 'complex' else 'central+complex')
+
+
+@pytest.mark.parametrize('bug', BUGS)
+@pytest.mark.parametrize('cell', sorted(gradsuite.PLANT_IN))
+def test_every_planted_bug_fails_by_the_complex_step_at_the_books_init(cell, bug):
+    m = planted_model(cell, bug, 0.01)
+    rng = np.random.default_rng(3)
+    X, Y = rng.integers(0, 9, (3, 35)), rng.integers(0, 9, (3, 35))
+    buggy = gc.state_names(m.begin_state(3)) if bug == 'state gradient zeroed' else [m.target]
+    rows = gc.gradcheck_model(m, X, Y, tensors=buggy + ['b_q'], max_entries=None, method='complex')
+    verdicts = {r['name']: r['verdict'] for r in rows}
+    assert all(verdicts[name] == 'FAIL' for name in buggy), gc.format_report([(bug, rows)])
+    assert verdicts['b_q'] == 'OK'
+
+
+@pytest.mark.parametrize('bug', ['one entry 2% off', 'scaled by 1.01', 'transposed'])
+def test_a_bug_that_central_differences_cannot_see_fails_under_auto(bug):
+    """A bug planted in the GRU's W_hr at the book's init: central differences can only say
+    INCONCLUSIVE there; auto hands the entries to the complex step, which FAILs them."""
+    m = gradsuite.planted_model(bug, 'W_hr', 28, 16, cell='gru', sigma=0.01, dtype='float64', seed=0,
+                                threads=1)
+    X, Y, _ = gradsuite.random_batch(m, 4, 35, np.random.default_rng(0), False)
+    row, = gc.gradcheck_model(m, X, Y, tensors=['W_hr'], max_entries=None)
+    assert row['central_verdict'] == 'INCONCLUSIVE' and row['verdict'] == 'FAIL'
+    assert 'by the complex step' in row['reason'] and row['worst'][0]['method'] == 'complex'
+
+
+def relu_model_at_a_kink(offset):
+    """A relu model whose pre-activation A_1[0, 2] = W_xh[X[0, 0], 2] + b_h[2] is `offset`."""
+    m = RNNLM(6, 4, activation='relu', sigma=0.5, dtype='float64', seed=2, impl='reference', threads=1)
+    X, Y = np.array([[1, 2, 3, 4]]), np.array([[2, 3, 4, 5]])
+    m.params['b_h'][2] = offset - m.params['W_xh'][1, 2]
+    return m, X, Y
+
+
+def test_relus_kink_within_the_step_stays_inconclusive_with_its_reason():
+    m, X, Y = relu_model_at_a_kink(1e-9)       # db_h[2] moves A_1[0, 2] one for one: 1e-9 from 0
+    for method in ('auto', 'complex'):
+        row, = gc.gradcheck_model(m, X, Y, tensors=['b_h'], method=method)
+        assert row['verdict'] == 'INCONCLUSIVE' and 'kink' in row['reason'], method
+    assert [w['index'] for w in row['worst']] == [(2,)]
+    m, X, Y = relu_model_at_a_kink(0.3)        # far from the kink: every method settles it
+    for method in gc.METHODS:
+        row, = gc.gradcheck_model(m, X, Y, tensors=['b_h'], method=method)
+        assert row['verdict'] == 'OK', method
+
+
+def test_near_kink_reads_the_distance_along_the_step_from_the_complex_pre_activations():
+    h = 1e-20
+    A = np.array([0.5 + 2e-20j, -3e-6 + 1e-20j, 1e-3 + 0j])     # dA/dx = 2, 1, 0
+    assert gc.near_kink([A], 1e-5, h)            # |-3e-6| < 1e-5 * 1
+    assert not gc.near_kink([A], 1e-6, h)
+    assert not gc.near_kink([np.array([0.0 + 0j])], 1e-5, h)   # exactly at 0, but x does not move it
+    assert gc.near_kink([], 1e-5, h) is False and gc.near_kink(None, 1e-5, h) is None
+
+
+def test_a_forward_pass_that_amplifies_rounding_is_not_failed_by_the_complex_step():
+    """sigma 1, H=64, T=50: rounding-sized changes of the inputs move the gradient by 10%, so
+    the analytic gradient (on the fast paths' rounding) and the complex step (on the reference
+    twin's) differ that much. The jittered second step measures it: no FAIL, and the reason."""
+    m = RNNLM(28, 64, sigma=1.0, dtype='float64', seed=0, threads=1)
+    X, Y, _ = gradsuite.random_batch(m, 4, 50, np.random.default_rng(0), False)
+    row, = gc.gradcheck_model(m, X, Y, tensors=['W_hh'], method='complex', max_entries=8)
+    assert row['verdict'] == 'INCONCLUSIVE' and 'amplifies rounding' in row['reason']
+    assert row['max_rel_error'] > 1e-3 and row['uncertainty'] > 1e-3
+
+
+@pytest.mark.parametrize('impl', cells.IMPLS)
+@pytest.mark.parametrize('name', sorted(gradsuite.PLANT_IN))
+def test_every_cell_passes_the_cell_level_check_by_the_complex_step(xp, name, impl):
+    rows = gc.gradcheck_cell(name, device=device_name(xp), num_steps=6, impl=impl, method='complex',
+                             max_entries=20)
+    assert all(r['verdict'] == 'OK' and r['method'] == 'complex' for r in rows), gc.format_report([(name, rows)])
+    assert max(r['max_rel_error'] for r in rows) < 1e-13
+
+
+def test_the_report_names_the_method_that_settled_each_tensor():
+    m = RNNLM(10, 8, sigma=1e-5, dtype='float64', seed=0, threads=1)
+    X, Y = np.zeros((2, 4), int), np.ones((2, 4), int)
+    rows = gc.gradcheck_model(m, X, Y, tensors=['W_hh', 'b_q'], max_entries=10)
+    header, first, second, summary = gc.format_report([('tiny', rows)]).splitlines()
+    assert header.split()[-2:] == ['method', 'verdict']
+    assert first.split()[-2:] == ['central+complex', 'OK'] and second.split()[-2:] == ['central', 'OK']
+    assert 'tolerance 1e-06 x scale for central differences, 1e-10 for the complex step, which settled' in summary
+
+
+def test_methods_are_checked():
+    m = RNNLM(5, 3, dtype='float64', seed=0)
+    with pytest.raises(ConfigError, match='method'):
+        gc.gradcheck_model(m, np.zeros((1, 2), int), np.zeros((1, 2), int), method='forward')
+    with pytest.raises(ConfigError, match='complex_f'):
+        gc.compare('x', np.ones(2), lambda: 0.0, np.zeros(2), method='complex')

@@ -99,3 +99,36 @@ def test_column_major_linear_gives_the_same_values_in_fortran_order(xp):
     y_cols, _ = layers.linear_forward(x, W, b, column_major=True)
     assert y_cols.flags.f_contiguous
     np.testing.assert_allclose(to_numpy(y_cols), to_numpy(y_rows), rtol=1e-12)
+
+
+def test_complex_logits_carry_a_complex_step_through_the_loss(xp):
+    """The shift comes from the real parts and the rest is analytic, so Im(loss) / h of a
+    complex step on one logit is d loss / d logit, equal to backward's, and the real part is
+    the real loss."""
+    rng = np.random.default_rng(5)
+    logits = xp.asarray(rng.standard_normal((6, 5)) * 3)
+    y = xp.asarray(rng.integers(0, 5, 6))
+    loss, cache = layers.softmax_cross_entropy_forward(logits, y)
+    dlogits = to_numpy(layers.softmax_cross_entropy_backward(1.0, cache))
+    h = 1e-20
+    for index in [(0, 0), (2, 3), (5, 4)]:
+        z = logits.astype(np.complex128)
+        z[index] += 1j * h
+        complex_loss, complex_cache = layers.softmax_cross_entropy_forward(z, y)
+        assert complex(complex_loss).real == pytest.approx(float(loss), rel=1e-15)
+        assert complex(complex_loss).imag / h == pytest.approx(dlogits[index], rel=1e-13)
+        assert float(abs(to_numpy(complex_cache.exp)).max()) <= 1 + 1e-15   # the real shift keeps |exp| <= 1
+
+
+def test_a_complex_bias_widens_the_output_of_a_real_product(xp):
+    rng = np.random.default_rng(6)
+    x, W = xp.asarray(rng.standard_normal((4, 3))), xp.asarray(rng.standard_normal((3, 2)))
+    b = xp.asarray(rng.standard_normal(2))
+    bc = b.astype(np.complex128)
+    bc[1] += 1e-20j
+    for column_major in (False, True):
+        y, _ = layers.linear_forward(x, W, b, column_major=column_major)
+        yc, _ = layers.linear_forward(x, W, bc, column_major=column_major)
+        assert y.dtype == np.float64 and yc.dtype == np.complex128
+        np.testing.assert_array_equal(to_numpy(yc.real), to_numpy(y))
+        np.testing.assert_array_equal(to_numpy(yc.imag / 1e-20), [[0, 1]] * 4)

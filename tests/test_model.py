@@ -332,3 +332,35 @@ def test_one_schema_for_a_model_its_training_configuration_checkpoint_and_option
                 assert field.metadata['help'] in options[field.name].help, (command, field.name)
     with pytest.raises(ConfigError, match='dropout'):
         ModelConfig(dropout=1.0)
+
+
+def test_tape_at_is_the_forward_pass_at_given_parameters_and_carries_complex_steps():
+    """Real parameters give loss()'s loss to the bit; a complex step on a parameter or the state
+    gives its derivative as Im(loss) / h, on the reference cells; the fast paths refuse it."""
+    rng = np.random.default_rng(9)
+    m = RNNLM(7, 4, sigma=0.5, dtype='float64', seed=9, num_layers=2, embed_dim=3, dropout=0.3,
+              impl='reference')
+    X, Y = data(rng, 7, 2, 5)
+    state = tuple(rng.standard_normal((2, 4)) for _ in range(2))
+    tape = m.tape_at(dict(m.params), X, Y, state, dropout_rng=3)
+    assert isinstance(tape.loss, float) and tape.loss == m.loss(X, Y, state, dropout_rng=3).loss
+    result = m.gradients(X, Y, state, dropout_rng=3)
+    h = 1e-20
+    for name in ('W_emb', 'W_hh_l1', 'b_q'):
+        z = m.params[name].astype(np.complex128)
+        z.reshape(-1)[1] += 1j * h
+        loss = m.tape_at({**m.params, name: z}, X, Y, state, dropout_rng=3).loss
+        assert isinstance(loss, complex) and loss.real == pytest.approx(tape.loss, rel=1e-15)
+        assert loss.imag / h == pytest.approx(result.grads[name].reshape(-1)[1], rel=1e-12), name
+    z = state[0].astype(np.complex128)
+    z[1, 2] += 1j * h
+    loss = m.tape_at(None, X, Y, (z, state[1]), dropout_rng=3).loss
+    assert loss.imag / h == pytest.approx(result.dstate[0][1, 2], rel=1e-12)
+    fast = m.converted(impl='fast')
+    with pytest.raises(ConfigError, match='reference cells'):
+        fast.tape_at({**m.params, 'b_q': m.params['b_q'].astype(np.complex128)}, X, Y)
+    assert fast.tape_at(None, X, Y).loss == pytest.approx(m.loss(X, Y).loss, rel=1e-13)   # real: fine
+    with pytest.raises(ConfigError, match='keys'):
+        m.tape_at({'W_hq': m.params['W_hq']}, X, Y)
+    with pytest.raises(ConfigError, match='shape'):
+        m.tape_at({**m.params, 'b_q': np.zeros(3)}, X, Y)

@@ -97,8 +97,9 @@ def setup(cell, seed=0):
     return model, tm
 
 
-@pytest.mark.parametrize('cell', ['rnn', 'lstm'])
-def test_loss_gradients_and_state_equal_pytorchs_layers(cell):
+def reference_case(cell):
+    """The cases' model and batch (a random initial state, dropout masks), and PyTorch's run of
+    it: (model, X, Y, state, masks, tstates (their .grad set), finals, loss)."""
     model, tm = setup(cell)
     rng = np.random.default_rng(1)
     X, Y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
@@ -108,12 +109,17 @@ def test_loss_gradients_and_state_equal_pytorchs_layers(cell):
     # the masks minirnn draws for dropout_rng=seed 5 (per layer, (B, T, H))
     masks = model.dropout_masks(np.random.default_rng(5), B, T)
     assert 0.2 < float(np.mean([(m == 0).mean() for m in masks])) < 0.6      # dropout is on
-    result = model.gradients(X, Y, state, dropout_rng=np.random.default_rng(5))
-
     tstates = [to_torch_state(cell, s) for s in state]
     logits, finals = tm(torch.tensor(X), tstates, [torch.tensor(m) for m in masks])
     loss = nn.functional.cross_entropy(logits.reshape(-1, V), torch.tensor(Y).reshape(-1))
     loss.backward()
+    return model, tm, X, Y, state, masks, tstates, finals, loss
+
+
+@pytest.mark.parametrize('cell', ['rnn', 'lstm'])
+def test_loss_gradients_and_state_equal_pytorchs_layers(cell):
+    model, tm, X, Y, state, masks, tstates, finals, loss = reference_case(cell)
+    result = model.gradients(X, Y, state, dropout_rng=np.random.default_rng(5))
 
     assert result.loss == pytest.approx(loss.item(), rel=1e-12)
     expected = torch_grads(tm, cell)
@@ -220,3 +226,21 @@ def test_pytorchs_second_bias_doubles_the_bias_step_under_adam(cell):
         else:
             np.testing.assert_allclose((theirs[name] - start[name]).numpy(), step, rtol=1e-3, atol=1e-9,
                                        err_msg=name)
+
+
+@pytest.mark.parametrize('cell', ['rnn', 'lstm'])
+def test_complex_step_derivatives_equal_pytorchs_autograd(cell):
+    """The gradient checks' complex step, Im L(x + ih e_i) / h on minirnn's own forward pass (the
+    reference cells, an embedding, two layers, dropout, a random initial state), is PyTorch's
+    autograd for every entry of every parameter and of the initial state, to 1e-12 of each
+    tensor's scale: two independent derivatives of one function."""
+    from minirnn.gradcheck import complex_step_gradients, state_names
+    model, tm, X, Y, state, masks, tstates, _, _ = reference_case(cell)
+    values = complex_step_gradients(model, X, Y, state, masks=masks)
+    expected = torch_grads(tm, cell)
+    torch_state = [s.grad.numpy()[0] for layer in tstates for s in ((layer,) if cell == 'rnn' else layer)]
+    expected.update(zip(state_names(model.begin_state(B)), torch_state))
+    assert set(values) == set(expected)
+    for name, g in expected.items():
+        scale = np.abs(g).max()
+        assert scale > 0 and np.abs(values[name] - g).max() <= 1e-12 * scale, name

@@ -91,6 +91,26 @@ def test_the_toy_cell_passes_the_gradient_check(num_layers):
     assert all(r['ok'] for r in rows), rows
 
 
+def test_a_cell_that_casts_complex_values_to_real_is_told_so_by_the_complex_step():
+    """The toy cell allocates its states in the input term's dtype: a complex W_hh would be cast
+    to real there, dropping the derivative. That raises instead of giving a wrong zero; auto
+    keeps the central differences' verdict, which settles every tensor here."""
+    from minirnn.errors import ConfigError
+    rng = np.random.default_rng(2)
+    model = RNNLM(6, 4, sigma=0.5, dtype='float64', cell='toy', seed=2)
+    X, Y = rng.integers(0, 6, (3, 5)), rng.integers(0, 6, (3, 5))
+    with pytest.raises(ConfigError, match="cell 'toy' casts complex values to real"):
+        gradcheck(model, X, Y, tensors=['W_hh'], method='complex')
+    row, = gradcheck(model, X, Y, tensors=['W_xh'], method='complex')    # X W_xh is complex: it carries
+    assert row['verdict'] == 'OK'
+    rows = gradcheck(model, X, Y, method='auto')
+    assert all(r['verdict'] == 'OK' and r['method'] == 'central' for r in rows)
+    tiny = RNNLM(6, 4, sigma=1e-5, dtype='float64', cell='toy', seed=2)     # W_hh's gradient at rounding level
+    row, = gradcheck(tiny, X, Y, tensors=['W_hh'], method='auto')
+    assert row['verdict'] == 'INCONCLUSIVE' and 'rounding level' in row['reason']
+    assert 'the complex step is unavailable' in row['reason']
+
+
 def test_threads_splitting_the_batch_give_the_reference_result(monkeypatch):
     from minirnn import parallel
     monkeypatch.setattr(parallel, 'MIN_WORK_PER_STEP', 1)

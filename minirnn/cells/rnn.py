@@ -71,6 +71,19 @@ def forward(params, X, state, *, activation='tanh'):
     return H[1:], H[num_steps].copy(), RNNCache(x_cache, H, activation)
 
 
+def preactivations(params, cache):
+    """A_t = X_t W_xh + H_{t-1} W_hh + b_h for every step, (T, B, H), recomputed from forward's cache.
+
+    relu is not differentiable where A_t = 0: the gradient checks read A (complex under a complex
+    step, Im A / h being dA/dx along it) to tell how near the step passes a kink.
+    """
+    xp = xp_of(cache.H)
+    inner, W_xh = cache.X.inner, params['W_xh']
+    # the input term again: a row gather for token ids, a product for a dense input (T*B, D)
+    XW_xh = xp.take(W_xh, inner.ids, axis=0) if cache.X.one_hot else inner.x @ W_xh
+    return XW_xh.reshape(cache.H[1:].shape) + cache.H[:-1] @ params['W_hh'] + params['b_h']
+
+
 def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     """BPTT: the gradients of forward's inputs, given dL/dH_t from above for every step.
 
