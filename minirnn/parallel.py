@@ -177,13 +177,15 @@ def share(model, X, Y, dropout_rng, comm):
 
     The dropout masks are drawn for the whole batch (every process draws the same ones from the
     same Generator) and then cut, so each row gets the mask a one-process run gives it;
-    weight = this process's rows / the batch's (0.0 when it has none).
+    weight = this process's rows / the batch's (0.0 when it has none). X and Y are checked
+    whole (model.inputs), before their rows are cut.
     """
-    masks = model.dropout_masks(dropout_rng, *np.shape(X))
-    rows = comm.rows(len(X))
+    X, Y, _ = model.inputs(X, Y)
+    masks = model.dropout_masks(dropout_rng, *X.shape)
+    rows = comm.rows(X.shape[0])
     if masks is not None:
         masks = tuple(m[rows] for m in masks)
-    return X[rows], Y[rows], masks, (rows.stop - rows.start) / len(X)
+    return X[rows], Y[rows], masks, (rows.stop - rows.start) / X.shape[0]
 
 
 def no_rows(model, num_steps, record_steps=False):
@@ -235,7 +237,7 @@ def gradients(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=None, t
     """
     X, Y, masks, weight = share(model, X, Y, dropout_rng, comm)
     if not weight:
-        return comm.merge(no_rows(model, np.shape(X)[1], options.get('record_steps')), 0.0, model.params)
+        return comm.merge(no_rows(model, X.shape[1], options.get('record_steps')), 0.0, model.params)
     X, Y, state = model.inputs(X, Y, state)
     if dfinal_state is not None:          # checked whole, before its rows are cut
         dfinal_state = model.check_state('dfinal_state', dfinal_state, X.shape[0])

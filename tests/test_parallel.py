@@ -79,3 +79,12 @@ def test_threads_with_dropout_give_the_reference_result(monkeypatch):
         np.testing.assert_allclose(b.grads[k], a.grads[k], rtol=1e-10, atol=1e-14)
     for x, y in zip(a.dH_steps, b.dH_steps):
         np.testing.assert_allclose(y, x, rtol=1e-10, atol=1e-14)
+
+
+def test_a_batch_is_checked_whole_before_its_rows_are_cut_for_dropout():
+    from minirnn import parallel
+    model = RNNLM(5, 4, seed=0, dropout=0.5)
+    with pytest.raises(ConfigError, match=r'X must have shape \(batch_size, num_steps\), got \(6,\)'):
+        parallel.gradients(model, np.zeros(6, int), np.zeros(6, int), dropout_rng=0)
+    with pytest.raises(ConfigError, match=r'token ids must be integers in \[0, 5\)'):
+        parallel.gradients(model, [[0, 9]], [[1, 2]], dropout_rng=0)
