@@ -161,7 +161,12 @@ def invoked_as(argv0=None):
     return 'minirnn'
 
 
-TYPES = {'positive_int': positive_int, 'positive_float': positive_float, 'fraction': fraction}
+def probability(s):
+    return _float(s, 'a probability in [0, 1]', minimum=0, maximum=1)
+
+
+TYPES = {'positive_int': positive_int, 'positive_float': positive_float, 'fraction': fraction,
+         'probability': probability, 'non_negative_float': non_negative_float}
 
 
 def model_fields():

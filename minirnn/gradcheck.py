@@ -277,9 +277,11 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
     """Check every gradient of model.gradients against finite differences of the loss.
 
     Args: model, an RNNLM in float64; X, Y (B, T) token ids; state shaped as
-          model.begin_state(B), or None for zeros; dropout_rng, an int seed (the same dropout
-          masks at every evaluation) or None (no dropout); dfinal_state, a gradient entering
-          through the final state (then f = loss + sum(final_state * dfinal_state)), or None;
+          model.begin_state(B), or None for zeros; dropout_rng, an int seed (a training pass
+          with the same masks at every evaluation: dropout, variational dropout, weight drop,
+          zoneout, and AR/TAR's terms in f) or None (evaluation); dfinal_state, a gradient
+          entering through the final state (then f = objective + sum(final_state *
+          dfinal_state)), or None;
           tensors, names of the tensors to check (default: every parameter and state array);
           max_entries, how many entries per tensor (a seeded sample when it is larger);
           seed, for that sample; step, the first h; tolerance, delta (module docstring).
@@ -296,7 +298,7 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
     result = model.gradients(X, Y, state, dropout_rng=dropout_rng, dfinal_state=dfinal_state)
 
     def f():
-        loss, final = model.loss(X, Y, state, dropout_rng=dropout_rng)
+        loss, final = model.objective(X, Y, state, dropout_rng=dropout_rng)
         if dfinal_state is None:
             return loss
         return loss + sum(float((s * g).sum()) for s, g in zip(leaves(final), leaves(dfinal_state)))

@@ -50,7 +50,7 @@ def check_case(model_args, batch_size, num_steps, random_state, *, device='cpu',
     args = {'vocab_size': 7, 'num_hiddens': 6, 'sigma': 0.5, **model_args}
     model = RNNLM(**args, dtype='float64', device=device, seed=seed, threads=1)
     X, Y, state = random_batch(model, batch_size, num_steps, make_rng(seed), random_state)
-    dropout_rng = seed if model.dropout else None
+    dropout_rng = seed if model.has_training_mode else None   # fixed masks: the same every evaluation
     return gradcheck_model(model, X, Y, state, dropout_rng=dropout_rng, seed=seed, **options)
 
 
@@ -95,7 +95,7 @@ def step_sweep(model, X, Y, state=None, *, tensor='W_hh', steps=None, entries=3)
     state = model.begin_state(len(X)) if state is None else state
 
     def f():
-        return model.loss(X, Y, state)[0]
+        return model.objective(X, Y, state)[0]
     f0 = f()
     x = model.params[tensor]
     a = to_numpy(result.grads[tensor]).astype(np.float64).reshape(-1)

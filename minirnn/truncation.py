@@ -151,7 +151,7 @@ class Full(Detach):
             for k, g in part.grads.items():
                 grads[k] += g
             dstate = part.dstate
-        return Gradients(first.loss, grads, first.state, dstate, first.dH_steps)
+        return Gradients(first.loss, grads, first.state, dstate, first.dH_steps, first.penalty)
 
 
 def tape_bytes(tree):

@@ -302,7 +302,7 @@ def run_epoch(run, interrupt, report, command):
     report.start_epoch(epoch, len(run.loader), run.progress.batches)
     try:
         finished = train_epoch(run.model, run.loader, run.optimizer, run.config.clip, epoch, run.progress,
-                               interrupt, run.rngs['dropout'] if run.config.dropout else None,
+                               interrupt, run.rngs['dropout'] if run.model.has_training_mode else None,
                                schedule=run.schedule, max_loss=run.max_loss, truncation=run.truncation,
                                monitor=run.monitor, on_batch=lambda progress: feedback(run, report, progress))
     except DivergenceError as exc:
