@@ -318,7 +318,7 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
 
 def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5, activation=None,
                    device='cpu', seed=0, max_entries=100, step=STEP, tolerance=TOLERANCE,
-                   impl='reference'):
+                   impl='reference', dropout_hidden=0.0, zoneout=0.0, zoneout_cell=0.0):
     """Check one recurrent cell's backward pass alone, against f = sum(Hs * dHs) + sum(final * dfinal).
 
     Random upstream gradients dHs (T, B, H) and dfinal (shaped as the state) enter at every
@@ -328,7 +328,9 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
     Args: cell, a name in cells.CELLS or a module with the interface of cells/__init__.py;
           sizes B, T, H; sigma, the std of the random parameters (biases too, so no path is
           zero); activation, one of the cell's (default its first); device 'cpu' or 'gpu';
-          impl, for a cell named by a string: 'fast' or 'reference' (cells.implementation).
+          impl, for a cell named by a string: 'fast' or 'reference' (cells.implementation);
+          dropout_hidden, zoneout, zoneout_cell: the regularisers inside the recurrence
+              (those in the cell's REGULARISERS), their masks drawn once from the seed.
     Returns: report rows (see `compare`): every cell parameter, then the dense input 'X'
         (T, B, H), then the state's arrays.
 
@@ -356,11 +358,12 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
     state = tree_map(lambda a: normal(a.shape, 0.5), cell.begin_state(B, H, xp, np.float64))
     dHs = normal((T, B, H))
     dfinal = tree_map(lambda a: normal(a.shape), state)
-    _, _, cache = cell.forward(params, X, state, activation=activation)
+    regularisers = _cell_masks(cell, state, rng, xp, T, dropout_hidden, zoneout, zoneout_cell)
+    _, _, cache = cell.forward(params, X, state, activation=activation, **regularisers)
     grads, dX, dstate = cell.backward(params, dHs, cache, dfinal)
 
     def f():
-        Hs, final, _ = cell.forward(params, X, state, activation=activation)
+        Hs, final, _ = cell.forward(params, X, state, activation=activation, **regularisers)
         return float((Hs * dHs).sum()) + sum(float((s * g).sum()) for s, g in zip(leaves(final), leaves(dfinal)))
 
     checked = [(k, grads.get(k), p) for k, p in params.items()]
@@ -372,6 +375,29 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
     sample_rng, f0 = make_rng(seed), f()
     return [compare(name, g, f, x, f0=f0, max_entries=max_entries, rng=sample_rng, step=step,
                     tolerance=tolerance) for name, g, x in checked]
+
+
+def _cell_masks(cell, state, rng, xp, num_steps, dropout_hidden, zoneout, zoneout_cell):
+    """gradcheck_cell's fixed masks: hidden_mask (B, H) and zoneout (T, B, H) per zoned state
+    array, as a training pass draws them (layers.dropout_mask, layers.zoneout_mask)."""
+    from . import layers
+    supported = getattr(cell, 'REGULARISERS', ())
+    checks.number('dropout_hidden', dropout_hidden, minimum=0, below=1)
+    for name, value in (('dropout_hidden', dropout_hidden), ('zoneout', zoneout), ('zoneout_cell', zoneout_cell)):
+        checks.number(name, value, minimum=0, maximum=1)
+        if value and name not in supported:
+            raise ConfigError(f'this cell does not take {name} (its REGULARISERS: {", ".join(supported) or "none"})')
+    options, dtype = {}, np.dtype(np.float64)
+    batch_size, num_hiddens = leaves(state)[0].shape
+    if dropout_hidden:
+        options['hidden_mask'] = xp.asarray(layers.dropout_mask(rng, (batch_size, num_hiddens), dropout_hidden, dtype))
+    if zoneout or zoneout_cell:
+        target = cell.hidden(state)
+        options['zoneout'] = tree_map(
+            lambda a: None if not (zoneout if a is target else zoneout_cell) else xp.asarray(
+                layers.zoneout_mask(rng, (num_steps,) + a.shape, zoneout if a is target else zoneout_cell, dtype)),
+            state)
+    return options
 
 
 # --- the report ---------------------------------------------------------------------------------

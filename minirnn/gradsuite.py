@@ -13,7 +13,9 @@ from .tree import tree_map
 
 # The default suite: small float64 models that take every code path. sigma=0.5, vocabulary 7,
 # H = 6 unless a case says otherwise; each row: label, RNNLM arguments, B, T, random initial
-# state. Dropout cases use a fixed mask (an int dropout seed).
+# state. Cases with a training mode (dropout, the regularisers through time: each at one and
+# at two layers) check a training pass with fixed masks (an int dropout seed), AR/TAR's
+# terms included in the loss.
 DEFAULT_CASES = (
     ('tanh',                          dict(activation='tanh'),                            3, 5, False),
     ('relu',                          dict(activation='relu'),                            3, 5, False),
@@ -27,6 +29,18 @@ DEFAULT_CASES = (
     ('gru, 2 layers, dropout',        dict(cell='gru', num_layers=2, dropout=0.3, num_hiddens=4), 3, 4, True),
     ('lstm, 2 layers, dropout',       dict(cell='lstm', num_layers=2, dropout=0.3, num_hiddens=4), 3, 4, True),
     ('rnn, 2 layers, embedding',      dict(num_layers=2, embed_dim=3),                    2, 4, True),
+    ('variational dropout',           dict(embed_dim=4, dropout_input=0.3, dropout_output=0.3,
+                                           dropout_hidden=0.3),                           3, 5, True),
+    ('lstm, 2 layers, variational dropout', dict(cell='lstm', num_layers=2, embed_dim=3, dropout_input=0.3,
+                                                 dropout_output=0.3, dropout_hidden=0.3, num_hiddens=4), 3, 4, True),
+    ('gru, weight drop',              dict(cell='gru', weight_drop=0.4),                  3, 5, True),
+    ('lstm, 2 layers, weight drop',   dict(cell='lstm', num_layers=2, weight_drop=0.4, num_hiddens=4), 3, 4, True),
+    ('zoneout',                       dict(zoneout=0.4),                                  3, 5, True),
+    ('lstm, 2 layers, zoneout on H and C', dict(cell='lstm', num_layers=2, zoneout=0.3, zoneout_cell=0.5,
+                                                num_hiddens=4),                           3, 4, True),
+    ('AR/TAR',                        dict(ar=2.0, tar=1.0),                              3, 5, True),
+    ('gru, 2 layers, AR/TAR, dropout', dict(cell='gru', num_layers=2, ar=2.0, tar=1.0, dropout=0.3,
+                                            num_hiddens=4),                               3, 4, True),
 )
 
 
@@ -77,6 +91,7 @@ def check_checkpoint(path, *, batch_size=4, num_steps=35, device='cpu', seed=0, 
 def check_cell(cell, *, seed=0, impl='reference', **options):
     """gradcheck_cell for `cell` (under `impl`) as [(label, rows)], the shape format_report takes."""
     label = f'cell {cell}' + (' (fast)' if impl == 'fast' else '')
+    label += ''.join(f', {k} {options[k]:g}' for k in ('dropout_hidden', 'zoneout', 'zoneout_cell') if options.get(k))
     return [(label, gradcheck_cell(cell, seed=seed, impl=impl, **options))]
 
 

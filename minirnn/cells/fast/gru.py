@@ -50,7 +50,8 @@ def forward(params, XW, state, *, activation='tanh', hidden_mask=None, zoneout=N
     Hc = xp.empty((num_steps, batch_size, h), dtype=XW.dtype)
     RH = xp.empty_like(Hc)
     H_read = None if hidden_mask is None else xp.empty_like(Hc)      # [variational dropout]
-    mixed = None if zoneout is None else xp.empty_like(Hc[0])         # [zoneout] scratch
+    if zoneout is not None:     # [zoneout] 1 - M once per call; the mix is exact where M is 0 or 1
+        keep_new, kept = 1 - zoneout, xp.empty_like(Hc[0])
     H[0] = state
     for t in range(1, num_steps + 1):
         H_prev, zr = H[t - 1], ZR[t - 1]
@@ -78,10 +79,10 @@ def forward(params, XW, state, *, activation='tanh', hidden_mask=None, zoneout=N
         xp.subtract(H_prev, Hc_t, out=H_t)
         H_t *= zr[:, :h]
         H_t += Hc_t
-        if mixed is not None:               # [zoneout] H_t <- H_t + M_t * (H_{t-1} - H_t)
-            xp.subtract(H_prev, H_t, out=mixed)
-            mixed *= zoneout[t - 1]
-            H_t += mixed
+        if zoneout is not None:             # [zoneout] H_t <- (1 - M_t) * H_t + M_t * H_{t-1}
+            H_t *= keep_new[t - 1]
+            xp.multiply(H_prev, zoneout[t - 1], out=kept)
+            H_t += kept
     cache = GRUCache(H, ZR, Hc, RH, H_read, hidden_mask, zoneout)
     return H[1:], H[num_steps].copy(), cache
 

@@ -58,7 +58,9 @@ def forward(params, XW, state, *, activation='tanh', hidden_mask=None, zoneout=N
     tanhC = xp.empty((num_steps, batch_size, h), dtype=XW.dtype)
     H_read = None if hidden_mask is None else xp.empty_like(tanhC)   # [variational dropout]
     zone_h, zone_c = (None, None) if zoneout is None else zoneout
-    mixed = None if zoneout is None else xp.empty_like(tanhC[0])      # [zoneout] scratch
+    if zoneout is not None:     # [zoneout] 1 - M once per call; the mix is exact where M is 0 or 1
+        keep_h, keep_c = (None if M is None else 1 - M for M in zoneout)
+        kept = xp.empty_like(tanhC[0])
     H[0], C[0] = H0, C0
     for t in range(1, num_steps + 1):
         g = gates[t - 1]                                                   # (B, 4H)
@@ -88,14 +90,14 @@ def forward(params, XW, state, *, activation='tanh', hidden_mask=None, zoneout=N
         xp.tanh(C_t, out=scratch)                                          # now tanh(C_t)
         H_t = H[t]
         xp.multiply(O_t, scratch, out=H_t)
-        if zone_c is not None:              # [zoneout] C_t <- C_t + M^c_t * (C_{t-1} - C_t)
-            xp.subtract(C[t - 1], C_t, out=mixed)
-            mixed *= zone_c[t - 1]
-            C_t += mixed
-        if zone_h is not None:              # [zoneout] H_t <- H_t + M^h_t * (H_{t-1} - H_t)
-            xp.subtract(H[t - 1], H_t, out=mixed)
-            mixed *= zone_h[t - 1]
-            H_t += mixed
+        if zone_c is not None:              # [zoneout] C_t <- (1 - M^c_t) * C_t + M^c_t * C_{t-1}
+            C_t *= keep_c[t - 1]
+            xp.multiply(C[t - 1], zone_c[t - 1], out=kept)
+            C_t += kept
+        if zone_h is not None:              # [zoneout] H_t <- (1 - M^h_t) * H_t + M^h_t * H_{t-1}
+            H_t *= keep_h[t - 1]
+            xp.multiply(H[t - 1], zone_h[t - 1], out=kept)
+            H_t += kept
     final = (H[num_steps].copy(), C[num_steps].copy())
     return H[1:], final, LSTMCache(H, C, gates, tanhC, H_read, hidden_mask, zoneout)
 

@@ -44,6 +44,8 @@ def forward(params, XW, state, *, activation='tanh', hidden_mask=None, zoneout=N
     XWb = XW + params['b_h']               # (T, B, H): the bias added once, not once per step
     H_read = None if hidden_mask is None else xp.empty_like(XWb)    # [variational dropout]
     H_new = None if zoneout is None else xp.empty_like(XWb)         # [zoneout]
+    if zoneout is not None:     # 1 - M once per call; the mix below is exact where M is 0 or 1
+        keep_new, kept = 1 - zoneout, xp.empty_like(XWb[0])
     for t in range(1, num_steps + 1):
         # H_t = phi(XWb_t + H_{t-1} W_hh), computed in place in the state buffer. One view
         # object serves as input and output: CuPy copies an input that is another view of
@@ -59,11 +61,11 @@ def forward(params, XW, state, *, activation='tanh', hidden_mask=None, zoneout=N
             xp.tanh(H_t, out=H_t)
         else:
             xp.maximum(H_t, 0, out=H_t)
-        if H_new is not None:              # [zoneout] H_t = phi(A_t) + M_t * (H_{t-1} - phi(A_t))
+        if H_new is not None:              # [zoneout] H_t = (1 - M_t) * phi(A_t) + M_t * H_{t-1}
             out = H[t]
-            xp.subtract(H[t - 1], H_t, out=out)
-            out *= zoneout[t - 1]
-            out += H_t
+            xp.multiply(H_t, keep_new[t - 1], out=out)
+            xp.multiply(H[t - 1], zoneout[t - 1], out=kept)
+            out += kept
     return H[1:], H[num_steps].copy(), RNNCache(H, activation, H_read, H_new, hidden_mask, zoneout)
 
 
