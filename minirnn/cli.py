@@ -9,12 +9,14 @@ NaN, infinite or above stopping.DIVERGENCE_FACTOR x max(log V, the untrained mod
 interrupted. Each error is one line on stderr, never a traceback.
 """
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import secrets
 import sys
-import time
+import warnings
 from pathlib import Path
 
 from minirnn.model import IN_CELL, REGULARISATION, ModelConfig
@@ -121,9 +123,18 @@ gradient norm, ends the run with exit status 3; model.npz and best.npz keep the 
 epoch, and history.jsonl records the diverged one with "diverged": true.
 
 """ + EXIT_STATUS,
-    'generate': """example:
-  {prog} generate --checkpoint runs/sherlock/best.npz --prefix 'the door' --num-preds 200 \\
-      --temperature 0.8 --seed 1""",
+    'generate': """examples:
+  {prog} generate --checkpoint runs/sherlock/best.npz --prefix 'the door' --num-preds 200
+  {prog} generate --checkpoint runs/sherlock/best.npz --prefix 'the door' --temperature 0.8 \\
+      --num-samples 3 --seed 1              # three samples, seeded 1, 2 and 3
+  {prog} generate --checkpoint runs/sherlock/best.npz --num-preds 200 --strategy sample --seed 1
+  echo 'the door' | {prog} generate --checkpoint runs/sherlock/best.npz --prefix-file -
+  {prog} generate --checkpoint runs/sherlock/best.npz --prefix 'the door' --strategy beam --beam-size 8
+
+Without a prefix the model starts after a newline, or from a token drawn with --seed when its
+vocabulary has no newline. Prefix tokens it never saw are read as <unk>, with a warning.
+--temperature 0 is greedy. Beam search prints its text, then a line with the natural log of the
+probability of the generated tokens.""",
     'eval': """example:
   {prog} eval --checkpoint runs/sherlock/best.npz --data war_of_the_worlds""",
     'gradcheck': """examples:
@@ -345,7 +356,8 @@ def _train_bptt_and_bookkeeping(p, option):
            type=positive_float)
     option(g, '--max-tape-mb', 'full truncation: memory for the epoch\'s kept batches', type=positive_int)
     g = p.add_argument_group('bookkeeping')
-    g.add_argument('--out', default=None, help='run directory (default: runs/<date-time>)')
+    g.add_argument('--out', default=None, help='run directory (default: the first of runs/v1, runs/v2, ... '
+                   'that holds no run)')
     g.add_argument('--resume', action='store_true', default=False, help='continue the run in --out')
     g.add_argument('--overwrite', action='store_true', default=False, help='start over in an --out that holds a run')
     option(g, '--seed', 'seed for initialisation and batching', type=non_negative_int)
@@ -364,21 +376,36 @@ def _train_bptt_and_bookkeeping(p, option):
 
 def add_generate(sub):
     from minirnn.backend import DEVICES
-    from minirnn.generate import STRATEGIES
-    p = sub.add_parser('generate', help='continue a prefix with a trained model')
+    from minirnn.generate import BEAM_SIZE, STRATEGIES
+    p = sub.add_parser('generate', help='continue a prefix, or start from nothing, with a trained model')
     p.add_argument('--checkpoint', required=True, help='a model.npz or best.npz written by train')
-    p.add_argument('--prefix', required=True, help='text to continue')
+    source = p.add_mutually_exclusive_group()
+    source.add_argument('--prefix', default=None,
+                        help='text to continue (default: none; the model starts after a newline, or, '
+                        'when its vocabulary has none, from a token drawn with --seed)')
+    source.add_argument('--prefix-file', default=None, metavar='PATH',
+                        help='read the prefix from a file, or - for stdin, less one final newline '
+                        '(default: none)')
+    p.add_argument('--encoding', default='utf-8', help='text encoding of --prefix-file')
     p.add_argument('--num-preds', type=non_negative_int, default=50, help='tokens to generate')
+    p.add_argument('--num-samples', type=positive_int, default=1,
+                   help='texts to sample, sample i (from 0) seeded with --seed + i (more than 1 '
+                   'implies --strategy sample)')
     p.add_argument('--strategy', choices=STRATEGIES, default=None,
-                   help='greedy (argmax, the book) or sample (default: greedy; sample when --temperature, '
-                   '--alpha or --top-k is given)')
-    p.add_argument('--temperature', type=positive_float, default=None,
-                   help='sample from softmax(logits / temperature) (default: 1; implies --strategy sample)')
+                   help='greedy (argmax, the book), sample, or beam (the most likely continuation '
+                   'a beam search of --beam-size finds, with its log-probability) (default: greedy; '
+                   'sample when --temperature, --alpha, --top-k or --num-samples is given)')
+    p.add_argument('--temperature', type=non_negative_float, default=None,
+                   help='sample from softmax(logits / temperature); 0 is greedy (default: 1; implies '
+                   '--strategy sample)')
     p.add_argument('--alpha', type=positive_float, default=None,
                    help='sharpening: sample from P^alpha (default: 1; implies --strategy sample)')
     p.add_argument('--top-k', type=positive_int, default=None,
                    help='sample among the k most likely tokens (default: all; implies --strategy sample)')
-    p.add_argument('--seed', type=non_negative_int, default=None, help='seed for sampling (default: fresh entropy)')
+    p.add_argument('--beam-size', type=positive_int, default=None,
+                   help=f'continuations --strategy beam keeps at each step (default: {BEAM_SIZE})')
+    p.add_argument('--seed', type=non_negative_int, default=None,
+                   help='seed for sampling and for the start without a prefix (default: fresh entropy)')
     p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
     p.set_defaults(func=cmd_generate, check=check_generate)
 
@@ -388,7 +415,7 @@ def add_eval(sub):
     p = sub.add_parser('eval', help='perplexity of a text under a trained model')
     p.add_argument('--checkpoint', required=True, help='a model.npz or best.npz written by train')
     p.add_argument('--data', required=True, help='a registered corpus or a text file')
-    p.add_argument('--encoding', default='utf-8', help='text encoding of --data')
+    p.add_argument('--encoding', default=None, help='text encoding of --data (default: the training text\'s)')
     p.add_argument('--max-tokens', type=max_tokens, default=None,
                    help='evaluate the first N tokens only (default: all)')
     p.add_argument('--batch-size', type=positive_int, default=64, help='rows evaluated in parallel')
@@ -488,14 +515,28 @@ def add_download(sub):
 
 
 def check_generate(args):
-    """Sampling options imply --strategy sample; with an explicit greedy they are a mistake."""
+    """Sampling options (and --num-samples) imply --strategy sample; with greedy or beam they are a
+    mistake, and so is --beam-size without beam."""
     given = [flag for flag, value in (('--temperature', args.temperature), ('--alpha', args.alpha),
                                       ('--top-k', args.top_k)) if value is not None]
-    if given and args.strategy == 'greedy':
-        flags = ' and '.join(given)
-        return (f'{flags} only {"affects" if len(given) == 1 else "affect"} sampling, and --strategy greedy '
-                f'does not sample; drop --strategy greedy to sample, or drop {flags}')
-    args.strategy = args.strategy or ('sample' if given else 'greedy')
+    flags = ' and '.join(given)
+    if args.strategy == 'beam':
+        if given:
+            return (f'{flags} shape sampling, and --strategy beam ranks continuations by the model\'s '
+                    f'own probabilities; drop {flags}, or sample with --strategy sample')
+        if args.num_samples > 1:
+            return ('--strategy beam finds one text, the most likely it can; drop --num-samples, or '
+                    'draw several with --strategy sample')
+    elif args.beam_size is not None:
+        return '--beam-size is the width of beam search: add --strategy beam, or drop --beam-size'
+    if args.strategy == 'greedy':
+        if given:
+            return (f'{flags} only {"affects" if len(given) == 1 else "affect"} sampling, and --strategy '
+                    f'greedy does not sample; drop --strategy greedy to sample, or drop {flags}')
+        if args.num_samples > 1:
+            return ('--strategy greedy gives the same text every time; drop it to draw --num-samples '
+                    'samples')
+    args.strategy = args.strategy or ('sample' if given or args.num_samples > 1 else 'greedy')
     args.temperature = 1.0 if args.temperature is None else args.temperature
     args.alpha = 1.0 if args.alpha is None else args.alpha
     return None
@@ -515,27 +556,35 @@ def cmd_train(args):
             raise ConfigError('--resume needs the --out directory of the run to continue')
         if getattr(args, 'preset', None):
             raise ConfigError('--preset starts a new run; --resume continues with the saved settings')
-    args.out_path = args.out or Path('runs') / time.strftime('%Y%m%d-%H%M%S')
-    out = RunDir(args.out_path)
+    args.out_path = args.out or next_run_dir()
+    out, note = RunDir(args.out_path), None
     if args.resume:       # the saved settings, with the options given now on top
         config = TrainConfig.from_dict({**out.saved_config().to_dict(), **options})
     else:
         preset = preset_for(options.get('data'), getattr(args, 'preset', None))
-        if preset == OWN_TEXT_PRESET and not getattr(args, 'preset', None) and not args.quiet \
-                and Path(options['data']).is_file():
-            print(f'minirnn: {options["data"]} is a text of your own: starting from --preset {preset} (all '
-                  f'of it, every character as it is, 5% held out for validation); --preset d2l-v1 gives '
-                  f'the book\'s settings', file=sys.stderr)
+        if preset == OWN_TEXT_PRESET and not getattr(args, 'preset', None):
+            note = (f'minirnn: {options["data"]} is a text of your own: starting from --preset {preset} '
+                    f'(all of it, every character as it is, 5% held out for validation); --preset d2l-v1 '
+                    f'gives the book\'s settings')
         config = make_config(preset, **options)
     try:
         result = fit(config, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
-                     command=f'{args.prog} train')
+                     command=f'{args.prog} train', note=note)
     except DivergenceError as exc:
         if not args.resume and getattr(exc, 'config', None) is not None:
             exc.args = (f'{exc}. To start again: {restart_command(args, exc.config, exc.saved)}',)
         raise
     print_results(result, config, out)
     return 0 if result.finished else 130   # an early stop is finished too
+
+
+def next_run_dir(root='runs'):
+    """The first of runs/v1, runs/v2, ... that holds no run: where train writes without --out."""
+    from minirnn.run.rundir import RUN_FILES
+    n = 1
+    while any((Path(root) / f'v{n}' / name).exists() for name in RUN_FILES):
+        n += 1
+    return Path(root) / f'v{n}'
 
 
 def restart_command(args, config, saved):
@@ -560,7 +609,12 @@ def restart_command(args, config, saved):
 
 
 def print_results(result, config, out):
-    """The last epoch's numbers, the continuations of the prefixes, and the files saved."""
+    """The last epoch's numbers, the continuations of the prefixes, and the files saved.
+
+    Each prefix gets two lines: 'greedy: ' and the book's greedy continuation, then 'sample: '
+    and one drawn at temperature 1 with the run's --seed (what `generate --strategy sample
+    --seed SEED` prints for that prefix).
+    """
     from minirnn.errors import MiniRNNError
     from minirnn.optim import format_ppl
     if result.history:
@@ -572,13 +626,17 @@ def print_results(result, config, out):
     if result.finished:
         from minirnn.generate import predict
         from minirnn.run.trainer import use_weights
+        options = dict(preprocess=config.preprocess, token=config.token)
         for prefix in result.prefixes:
             try:      # the model is trained and saved: a prefix it cannot read is only a warning
-                with use_weights(result.model, result.averaged) as model:
-                    print(predict(model, result.vocab, prefix, config.num_preds,
-                                  preprocess=config.preprocess, token=config.token))
+                with use_weights(result.model, result.averaged) as model, warnings_to_stderr():
+                    greedy = predict(model, result.vocab, prefix, config.num_preds, **options)
+                    sample = predict(model, result.vocab, prefix, config.num_preds, **options,
+                                     strategy='sample', rng=config.seed)
             except MiniRNNError as exc:
                 print(f'minirnn: warning: no continuation of {prefix!r}: {exc}', file=sys.stderr)
+            else:
+                print(f'greedy: {greedy}\nsample: {sample}')
     best = [r for r in result.history if r.get('best')]
     if best and out.best_path.exists():
         print(f'saved {out.best_path} (epoch {best[-1]["epoch"]}, validation perplexity '
@@ -586,14 +644,77 @@ def print_results(result, config, out):
     print(f'saved {out.checkpoint_path}')
 
 
+@contextlib.contextmanager
+def warnings_to_stderr():
+    """minirnn's warnings (MiniRNNWarning) issued inside the block, as 'minirnn: warning: ...'
+    lines on stderr at once, each message once; other warnings go their usual way."""
+    from minirnn.errors import MiniRNNWarning
+    shown = set()
+
+    def show(message, category, *args, **kwargs):
+        if not issubclass(category, MiniRNNWarning):
+            return original(message, category, *args, **kwargs)
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f'minirnn: warning: {message}', file=sys.stderr)
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+        warnings.simplefilter('always', MiniRNNWarning)
+        warnings.showwarning = show
+        yield
+
+
+def read_prefix(args):
+    """generate's prefix: --prefix as given; --prefix-file's text (- : stdin) without one final
+    newline (echo and editors add it); or None."""
+    from minirnn import text
+    from minirnn.errors import DataError
+    if args.prefix_file is None:
+        return args.prefix
+    if args.prefix_file == '-':
+        if sys.stdin is None:                          # started without a stdin at all
+            data = b''
+        elif hasattr(sys.stdin, 'buffer'):             # bytes, so --encoding decides
+            data = sys.stdin.buffer.read()
+        else:                                          # a text stream that stands in for stdin
+            data = sys.stdin.read().encode(args.encoding)
+        if not data:
+            raise DataError('--prefix-file -: nothing on stdin; pipe the prefix in '
+                            '(echo "the time" | ...) or pass --prefix')
+        prefix = text.decode_text(data, args.encoding, source='stdin')
+    else:
+        prefix = text.read_text(args.prefix_file, args.encoding)
+    return prefix[:-1] if prefix.endswith('\n') else prefix
+
+
 def cmd_generate(args):
     from minirnn.run import checkpoint
-    from minirnn.generate import predict
+    from minirnn.generate import BEAM_SIZE, beam_search, predict
+    prefix = read_prefix(args)         # before the checkpoint: an empty stdin is told at once
     ckpt = checkpoint.load(args.checkpoint, device=args.device, averaged=True)
     preprocess, token = checkpoint.text_options(ckpt)
-    print(predict(ckpt.model, ckpt.vocab, args.prefix, args.num_preds,
-                  preprocess=preprocess, token=token, strategy=args.strategy,
-                  temperature=args.temperature, alpha=args.alpha, top_k=args.top_k, rng=args.seed))
+    options = dict(preprocess=preprocess, token=token)
+    with warnings_to_stderr():
+        if args.strategy == 'beam':
+            text, logprob = beam_search(ckpt.model, ckpt.vocab, prefix, args.num_preds,
+                                        args.beam_size or BEAM_SIZE, rng=args.seed, **options)
+            print(text)
+            print(f'log-probability: {logprob:.4f}' + (
+                f' over {args.num_preds} tokens (perplexity {math.exp(-logprob / args.num_preds):.3f})'
+                if args.num_preds else ''))
+            return 0
+        # sample i draws with seed + i, so each is what `--seed SEED+i` gives alone; without
+        # --seed, several samples get a fresh base seed, shown in their headers
+        base = args.seed
+        if base is None and args.num_samples > 1:
+            base = secrets.randbelow(2 ** 31)
+        for i in range(args.num_samples):
+            seed = None if base is None else base + i
+            if args.num_samples > 1:
+                print(f'--- sample {i + 1} of {args.num_samples} (seed {seed}) ---')
+            print(predict(ckpt.model, ckpt.vocab, prefix, args.num_preds, strategy=args.strategy,
+                          temperature=args.temperature, alpha=args.alpha, top_k=args.top_k, rng=seed,
+                          **options), flush=True)
     return 0
 
 
@@ -601,21 +722,25 @@ def cmd_eval(args):
     from minirnn import text
     from minirnn.run import checkpoint
     from minirnn.optim import perplexity
-    from minirnn.run.evaluation import corpus_batches, evaluate
+    from minirnn.run.evaluation import corpus_batches, evaluate, unknown_warning
     ckpt = checkpoint.load(args.checkpoint, device=args.device, averaged=True)
-    preprocess, token = checkpoint.text_options(ckpt)
+    checkpoint.text_options(ckpt)         # a file without training settings: one clear error
+    # the text is prepared as the model's own was: its preprocessing, tokens and encoding
+    preprocess, token, encoding = text.text_options(ckpt.vocab, encoding=args.encoding)
     corpus = text.encode_corpus(args.data, ckpt.vocab, preprocess=preprocess, token=token,
-                                encoding=args.encoding, max_tokens=args.max_tokens)
+                                encoding=encoding, max_tokens=args.max_tokens)
     loss = evaluate(ckpt.model, corpus_batches(corpus, args.batch_size, args.num_steps), carry_state=True)
     unknown = float((corpus == ckpt.vocab.unk).mean())
     ppl = perplexity(loss)
     print(json.dumps({'data': args.data, 'tokens': int(len(corpus)), 'loss': loss,
                       'perplexity': ppl if math.isfinite(ppl) else None,   # JSON has no Infinity
                       'unknown_fraction': unknown}))
+    warning = unknown_warning(unknown, len(ckpt.vocab), preprocess, token, encoding)
+    if warning:       # the number stands, but it measures <unk>s more than the text
+        print(f'minirnn: warning: {warning}', file=sys.stderr)
     return 0
 
 
-# gradcheck's model options and their defaults when one model is described
 # gradcheck's described model: ModelConfig's defaults, but small, on the reference cells, in float64
 GRADCHECK_MODEL = ModelConfig(num_hiddens=16, impl='reference', dtype='float64')
 GRADCHECK_BATCH = {'vocab_size': 28, 'batch_size': 4, 'num_steps': 35}

@@ -1,4 +1,4 @@
-"""The package's own exceptions: one base class and one child per kind of user mistake.
+"""The package's own exceptions (one base class and one child per kind of user mistake), and its warnings.
 
 The CLI turns any MiniRNNError into one line on stderr and a non-zero exit code, so every
 message here should tell the user what to do next, not just what went wrong.
@@ -23,3 +23,15 @@ class CheckpointError(MiniRNNError):
 
 class DivergenceError(MiniRNNError):
     """Training produced a NaN or infinite loss or gradient."""
+
+
+class MiniRNNWarning(UserWarning):
+    """Base class for minirnn's warnings: the work goes on, but its result may mislead.
+
+    The CLI prints each as one 'minirnn: warning: ...' line on stderr; in Python they are
+    ordinary warnings (`warnings.simplefilter('error', MiniRNNWarning)` makes them errors).
+    """
+
+
+class UnknownTokensWarning(MiniRNNWarning):
+    """Text holds tokens the model's vocabulary lacks; the model reads each as <unk>."""

@@ -2,7 +2,7 @@
 
 gradcheck.py holds the check and its verdict; this module builds the models and batches it
 runs on, and measures the error of a central difference against its step (the curve in the
-README's "Trusting a gradient check").
+docs/gradcheck.md).
 """
 import numpy as np
 

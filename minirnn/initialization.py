@@ -6,7 +6,7 @@
               weight and bias ~ U(-k, k), k = 1/sqrt(H), which keeps each pre-activation's
               variance about 1/3 whatever H is; an embedding ~ N(0, 1), as nn.Embedding's.
               The embedded inputs are then about 1 in size instead of sigma, which lets a
-              large model leave its first, flat epochs much sooner (README, held-out quality).
+              large model leave its first, flat epochs much sooner (docs/results.md, held-out quality).
 
 Every draw comes from one host numpy Generator in the order the parameters are made, so CPU
 and GPU runs with the same seed start from the same numbers.

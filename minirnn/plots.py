@@ -1,6 +1,7 @@
 """Figures, each written as a PNG: perplexity per epoch (plot_history), the BPTT instrumentation
 of training (plot_bptt), gradient flow through time from probes (plot_probe) and the gradient
-check's error against its step (plot_step_sweep).
+check's error against its step (plot_step_sweep). The first three build their Figure in
+history_figure, bptt_figure and probe_figure, which return it for a caller (or a test) to look at.
 
 It draws on a bare matplotlib Figure with the Agg canvas (no pyplot, no global backend), so it
 runs headless and inside tests, and imports matplotlib only when called so `import minirnn`
@@ -13,15 +14,21 @@ from .files import atomic_write
 
 
 def plot_history(rows, path, title=None):
-    """Plot train (and validation, where present) perplexity against epoch into a PNG at `path`.
+    """Plot train (and validation, where present) perplexity against epoch into a PNG at `path`
+    (history_figure), replaced atomically."""
+    _save(history_figure(rows, title), path, dpi=100)
+
+
+def history_figure(rows, title=None):
+    """The perplexity curves: train (and validation, where present) perplexity against epoch.
 
     Args: rows, dicts with 'epoch', 'train_ppl' and optionally 'val_ppl' (None or missing when
-    not validated; non-finite values are left out); path of the PNG, replaced atomically;
-    title, an optional figure title. The y axis is logarithmic when the values span over 10x.
+    not validated; non-finite values are left out) and 'best' (the epoch best.npz holds: the
+    last row with best true is marked and labelled on the validation curve); title, an
+    optional figure title. The y axis is logarithmic when the values span over 10x.
+    Returns: the matplotlib Figure (Agg canvas).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.ticker import MaxNLocator
 
     curves = {label: _points(rows, key)
               for label, key in (('train', 'train_ppl'), ('validation', 'val_ppl'))}
@@ -29,19 +36,22 @@ def plot_history(rows, path, title=None):
     if not values:
         raise ConfigError('no perplexity values to plot: the history has no finite train_ppl or val_ppl')
 
-    fig = Figure(figsize=(6, 4), layout='constrained')
-    FigureCanvasAgg(fig)
+    fig = _figure(figsize=(6, 4), layout='constrained')
     ax = fig.add_subplot()
     for label, (epochs, ys) in curves.items():
         if ys:
             # markers, so a history of one epoch still shows a point
             ax.plot(epochs, ys, marker='o', markersize=3, label=label)
+    best = best_row(rows)
+    if best is not None:
+        # a ring around the validation point whose weights best.npz holds (eval, generate read it)
+        ax.plot([best['epoch']], [best['val_ppl']], linestyle='none', marker='o', markersize=11,
+                markerfacecolor='none', markeredgecolor='black', markeredgewidth=1.2, zorder=3,
+                label=f'best.npz: epoch {best["epoch"]}, {best["val_ppl"]:.2f}')
     # perplexity often falls from ~V to ~1 in a few epochs; linear axes flatten the tail
     if max(values) > 10 * min(values):
         ax.set_yscale('log')
-        # plain numbers (2, 3, 5, 10, 20) read better than 2x10^1 for perplexities
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f'{y:g}'))
-        ax.yaxis.set_minor_formatter(FuncFormatter(_label_2_3_5))
+        readable_log_axis(ax.yaxis)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
     ax.set_xlabel('epoch')
     ax.set_ylabel('perplexity')
@@ -49,42 +59,100 @@ def plot_history(rows, path, title=None):
     ax.legend()
     if title:
         ax.set_title(title)
+    return fig
+
+
+def best_row(rows):
+    """The history row best.npz holds: the last one with best true (a finite val_ppl), or None."""
+    best = [r for r in rows if r.get('best') and _positive(r.get('val_ppl'))]
+    return best[-1] if best else None
+
+
+def readable_log_axis(axis):
+    """Tick labels a reader can read values off, on a log axis (a matplotlib XAxis or YAxis).
+
+    matplotlib labels only the powers of ten, and an axis spanning under three decades holds
+    two of them or fewer. So, by the span of the axis's view: under 0.6 decades (all but
+    linear), evenly spaced round values, each labelled (0.92-1.6: 1, 1.1, ..., 1.6); under one
+    decade, the powers of ten and every minor tick 2..9 between them; under two, the minor
+    ticks 2, 3 and 5 (0.02, 0.03, 0.05, 0.1, 0.2, ...); under three, 2 and 5; wider, the
+    powers of ten alone.
+    Labels are plain numbers ('0.02', '3', '2e-05'), which also spares the mathtext layout of
+    matplotlib's 10^k labels, most of the drawing time of these figures. Call it once the
+    axis's artists are drawn, so its limits are final.
+    """
+    import numpy as np
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullLocator
+
+    lo, hi = sorted(axis.get_view_interval())
+    decades = math.log10(hi / lo) if lo > 0 else math.inf
+    axis.set_major_formatter(FuncFormatter(lambda y, _: f'{y:.6g}' if y > 0 else ''))
+    if decades < 0.6:
+        # steps that divide 1, so a power of ten in view is one of the ticks
+        ticks = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+        axis.set_major_locator(FixedLocator([t for t in ticks if t > 0]))
+        axis.set_minor_locator(NullLocator())
+        return
+    shown = range(2, 10) if decades < 1 else (2, 3, 5) if decades < 2 else (2, 5) if decades < 3 else ()
+    axis.set_major_locator(LogLocator(base=10))
+    axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10)))
+    axis.set_minor_formatter(FuncFormatter(lambda y, _: f'{y:.6g}' if _mantissa(y) in shown else ''))
+    axis.set_tick_params(which='minor', labelsize='small')
+
+
+def _mantissa(y):
+    """m of y = m * 10^k as the nearest whole number when it is one (2 for 0.02), else None."""
+    if not y > 0:
+        return None
+    m = y / 10 ** math.floor(math.log10(y))
+    return round(m) if math.isclose(m, round(m), rel_tol=1e-6) else None
+
+
+def _figure(**kwargs):
+    """A bare Figure on the Agg canvas: no pyplot, no global backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path, dpi):
+    """fig as a PNG at path, replaced atomically (a failure leaves the old file as it was)."""
     with atomic_write(path) as f:
-        fig.savefig(f, format='png', dpi=100)
+        fig.savefig(f, format='png', dpi=dpi)
 
 
-def _label_2_3_5(y, _):
-    """Label a minor log tick only at 2, 3 and 5 times a power of ten, so labels never crowd."""
-    mantissa = y / 10 ** math.floor(math.log10(y))
-    return f'{y:g}' if any(math.isclose(mantissa, m) for m in (2, 3, 5)) else ''
+def _positive(v):
+    return v is not None and math.isfinite(v) and v > 0
 
 
 def _points(rows, key):
     """(epochs, values) of the rows whose `key` holds a finite positive number."""
-    points = [(row['epoch'], row[key]) for row in rows
-              if row.get(key) is not None and math.isfinite(row[key]) and row[key] > 0]
+    points = [(row['epoch'], row[key]) for row in rows if _positive(row.get(key))]
     return [e for e, _ in points], [v for _, v in points]
 
 
 def plot_probe(results, path, labels=None):
+    """The probe figure (probe_figure) as a PNG at `path`, replaced atomically."""
+    _save(probe_figure(results, labels), path, dpi=100)
+
+
+def probe_figure(results, labels=None):
     """Gradient flow through time: per-step norms against the distance to the end of the batch.
 
     Three log-scale panels: ||dl_T/dH_t|| (the last step's loss), ||dL/dH_t|| (the whole loss)
     and the Jacobian product's gain, each against T - t. One colour per result (a checkpoint,
     an epoch), one line style per layer.
 
-    Args: results, dicts from probe.probe; path of the PNG, replaced atomically; labels, one
-    legend entry per result (default: the cell and hidden size).
+    Args: results, dicts from probe.probe; labels, one legend entry per result (default: the
+    cell and hidden size). Returns: the matplotlib Figure (Agg canvas).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     labels = labels or [f'{r["cell"]} H={r["num_hiddens"]}' for r in results]
     panels = (('grad_norm_last', '||dl_T / dH_t||  (last step\'s loss)'),
               ('grad_norm_full', '||dL / dH_t||  (whole loss)'),
               ('jacobian_gain', '||dH_T / dH_t||_F / sqrt(H)'))
-    fig = Figure(figsize=(13, 4), layout='constrained')
-    FigureCanvasAgg(fig)
+    fig = _figure(figsize=(13, 4), layout='constrained')
     styles = ('-', '--', ':', '-.')
     for k, (key, title) in enumerate(panels):
         ax = fig.add_subplot(1, 3, k + 1)
@@ -97,35 +165,40 @@ def plot_probe(results, path, labels=None):
                 ax.plot(*zip(*points), styles[layer['layer'] % len(styles)], color=f'C{i % 10}',
                         label=name if k == 0 else None)
         ax.set_yscale('log')
+        readable_log_axis(ax.yaxis)
         ax.set_xlabel('distance to the end of the batch, T - t')
         ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
     fig.legend(loc='outside lower center', ncol=min(4, max(1, len(fig.axes[0].get_lines()))), fontsize=8)
-    with atomic_write(path) as f:
-        fig.savefig(f, format='png', dpi=100)
+    return fig
 
 
 def plot_bptt(rows, path, title=None):
-    """BPTT's instrumentation over a run, from history rows (monitor.py), as a 2 x 2 PNG.
+    """BPTT's instrumentation over a run (bptt_figure) as a PNG at `path`, replaced atomically.
+    Returns True when the PNG was written (False: no row holds the instrumentation)."""
+    fig = bptt_figure(rows, title)
+    if fig is None:
+        return False
+    _save(fig, path, dpi=90)
+    return True
+
+
+def bptt_figure(rows, title=None):
+    """BPTT's instrumentation over a run, from history rows (monitor.py), as 2 x 2 log panels.
 
     Panels against the epoch: each parameter's mean gradient norm (before clipping); the decay
     ||dL/dH_1|| / ||dL/dH_T|| of each layer; the recurrent weights' spectral radius (solid) and
     largest singular value (dashed), where computed; and ||dL/dH_t|| against T - t for up to
     six epochs spread over the run (layer 0), the one panel against distance. Rows without
-    these fields (older runs) are skipped; a run with none of them draws nothing.
-    Returns True when the PNG was written.
+    these fields (older runs) are skipped. Returns: the matplotlib Figure (Agg canvas), or None
+    for a run with none of them.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
     rows = [r for r in rows if r.get('grad_norms')]
     if not rows:
-        return False
-    fig = Figure(figsize=(11, 7.5))
+        return None
+    fig = _figure(figsize=(11, 7.5))
     # placed by hand: constrained layout measures every log tick label twice (~2 s here)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.92, hspace=0.3, wspace=0.2)
-    FigureCanvasAgg(fig)
     axes = [fig.add_subplot(2, 2, k + 1) for k in range(4)]
     epochs = [r['epoch'] for r in rows]
     for name in rows[-1]['grad_norms']:
@@ -159,17 +232,15 @@ def plot_bptt(rows, path, title=None):
     axes[3].legend(fontsize=7)
     for ax in axes:
         ax.set_yscale('log')
-        # plain labels: the default 10^k ones go through mathtext, most of the drawing time
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f'{y:g}'))
-        ax.yaxis.set_minor_formatter(NullFormatter())
+        readable_log_axis(ax.yaxis)
         ax.grid(True, alpha=0.3)
         if ax is not axes[3]:
             ax.set_xlabel('epoch')
     if title:
         fig.suptitle(title, fontsize=11)
-    with atomic_write(path) as f:
-        fig.savefig(f, format='png', dpi=90)
-    return True
+    return fig
+
+
 
 
 def plot_step_sweep(sweep, path, title=None):
@@ -178,11 +249,7 @@ def plot_step_sweep(sweep, path, title=None):
     One line per entry, |a - n(h)|, beside the rounding bound K eps |loss| / h; truncation is
     the h^2 slope on the right. The first step the checker tries is marked.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.5, 4.2), layout='constrained')
-    FigureCanvasAgg(fig)
+    fig = _figure(figsize=(6.5, 4.2), layout='constrained')
     ax = fig.add_subplot()
     steps = sweep['steps']
     for entry in sweep['entries']:
@@ -200,5 +267,4 @@ def plot_step_sweep(sweep, path, title=None):
     smallest = min([e for entry in sweep['entries'] for e in entry['errors'] if e > 0] + sweep['rounding'])
     ax.set_ylim(bottom=smallest / 10)
     ax.legend(fontsize=8)
-    with atomic_write(path) as f:
-        fig.savefig(f, format='png', dpi=100)
+    _save(fig, path, dpi=100)

@@ -29,13 +29,10 @@ def read_text(path, encoding='utf-8'):
     """The whole file as one str, with universal newlines (as open() in text mode gives them).
 
     Raises DataError, saying what to do, for a missing path, a directory, an empty file, a
-    binary file (NUL bytes) or bytes that are not valid in `encoding`.
+    binary file (NUL bytes) or bytes that are not valid in `encoding` (decode_text).
     """
     path = Path(path)
-    try:
-        codec = codecs.lookup(encoding).name
-    except LookupError:
-        raise ConfigError(f'unknown encoding {encoding!r}; try utf-8 or latin-1') from None
+    _codec(encoding)                        # an unknown encoding is named before the file is read
     if not path.exists():
         raise DataError(f'{path}: no such file; pass the path of a text file or a registered '
                         f'corpus name ({", ".join(CORPORA)})')
@@ -47,23 +44,72 @@ def read_text(path, encoding='utf-8'):
         raise DataError(f'cannot read {path}: {exc.strerror}') from None
     if not data:
         raise DataError(f'{path} is empty; pass a file that holds some text')
+    return decode_text(data, encoding, source=path)
+
+
+def decode_text(data, encoding='utf-8', source='the text'):
+    """bytes -> str as read_text reads a file: checked, BOM dropped, newlines made '\n'.
+
+    source names the bytes in messages (a path, 'stdin'). DataError for NUL bytes (a binary
+    file) or bytes that are not valid in `encoding`, with the encoding they most likely are.
+    """
+    codec = _codec(encoding)
     if not codec.startswith(('utf-16', 'utf-32')):  # NUL bytes are normal only in those
         nul = data.find(b'\x00')
         if nul >= 0:
-            raise DataError(f'{path} looks like a binary file (NUL byte at offset {nul}); pass a '
+            raise DataError(f'{source} looks like a binary file (NUL byte at offset {nul}); pass a '
                             'plain-text file (for UTF-16 text, pass --encoding utf-16)')
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise DataError(f'{path}: byte 0x{data[exc.start]:02x} at offset {exc.start} is not valid '
-                        f'{encoding}; pass the file\'s encoding with --encoding (latin-1 reads any '
-                        'byte, e.g. --encoding latin-1)') from None
-    del data
+        raise DataError(f'{source}: byte 0x{data[exc.start]:02x} at offset {exc.start} is not valid '
+                        f'{encoding}; {_encoding_hint(data, encoding)}') from None
     if text.startswith('\ufeff'):
         text = text[1:]
     if '\r' in text:
         text = text.replace('\r\n', '\n').replace('\r', '\n')
     return text
+
+
+def _codec(encoding):
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise ConfigError(f'unknown encoding {encoding!r}; try utf-8, cp1252 or latin-1') from None
+
+
+# Windows-1252 puts curly quotes, dashes, the euro sign and the ellipsis at 0x80-0x9F, where
+# latin-1 has invisible C1 control characters: latin-1 reads such a file without an error, but
+# every quote becomes a control character (under --preprocess raw, a token of its own)
+_REJECTED_C1_BYTE = re.compile('[\udc80-\udc9f]')
+
+
+def _encoding_hint(data, encoding):
+    """What to pass as --encoding for bytes that `encoding` cannot read.
+
+    UTF-8 when they are UTF-8. Rejected bytes in 0x80-0x9F mean Windows-1252 (cp1252): nearly
+    every file holding such bytes is one, and latin-1 would turn them into control characters.
+    Otherwise latin-1, which reads any byte (and agrees with cp1252 on 0xA0-0xFF).
+    """
+    if _codec(encoding) != 'utf-8' and _decodes(data, 'utf-8'):
+        return 'it is valid UTF-8: pass --encoding utf-8'
+    try:    # each rejected byte b >= 0x80 becomes the lone surrogate U+DC00 + b (PEP 383)
+        escaped = data.decode(encoding, 'surrogateescape')
+    except UnicodeDecodeError:          # a rejected byte below 0x80 (odd-length UTF-16, say)
+        escaped = ''
+    # cp1252 leaves 0x81, 0x8D, 0x8F, 0x90 and 0x9D undefined: with those it is something else
+    if _REJECTED_C1_BYTE.search(escaped) and _decodes(data, 'cp1252'):
+        return ('it looks like Windows-1252, whose curly quotes and dashes are bytes 0x80-0x9F: pass '
+                '--encoding cp1252 (latin-1 would read them as invisible control characters)')
+    return 'pass the file\'s encoding with --encoding (latin-1 reads any byte, e.g. --encoding latin-1)'
+
+
+def _decodes(data, encoding):
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _marker(text, pattern, start=0):
@@ -170,6 +216,10 @@ class Vocab:
         vocab._build(counter, min_freq, reserved_tokens)
         return vocab
 
+    # how the vocabulary's text was prepared ({'preprocess', 'token', 'encoding'}), or None when
+    # unknown: prefixes to predict and texts to evaluate are prepared the same way by default
+    text_options = None
+
     def _build(self, counter, min_freq, reserved_tokens):
         checks.integer('min_freq', min_freq, 0)
         reserved = list(reserved_tokens or [])
@@ -203,7 +253,10 @@ class Vocab:
 
     def to_dict(self):
         """A JSON-ready dict (the checkpoint stores it in its metadata); from_dict inverts it exactly."""
-        return {'idx_to_token': list(self.idx_to_token), 'token_freqs': [[t, n] for t, n in self.token_freqs]}
+        d = {'idx_to_token': list(self.idx_to_token), 'token_freqs': [[t, n] for t, n in self.token_freqs]}
+        if self.text_options is not None:
+            d['text_options'] = dict(self.text_options)
+        return d
 
     @classmethod
     def from_dict(cls, d):
@@ -218,6 +271,11 @@ class Vocab:
             raise DataError('malformed vocabulary: idx_to_token must start with <unk> and hold distinct tokens')
         vocab = cls.__new__(cls)
         vocab.idx_to_token, vocab.token_freqs = idx_to_token, token_freqs
+        options = d.get('text_options')
+        if isinstance(options, dict) and options.get('preprocess') in PREPROCESS_MODES \
+                and options.get('token') in TOKEN_KINDS:
+            vocab.text_options = {'preprocess': options['preprocess'], 'token': options['token'],
+                                  'encoding': str(options.get('encoding') or 'utf-8')}
         vocab.token_to_idx = {t: i for i, t in enumerate(idx_to_token)}
         return vocab
 
@@ -345,6 +403,7 @@ def load_text(name_or_path, *, preprocess='letters', token='char', max_tokens=No
     ids, keys, tokens, counts = _index_chars(text) if token == 'char' else _index_words(text)
     del text
     vocab = Vocab.from_counter(dict(zip(tokens, counts.tolist())), min_freq=min_freq)
+    vocab.text_options = {'preprocess': preprocess, 'token': token, 'encoding': encoding}
     lut = np.zeros(int(keys[-1]) + 1, np.int32)  # first-pass id -> vocab index (<unk> when dropped)
     lut[keys] = vocab[tokens]
     summary = TextSummary(label or str(resolve_corpus(name_or_path)), len(ids),
@@ -375,6 +434,14 @@ class TextSummary(NamedTuple):
         return text
 
 
+def text_options(vocab, preprocess=None, token=None, encoding=None):
+    """(preprocess, token, encoding): those given, else the vocabulary's own (vocab.text_options),
+    else the book's: letters, char, utf-8."""
+    own = vocab.text_options or {}
+    return (preprocess or own.get('preprocess', 'letters'), token or own.get('token', 'char'),
+            encoding or own.get('encoding', 'utf-8'))
+
+
 def split_corpus(corpus, val_fraction):
     """(train, val): val is the last round(N * val_fraction) tokens, a clean tail that shares no
     token position with train; val is None when val_fraction is 0."""
@@ -388,13 +455,14 @@ def split_corpus(corpus, val_fraction):
     return corpus[:-num_val], corpus[-num_val:]
 
 
-def encode_corpus(name_or_path, vocab, *, preprocess='letters', token='char', max_tokens=None,
-                  encoding='utf-8'):
+def encode_corpus(name_or_path, vocab, *, preprocess=None, token=None, max_tokens=None, encoding=None):
     """A text as ids under an existing vocabulary (a trained model's), for evaluation.
 
-    The text is read and preprocessed exactly as load_corpus does; tokens the vocabulary lacks
-    become <unk> (index 0). Returns (N,) int32, cut to max_tokens.
+    The text is read and preprocessed exactly as load_corpus does; preprocess, token and encoding
+    default to how the vocabulary's own text was prepared (vocab.text_options; else letters, char,
+    utf-8). Tokens the vocabulary lacks become <unk> (index 0). Returns (N,) int32, cut to max_tokens.
     """
+    preprocess, token, encoding = text_options(vocab, preprocess, token, encoding)
     text = _prepared_text(name_or_path, preprocess, token, max_tokens, encoding)
     tokens = text if token == 'char' else tokenize(text, token)   # encode() vectorises a str
     return encode(tokens[:max_tokens] if max_tokens else tokens, vocab)

@@ -1,6 +1,7 @@
 """The command line, in-process through cli.main: every subcommand, and every way to misuse it."""
 import functools
 import http.server
+import io
 import json
 import subprocess
 import sys
@@ -52,22 +53,32 @@ def test_train_writes_the_run_directory_and_prints_results(trained):
     assert rows[-1]['train_ppl'] < rows[0]['train_ppl']
 
 
-def test_train_stdout_has_the_summary_and_the_continuation(capsys, tmp_path):
+def test_train_stdout_has_the_summary_a_greedy_and_a_seeded_sample_continuation(capsys, tmp_path):
     code, out, err = run(capsys, 'train', *TINY, '--num-epochs', '1', '--out', str(tmp_path / 'r'),
-                         '--prefix', 'the time', '--num-preds', '5')
+                         '--prefix', 'the time', '--num-preds', '5', '--seed', '4')
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith('epoch 1: train perplexity ')
-    assert lines[1].startswith('the time') and len(lines[1]) == len('the time') + 5
-    assert lines[-1] == f'saved {tmp_path / "r" / "model.npz"}'
+    assert lines[1].startswith('greedy: the time') and len(lines[1]) == len('greedy: the time') + 5
+    assert lines[2].startswith('sample: the time') and len(lines[2]) == len('sample: the time') + 5
+    assert lines[-1] == f'saved {tmp_path / "r" / "model.npz"}' and len(lines) == 4
     assert 'Traceback' not in err
+    # each is what generate prints for the saved model: greedy, and sampling with the run's seed
+    ckpt = str(tmp_path / 'r' / 'model.npz')
+    assert run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the time', '--num-preds', '5')[1] \
+        == lines[1][len('greedy: '):] + '\n'
+    assert run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the time', '--num-preds', '5',
+               '--strategy', 'sample', '--seed', '4')[1] == lines[2][len('sample: '):] + '\n'
 
 
-def test_a_prefix_the_vocabulary_lacks_is_a_warning_after_training(capsys, tmp_path):
+def test_a_prefix_the_vocabulary_lacks_is_read_as_unk_with_one_warning_after_training(capsys, tmp_path):
     code, out, err = run(capsys, 'train', *TINY, '--num-epochs', '1', '--out', str(tmp_path / 'r'),
                          '--token', 'word', '--prefix', 'zyzzyva quux', '--num-preds', '3')
     assert code == 0 and out.splitlines()[-1].startswith('saved ')
-    assert 'warning' in err and 'zyzzyva' in err and 'Traceback' not in err
+    greedy, sample = out.splitlines()[1:3]
+    assert greedy.startswith('greedy: zyzzyva quux ') and sample.startswith('sample: zyzzyva quux ')
+    assert err.count('minirnn: warning: ') == 1 and 'zyzzyva' in err and '<unk>' in err
+    assert 'Traceback' not in err
 
 
 @pytest.mark.parametrize('options', [
@@ -215,6 +226,141 @@ def test_download_from_a_local_mirror(capsys, data_dir, monkeypatch, tmp_path):
     assert code == 0 and path.read_bytes() == (data_dir / 'war_of_the_worlds.txt').read_bytes()
 
 
+# --- generate as char-rnn, torch-rnn and nanoGPT users expect it; eval that says when it cannot read ---
+
+def handmade_checkpoint(path, text, preprocess='raw', token='char'):
+    """An untrained model over the vocabulary of `text`, saved with the text options train records."""
+    from minirnn import RNNLM
+    from minirnn.text import Vocab, preprocess as prepare, tokenize
+    vocab = Vocab(tokenize(prepare(text, preprocess), token))
+    checkpoint.save(path, RNNLM(len(vocab), 8, sigma=0.5, seed=0), vocab,
+                    meta={'train': {'preprocess': preprocess, 'token': token}})
+    return str(path)
+
+
+def test_generate_needs_no_prefix(capsys, trained, tmp_path):
+    """char-rnn and torch-rnn sample without prime text; generate required --prefix."""
+    ckpt = str(trained / 'model.npz')
+    code, out, err = run(capsys, 'generate', '--checkpoint', ckpt, '--num-preds', '20', '--seed', '1')
+    assert code == 0 and err == '' and len(out) == 21 + 1 and out[0] != ' '   # a drawn letter, then 20
+    assert run(capsys, 'generate', '--checkpoint', ckpt, '--num-preds', '20', '--seed', '1')[1] == out
+    assert run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', '', '--num-preds', '20',
+               '--seed', '1')[1] == out
+    assert run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', out[0], '--num-preds', '20')[1] == out
+    # a raw model starts after a newline, which is not printed
+    raw = handmade_checkpoint(tmp_path / 'raw.npz', 'ab\nba\nc a\n')
+    code, out, _ = run(capsys, 'generate', '--checkpoint', raw, '--num-preds', '12')
+    assert code == 0 and '\n' + out == run(capsys, 'generate', '--checkpoint', raw, '--prefix', '\n',
+                                            '--num-preds', '12')[1]
+
+
+def test_generate_temperature_zero_is_greedy(capsys, trained):
+    ckpt = str(trained / 'model.npz')
+    greedy = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the', '--num-preds', '30')
+    assert run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the', '--num-preds', '30',
+               '--temperature', '0', '--seed', '2') == greedy and greedy[0] == 0
+
+
+def test_generate_num_samples_each_seeded_by_seed_and_index(capsys, trained):
+    ckpt = str(trained / 'model.npz')
+    code, out, err = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the', '--num-preds', '25',
+                         '--num-samples', '3', '--seed', '5')
+    lines = out.splitlines()
+    assert code == 0 and err == '' and len(lines) == 6
+    assert lines[0::2] == [f'--- sample {i + 1} of 3 (seed {5 + i}) ---' for i in range(3)]
+    samples = lines[1::2]
+    assert all(s.startswith('the') and len(s) == 28 for s in samples) and len(set(samples)) > 1
+    for i, sample in enumerate(samples):      # each one alone: --strategy sample --seed 5 + i
+        alone = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the', '--num-preds', '25',
+                    '--strategy', 'sample', '--seed', str(5 + i))[1]
+        assert alone == sample + '\n'
+    # without --seed the headers name fresh seeds, which repeat the samples
+    out = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the', '--num-samples', '2')[1]
+    header, sample = out.splitlines()[2:4]
+    seed = header.split('seed ')[1].rstrip(') -')
+    assert run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the', '--temperature', '1',
+               '--seed', seed)[1] == sample + '\n'
+
+
+def test_generate_reads_the_prefix_from_a_file_or_stdin(capsys, trained, tmp_path, monkeypatch):
+    ckpt = str(trained / 'model.npz')
+    expected = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'the time', '--num-preds', '20')
+    path = tmp_path / 'prefix.txt'
+    path.write_text('the time\n')                            # an editor's final newline is dropped
+    assert run(capsys, 'generate', '--checkpoint', ckpt, '--prefix-file', str(path), '--num-preds', '20') \
+        == expected
+    monkeypatch.setattr('sys.stdin', io.TextIOWrapper(io.BytesIO(b'the time\n')))
+    assert run(capsys, 'generate', '--checkpoint', ckpt, '--prefix-file', '-', '--num-preds', '20') == expected
+    # bytes from Windows: named as cp1252, then read with --encoding
+    path.write_bytes('the \u201ctime\u201d'.encode('cp1252'))
+    code, out, err = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix-file', str(path))
+    assert code == 1 and out == '' and len(err.strip().splitlines()) == 1 and '--encoding cp1252' in err
+    code, out, _ = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix-file', str(path),
+                       '--encoding', 'cp1252', '--num-preds', '20')
+    assert code == 0 and out.startswith('the time ')       # letters: the quotes became spaces
+
+
+def test_generate_from_an_empty_stdin_is_one_error_line(capsys, trained, monkeypatch):
+    monkeypatch.setattr('sys.stdin', io.TextIOWrapper(io.BytesIO(b'')))
+    code, out, err = run(capsys, 'generate', '--checkpoint', str(trained / 'model.npz'), '--prefix-file', '-')
+    assert code == 1 and out == '' and len(err.strip().splitlines()) == 1
+    assert err.startswith('minirnn: error: ') and 'stdin' in err and 'Traceback' not in err
+
+
+def test_generate_reads_unknown_prefix_tokens_as_unk_with_one_warning(capsys, tmp_path):
+    """generate refused a prefix that eval would have read with <unk>."""
+    ckpt = handmade_checkpoint(tmp_path / 'raw.npz', 'abc ab ca\n')
+    code, out, err = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'abZ', '--num-preds', '10',
+                         '--num-samples', '2', '--seed', '0')
+    assert code == 0 and [line for line in out.splitlines() if not line.startswith('---')][0].startswith('abZ')
+    assert err.count('\n') == 1 and err.startswith("minirnn: warning: the prefix holds 1 token(s) the model "
+                                                   "never saw: 'Z'; it reads them as <unk>")
+
+
+def test_generate_beam_search_prints_the_text_and_its_log_probability(capsys, trained):
+    from minirnn.generate import beam_search
+    ckpt = str(trained / 'model.npz')
+    code, out, err = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'time traveller',
+                         '--num-preds', '20', '--strategy', 'beam', '--beam-size', '4')
+    text, logprob_line = out.splitlines()
+    loaded = checkpoint.load(ckpt, averaged=True)
+    expected, logprob = beam_search(loaded.model, loaded.vocab, 'time traveller', 20, 4)
+    assert code == 0 and err == '' and text == expected
+    assert logprob_line == f'log-probability: {logprob:.4f} over 20 tokens (perplexity ' \
+        f'{np.exp(-logprob / 20):.3f})'
+    greedy = run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'time traveller', '--num-preds', '20',
+                 '--strategy', 'beam', '--beam-size', '1')[1].splitlines()[0]
+    assert greedy == run(capsys, 'generate', '--checkpoint', ckpt, '--prefix', 'time traveller',
+                         '--num-preds', '20')[1].rstrip('\n')
+
+
+def test_eval_warns_when_the_model_cannot_read_the_text(capsys, tmp_path):
+    """eval reported perplexity 1881 with 82% unknown tokens and exit 0, without a word."""
+    ckpt = handmade_checkpoint(tmp_path / 'words.npz', 'the time traveller for so it will be convenient',
+                               preprocess='letters', token='word')
+    code, out, err = run(capsys, 'eval', '--checkpoint', ckpt, '--data', 'timemachine', '--max-tokens', '2000')
+    result = json.loads(out)
+    assert code == 0 and result['unknown_fraction'] > 0.5
+    assert len(err.strip().splitlines()) == 1 and err.startswith('minirnn: warning: ')
+    assert f'{result["unknown_fraction"]:.0%} of the tokens are unknown' in err
+    assert '--preprocess letters --token word' in err and '--encoding' in err
+    own = tmp_path / 'own.txt'
+    own.write_text('the time traveller for so it will be convenient ' * 5)
+    code, out, err = run(capsys, 'eval', '--checkpoint', ckpt, '--data', str(own))
+    assert code == 0 and json.loads(out)['unknown_fraction'] == 0 and err == ''
+
+
+def test_eval_of_a_windows_1252_file_names_cp1252(capsys, trained, tmp_path):
+    path = tmp_path / 'windows.txt'
+    path.write_bytes(('He said \u201cthe time traveller\u201d \u2014 ' * 20).encode('cp1252'))
+    code, out, err = run(capsys, 'eval', '--checkpoint', str(trained / 'model.npz'), '--data', str(path))
+    assert code == 1 and out == '' and len(err.strip().splitlines()) == 1
+    assert '--encoding cp1252' in err and 'latin-1' not in err.split('cp1252')[0]
+    code, out, _ = run(capsys, 'eval', '--checkpoint', str(trained / 'model.npz'), '--data', str(path),
+                       '--encoding', 'cp1252')
+    assert code == 0 and json.loads(out)['unknown_fraction'] == 0
+
+
 BAD_ARGUMENTS = [
     ['train', '--batch-size', '0'], ['train', '--num-steps', '-3'], ['train', '--num-hiddens', 'many'],
     ['train', '--lr', '0'], ['train', '--lr', '-0.5'], ['train', '--lr', 'nan'], ['train', '--clip', '-1'],
@@ -222,8 +368,17 @@ BAD_ARGUMENTS = [
     ['train', '--device', 'tpu'], ['train', '--sampler', 'shuffled'], ['train', '--preset', 'd2l-v9'],
     ['train', '--optimizer', 'lbfgs'], ['train', '--embed-dim', '0'], ['train', '--unknown-flag'],
     ['generate', '--prefix', 'x'], ['generate', '--checkpoint', 'm.npz', '--prefix', 'x', '--num-preds', '-1'],
-    ['generate', '--checkpoint', 'm.npz', '--prefix', 'x', '--temperature', '0'],
+    ['generate', '--checkpoint', 'm.npz', '--prefix', 'x', '--temperature', '-1'],
     ['generate', '--checkpoint', 'm.npz', '--prefix', 'x', '--top-k', '0'],
+    ['generate', '--checkpoint', 'm.npz', '--prefix', 'x', '--prefix-file', 'p.txt'],
+    ['generate', '--checkpoint', 'm.npz', '--num-samples', '0'],
+    ['generate', '--checkpoint', 'm.npz', '--strategy', 'greedy', '--num-samples', '2'],
+    ['generate', '--checkpoint', 'm.npz', '--strategy', 'beam', '--temperature', '0.5'],
+    ['generate', '--checkpoint', 'm.npz', '--strategy', 'beam', '--top-k', '3'],
+    ['generate', '--checkpoint', 'm.npz', '--strategy', 'beam', '--num-samples', '3'],
+    ['generate', '--checkpoint', 'm.npz', '--strategy', 'beam', '--beam-size', '0'],
+    ['generate', '--checkpoint', 'm.npz', '--beam-size', '3'],
+    ['generate', '--checkpoint', 'm.npz', '--strategy', 'sample', '--beam-size', '3'],
     ['eval', '--checkpoint', 'm.npz'], ['bench', '--iters', '0'], ['bench', '--device', 'quantum'],
     ['download'], ['fly'], [],
     ['gradcheck', '--checkpoint', 'm.npz', '--cell', 'gru'], ['gradcheck', '--level', 'cell', '--checkpoint', 'm.npz'],
@@ -257,6 +412,9 @@ def test_package_errors_exit_1_with_one_line(capsys, tmp_path, trained):
         ['generate', '--checkpoint', str(truncated), '--prefix', 'a'],
         ['generate', '--checkpoint', str(tmp_path / 'none.npz'), '--prefix', 'a'],
         ['generate', '--checkpoint', str(trained / 'model.npz'), '--prefix', '1234'],   # empty after letters
+        ['generate', '--checkpoint', str(trained / 'model.npz'), '--prefix-file', str(tmp_path / 'no.txt')],
+        ['generate', '--checkpoint', str(trained / 'model.npz'), '--prefix-file', str(tmp_path)],
+        ['generate', '--checkpoint', str(trained / 'model.npz'), '--prefix-file', str(binary)],
         ['eval', '--checkpoint', str(trained / 'model.npz'), '--data', str(tmp_path / 'missing.txt')],
         ['download', 'no_such_book'],
         ['download', 'sherlock_holmes'],                                                 # mirror unreachable

@@ -27,3 +27,14 @@ def test_evaluate_with_a_carried_state_is_one_long_forward_pass():
     X = corpus[:60].reshape(3, 20)
     Y = corpus[1:61].reshape(3, 20)
     assert split == pytest.approx(m.loss(X, Y)[0], rel=1e-12)
+
+
+def test_unknown_warning_above_a_small_share_says_what_to_check():
+    from minirnn.run.evaluation import UNKNOWN_WARNING_SHARE, unknown_warning
+    assert unknown_warning(0.0, 28, 'letters', 'char') is None
+    assert unknown_warning(UNKNOWN_WARNING_SHARE, 28, 'letters', 'char') is None
+    warning = unknown_warning(0.82, 4012, 'raw', 'word', 'latin-1')
+    assert warning.startswith('82% of the tokens are unknown to the model (read as <unk>)')
+    assert '4012 tokens' in warning and '--preprocess raw --token word' in warning
+    assert '--encoding' in warning and 'latin-1' in warning
+    assert unknown_warning(0.061, 28, 'letters', 'char').startswith('6.1% ')

@@ -2,6 +2,7 @@
 what a run keeps so it can be resumed, restarted or continued from anywhere."""
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_a_file_of_ones_own_trains_on_all_of_it_raw_with_a_validation_split(caps
     assert (tmp_path / 'r' / 'best.npz').exists()
     # the sample continues the text's own start, not the book's "time traveller"
     first_line = my_text.read_text().split('\n')[0]
-    assert out.splitlines()[1].startswith(first_line[:24])
+    assert out.splitlines()[1].startswith('greedy: ' + first_line[:24])
 
 
 def test_the_books_keep_the_books_settings():
@@ -137,3 +138,34 @@ def test_a_second_process_on_the_same_directory_is_refused_naming_the_first(tmp_
     second = RunDir(tmp_path / 'r')
     second.open()                                   # free again once the first has ended
     second.close()
+
+
+def test_without_out_a_run_goes_to_the_first_free_runs_v(capsys, tmp_path, monkeypatch):
+    """The README's quick start writes runs/v1, the next run runs/v2: nothing is overwritten."""
+    monkeypatch.chdir(tmp_path)
+    argv = ['train', '--max-tokens', '2000', '--num-hiddens', '8', '--num-epochs', '1', '--num-preds', '0', '--quiet']
+    for n in (1, 2):
+        code, out, err = run(capsys, *argv)
+        assert code == 0, err
+        assert f'saved {Path("runs") / f"v{n}" / "model.npz"}' in out
+
+
+def test_a_checkpoints_text_options_travel_into_predict_and_eval(capsys, tmp_path, my_text):
+    """A raw-trained model's prefix keeps its capitals in Python too, and eval reads a text the
+    way the model's own was read (its encoding included)."""
+    from minirnn import predict
+    code, _, err = run(capsys, 'train', '--data', str(my_text), '--out', str(tmp_path / 'r'), *TINY)
+    assert code == 0, err
+    ckpt = checkpoint.load(tmp_path / 'r' / 'model.npz')
+    assert ckpt.vocab.text_options == {'preprocess': 'raw', 'token': 'char', 'encoding': 'utf-8'}
+    assert predict(ckpt.model, ckpt.vocab, 'The PSF', 5).startswith('The PSF')
+    latin = tmp_path / 'latin.txt'
+    latin.write_bytes(('Café au lait. Naïve. ' * 20).encode('latin-1'))
+    code, _, err = run(capsys, 'train', '--data', str(latin), '--encoding', 'latin-1', '--out', str(tmp_path / 'l'),
+                       '--num-hiddens', '8', '--num-layers', '1', '--embed-dim', '4', '--num-epochs', '1',
+                       '--batch-size', '2', '--num-steps', '4', '--num-preds', '2',
+                       '--quiet')
+    assert code == 0, err
+    code, out, err = run(capsys, 'eval', '--checkpoint', str(tmp_path / 'l' / 'model.npz'), '--data', str(latin))
+    assert code == 0, err                         # read as latin-1, as the model's text was
+    assert json.loads(out)['unknown_fraction'] == 0

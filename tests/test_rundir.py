@@ -87,7 +87,9 @@ def test_opening_a_run_directory_removes_stale_temp_files_of_every_run_file(tmp_
     keep = [tmp_path / 'notes.tmp', tmp_path / '.notes.txt.abc.tmp', tmp_path / 'model.npz']
     for path in keep:
         path.write_bytes(b'not ours')
-    RunDir(tmp_path).open()
+    run = RunDir(tmp_path)
+    run.open()
+    run.close()                            # and closing removes the lock file
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in keep)
     assert set(RUN_FILES) == {'model.npz', 'best.npz', 'history.jsonl', 'perplexity.png', 'bptt.png'}
 

@@ -17,8 +17,8 @@ import pytest
 
 from minirnn.corpora import CORPORA, default_data_dir, download, resolve_corpus
 from minirnn.errors import ConfigError, DataError
-from minirnn.text import (Vocab, encode, load_corpus, preprocess, read_text, split_corpus,
-                          strip_gutenberg, tokenize)
+from minirnn.text import (Vocab, decode_text, encode, load_corpus, preprocess, read_text,
+                          split_corpus, strip_gutenberg, tokenize)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,6 +80,40 @@ def test_read_text_bad_bytes_name_the_offset_and_suggest_an_encoding(tmp_path):
     with pytest.raises(DataError, match=r'0xe9 at offset 3.*--encoding.*latin-1'):
         read_text(path)
     assert read_text(path, encoding='latin-1') == 'caf\xe9 au lait'
+
+
+CURLY = 'He said \u201cnot yet\u201d \u2014 and left\u2026 caf\u00e9'    # quotes, dash, ellipsis, e-acute
+
+
+@pytest.mark.parametrize('text', [CURLY, 'caf\u00e9 first, then \u201cquotes\u201d'],
+                         ids=['quote-first', 'accent-first'])
+def test_a_windows_1252_file_is_named_cp1252_not_latin_1(tmp_path, text):
+    """Its curly quotes are bytes 0x80-0x9F, which latin-1 reads as invisible control characters."""
+    path = write(tmp_path / 'windows.txt', text.encode('cp1252'))
+    with pytest.raises(DataError, match='not valid utf-8') as error:
+        read_text(path)
+    message = str(error.value)
+    assert '--encoding cp1252' in message and 'Windows-1252' in message
+    assert 'latin-1' not in message.split('--encoding cp1252')[0]          # cp1252 is named first
+    assert read_text(path, encoding='cp1252') == text
+    assert any(0x80 <= ord(c) <= 0x9f for c in read_text(path, encoding='latin-1'))   # the trap
+
+
+def test_the_hint_names_utf_8_for_utf_8_bytes_and_latin_1_for_other_high_bytes(tmp_path):
+    with pytest.raises(DataError, match='it is valid UTF-8: pass --encoding utf-8'):
+        read_text(write(tmp_path / 'u.txt', CURLY), encoding='ascii')
+    # 0x81 is undefined in cp1252: not a Windows file, so latin-1 (which reads any byte)
+    with pytest.raises(DataError, match=r'0x81.*--encoding latin-1') as error:
+        read_text(write(tmp_path / 'x.txt', b'a\x81b\x93c'))
+    assert 'cp1252' not in str(error.value)
+
+
+def test_decode_text_reads_bytes_as_read_text_reads_a_file():
+    assert decode_text(b'\xef\xbb\xbfone\r\ntwo') == 'one\ntwo'
+    with pytest.raises(DataError, match=r'^stdin: byte 0x93 at offset 0 .*--encoding cp1252'):
+        decode_text('\u201cquoted\u201d'.encode('cp1252'), source='stdin')
+    with pytest.raises(DataError, match='stdin looks like a binary file'):
+        decode_text(b'a\x00b', source='stdin')
 
 
 def test_read_text_unknown_encoding(tmp_path):

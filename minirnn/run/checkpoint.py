@@ -114,6 +114,11 @@ def load(path, device='cpu', *, contents=None, averaged=False):
                               'the file is damaged or was not written by minirnn') from None
     try:
         vocab = Vocab.from_dict(meta['vocab'])
+        train = meta.get('train')
+        if vocab.text_options is None and isinstance(train, dict) and train.get('preprocess') in PREPROCESS_MODES \
+                and train.get('token') in TOKEN_KINDS:      # older files: from the training settings
+            vocab.text_options = {'preprocess': train['preprocess'], 'token': train['token'],
+                                  'encoding': str(train.get('encoding') or 'utf-8')}
     except (KeyError, DataError) as exc:
         raise CheckpointError(f'{path}: {exc}; the file is damaged') from None
     if len(vocab) != model.vocab_size:

@@ -208,7 +208,7 @@ PRESETS['d2l-v2-deep'] = dict(PRESETS['d2l-v2'], cell='rnn', num_layers=2, lr=2.
 # 0 over the whole run, dropout between and above the layers, and best.npz kept by validation
 # perplexity. Small batches: on 150K training characters more (smaller) steps per epoch help more
 # than wider ones. 'tm-rnn' is the book's vanilla cell, 'tm-lstm2' the best model found for
-# about 15 minutes of two cores (README, "Held-out quality").
+# about 15 minutes of two cores (docs/results.md, "Held-out quality").
 _HELD_OUT = dict(data='timemachine', max_tokens=None, val_fraction=0.1, sampler='sequential',
                  optimizer='adam', lr=2e-3, lr_schedule='cosine', clip=1.0, embed_dim=64,
                  num_hiddens=512, init='uniform', num_steps=64,

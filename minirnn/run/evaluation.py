@@ -1,7 +1,8 @@
 """Held-out perplexity: a text's tokens as batches for a stateful forward pass, and the mean loss.
 
 Both `train` (the validation split) and `cli.py eval` (any text under a checkpoint) reach the
-model through these two functions; neither goes through the trainer.
+model through corpus_batches and evaluate; neither goes through the trainer. unknown_warning
+tells eval's user when a text is mostly tokens the model never saw.
 """
 from .. import parallel
 from ..errors import DataError
@@ -38,3 +39,23 @@ def evaluate(model, batches, carry_state):
         total += loss * X.size
         count += X.size
     return total / count
+
+
+# above this share of <unk> a perplexity measures mostly how well the model predicts <unk>
+UNKNOWN_WARNING_SHARE = 0.05
+
+
+def unknown_warning(fraction, vocab_size, preprocess, token, encoding='utf-8'):
+    """A warning (str) when more than UNKNOWN_WARNING_SHARE of a text's tokens are unknown to
+    the model, saying what to check; None otherwise.
+
+    fraction: the share of the text's tokens that became <unk>; vocab_size, preprocess, token:
+    the model's (its text options); encoding: how the text was read.
+    """
+    if not fraction > UNKNOWN_WARNING_SHARE:
+        return None
+    share = f'{fraction:.0%}' if fraction >= 0.1 else f'{fraction:.1%}'
+    return (f'{share} of the tokens are unknown to the model (read as <unk>), so this perplexity says '
+            f'little: the model knows only the {vocab_size} tokens of its training text (--preprocess '
+            f'{preprocess} --token {token}); evaluate text of that kind, or pass this text\'s --encoding '
+            f'if it was misread (read as {encoding})')

@@ -75,7 +75,6 @@ class RunDir:
             raise ConfigError(f'--out {self.path} is a file, not a directory')
         if resume:
             before = self.saved().meta['train']
-            self._check_unfinished(config)
             self._check_same_text(before.get('data'), config.data)
             for name, value in config.to_dict().items():
                 if name not in RESUMABLE_CHANGES + ('data',) and name in before and before[name] != value:
@@ -85,6 +84,7 @@ class RunDir:
                 raise ConfigError(f'the saved run\'s cosine schedule spans its num_epochs, '
                                   f'{before["num_epochs"]}; another --num-epochs would change the learning '
                                   f'rates mid-run: keep it, or start a new run')
+            self._check_unfinished(config)
         elif not overwrite and not self._only_a_diverged_start():
             found = [name for name in RUN_FILES if (self.path / name).exists()]
             if found:

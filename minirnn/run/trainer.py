@@ -17,6 +17,7 @@ import dataclasses
 import math
 import shlex
 import time
+import warnings
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -25,7 +26,7 @@ from .. import parallel, text
 from ..backend import to_device, tune_host_allocator
 from ..batching import SeqDataLoader
 from ..corpora import fingerprint
-from ..errors import ConfigError, DataError, DivergenceError
+from ..errors import ConfigError, DataError, DivergenceError, UnknownTokensWarning
 from ..model import RNNLM
 from ..optim import OPTIMIZERS, Schedule, bias_lr_mults, format_ppl, perplexity
 from ..train import EpochProgress, train_epoch
@@ -51,7 +52,7 @@ class FitResult(NamedTuple):
 
 
 def fit(config, out_dir=None, *, resume=False, overwrite=False, quiet=False, command='minirnn train',
-        data=None, on_epoch=None):
+        data=None, on_epoch=None, note=None):
     """Train a model as `config` says, writing the run directory `out_dir` after every epoch.
 
     out_dir: a path, or a rundir.RunDir (whose saved checkpoint may have been read already);
@@ -60,6 +61,7 @@ def fit(config, out_dir=None, *, resume=False, overwrite=False, quiet=False, com
     as config says), or (corpus, vocab) (a 1-D integer array and its text.Vocab).
     on_epoch: None, or a function called with each finished epoch's history row (a dict: epoch,
     train_ppl, val_ppl, ...), e.g. to draw a live plot in a notebook.
+    note: a line to print (unless quiet) once the text has loaded, before training.
     resume: continue DIR/model.npz exactly where it stopped (same batches, same updates; only
     the fields in rundir.RESUMABLE_CHANGES may differ from the saved config). Without resume,
     an existing run in DIR is an error unless overwrite. Nothing in DIR changes before the
@@ -80,8 +82,11 @@ def fit(config, out_dir=None, *, resume=False, overwrite=False, quiet=False, com
         restore(run, saved)
     run.prepare()
     directory.open()                  # fail now, not after the first epoch's work
+    report = Reporter(config.num_epochs, quiet=quiet)
+    if note:
+        report.line(note)
     try:
-        return loop(run, Reporter(config.num_epochs, quiet=quiet), command)
+        return loop(run, report, command)
     finally:
         directory.close()
 
@@ -207,8 +212,12 @@ def _sample_prefix(config, model, vocab, train_corpus):
     from ..generate import predict
     prefix = config.prefixes[0] if config.prefixes else vocab.to_tokens(int(train_corpus[0]))
     try:
-        predict(model, vocab, prefix, 0, preprocess=config.preprocess, token=config.token)
-    except ConfigError as exc:
+        # generate reads unknown tokens as <unk> with a warning; before a long run, a prefix the
+        # model cannot read is refused instead
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', UnknownTokensWarning)
+            predict(model, vocab, prefix, 0, preprocess=config.preprocess, token=config.token)
+    except (ConfigError, UnknownTokensWarning) as exc:
         raise ConfigError(f'--sample-every continues the first --prefix {prefix!r}, but {exc}') from None
     return prefix
 
