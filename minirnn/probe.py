@@ -156,7 +156,9 @@ def probe_batch(*, checkpoints=None, data=None, batch_size=32, num_steps=35, dty
     model = RNNLM(len(vocab), dtype=dtype, device=device, seed=seed,
                   **{'impl': 'reference', **(model_options or {})})
     X, Y = _batch(corpus, batch_size, num_steps, rng)
-    yield f'{model.cell_name} H={model.num_hiddens} sigma={model.sigma:g}', model, X, Y
+    init = f'sigma={model.sigma:g}' if model.init == 'normal' else f'{model.init} init'
+    layers = f' x{model.num_layers}' if model.num_layers > 1 else ''
+    yield f'{model.cell_name}{layers} H={model.num_hiddens} {init}', model, X, Y
 
 
 def _batch(corpus, batch_size, num_steps, rng):

@@ -337,3 +337,25 @@ def test_training_draws_masks_for_any_regulariser_and_resumes_exactly(tmp_path, 
     assert all(np.array_equal(a[k], b[k]) for k in a)
     ar_only = RNNLM(V, H, ar=1.0)
     assert ar_only.has_training_mode and ar_only.noise(0, B, T) == Noise()
+
+
+def test_the_quality_benchmark_runs_the_regularised_presets_against_what_pytorch_can_train(books):
+    """benchmarks/quality.py: each regularised row's PyTorch run is its unregularised preset (with
+    the dropout tried), and another book scales the number of epochs, the same for both."""
+    import sys
+    from pathlib import Path
+    from minirnn.run.config import PRESETS, make_config
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
+    try:
+        import quality
+    finally:
+        sys.path.pop(0)
+    assert set(quality.ROWS) <= set(PRESETS) and {'tm-lstm2-awd', 'tm-rnn-reg'} <= set(quality.ROWS)
+    for row, base in quality.TORCH_ROW.items():
+        assert make_config(row).has_training_mode and make_config(row).model != make_config(base).model
+        options = quality.torch_options(row, dropout=0.5)
+        assert options == dict(quality.torch_options(base), dropout=0.5)
+    ratio = quality.train_tokens('timemachine') / quality.train_tokens('war_of_the_worlds')
+    assert 0.4 < ratio < 0.7
+    assert quality.epochs_for('tm-lstm2-awd', 'war_of_the_worlds') == round(make_config('tm-lstm2-awd').num_epochs * ratio)
+    assert quality.torch_options('tm-lstm2', 'war_of_the_worlds')['num_epochs'] == round(8 * ratio)
