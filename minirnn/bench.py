@@ -31,7 +31,8 @@ def step_throughput(batch_size=32, num_steps=35, vocab_size=28, iters=20, warmup
         ('cpu' | 'gpu' | 'auto'), seed (model init and tokens), max_norm (0 disables clipping
         but still measures the norm), lr, threads (CPU threads that split the batch; None:
         every core, 1: the whole batch in one thread); model: ModelConfig's fields (num_hiddens
-        H, cell, num_layers, dtype, impl, ...; dropout masks are drawn every step, as in training).
+        H, cell, num_layers, dtype, impl, ...; dropout's and the other regularisers' masks are
+        drawn every step, as in training).
     Returns: a JSON-serialisable dict with the shape, the model's fields, device, iters,
         `seconds` (total timed wall time), `step_ms` (median step), `tokens_per_s` (B*T /
         median step) and `tokens_per_s_mean` (B*T*iters / seconds).
@@ -49,7 +50,7 @@ def step_throughput(batch_size=32, num_steps=35, vocab_size=28, iters=20, warmup
     tune_host_allocator()   # as fit() does
     rng = make_rng(seed)
     model = RNNLM.from_config(vocab_size, spec, device=device, seed=rng, threads=threads)
-    dropout_rng = rng if spec.dropout else None
+    dropout_rng = rng if spec.has_training_mode else None
     xp = model.xp
     optimizer = SGD(lr)
     # made once on the host and moved once, so the timing holds no host-to-device copies

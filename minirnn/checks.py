@@ -31,16 +31,17 @@ def integer(name, value, minimum=1, *, optional=False):
     return int(value)
 
 
-def number(name, value, *, minimum=None, above=None, below=None, optional=False):
-    """A finite real number with optional bounds (minimum <= value, above < value, value < below)."""
+def number(name, value, *, minimum=None, above=None, below=None, maximum=None, optional=False):
+    """A finite real number with optional bounds (minimum <= value, above < value, value < below,
+    value <= maximum)."""
     if optional and value is None:
         return None
     ok = _is_number(value) and math.isfinite(value)
     ok = ok and (minimum is None or value >= minimum) and (above is None or value > above) \
-        and (below is None or value < below)
+        and (below is None or value < below) and (maximum is None or value <= maximum)
     if not ok:
         bounds = [f'>= {minimum}' if minimum is not None else '', f'> {above}' if above is not None else '',
-                  f'< {below}' if below is not None else '']
+                  f'< {below}' if below is not None else '', f'<= {maximum}' if maximum is not None else '']
         wanted = ' and '.join(b for b in bounds if b)
         raise ConfigError(f'{name} must be a finite number{" " + wanted if wanted else ""}, got {value!r}')
     return float(value)

@@ -19,7 +19,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from minirnn.model import ModelConfig
+from minirnn.model import IN_CELL, REGULARISATION, ModelConfig
 
 
 class Parser(argparse.ArgumentParser):
@@ -153,6 +153,7 @@ when all OK), 1 otherwise.""",
     'probe': """examples:
   {prog} probe --sigma 0.1 --num-hiddens 256 --plot probe.png   # a fresh model at the book's shapes
   {prog} probe --checkpoint runs/a/model.npz runs/b/model.npz --plot flow.png
+  {prog} probe --cell lstm --sigma 0.1 --num-hiddens 64 --masks 0 --vary zoneout=0.5 weight_drop=0.5
 
 One JSON line per model on stdout: per layer and step t, ||dL/dH_t||, ||dl_T/dH_t|| and
 ||dH_T/dH_t||_F / sqrt(H), and each recurrent weight's spectral radius and largest singular value.""",
@@ -175,7 +176,26 @@ def invoked_as(argv0=None):
     return 'minirnn'
 
 
-TYPES = {'positive_int': positive_int, 'positive_float': positive_float, 'fraction': fraction}
+def regulariser_changes(s):
+    """`probe --vary`'s value: 'zoneout=0.5' or 'dropout_output=0.3,dropout_hidden=0.3' ->
+    (the text, {option: value}); options of model.REGULARISATION, with - or _."""
+    changes = {}
+    for part in s.split(','):
+        name, _, value = part.partition('=')
+        name = name.strip().lstrip('-').replace('-', '_')
+        if name not in REGULARISATION:
+            raise argparse.ArgumentTypeError(f'expected OPTION=VALUE with OPTION one of {", ".join(REGULARISATION)}, '
+                                             f'got {part!r}')
+        changes[name] = _float(value, f'a number for {name}', minimum=0)
+    return s, changes
+
+
+def probability(s):
+    return _float(s, 'a probability in [0, 1]', minimum=0, maximum=1)
+
+
+TYPES = {'positive_int': positive_int, 'positive_float': positive_float, 'fraction': fraction,
+         'probability': probability, 'non_negative_float': non_negative_float}
 
 
 def model_fields():
@@ -469,6 +489,14 @@ def add_probe(sub):
                    help='random vectors estimating each Jacobian norm (>= H: exact)')
     p.add_argument('--dtype', choices=DTYPES, default='float64',
                    help='float64 (default) so vanishing gradients are measured, not flushed to zero')
+    p.add_argument('--masks', type=non_negative_int, default=None, metavar='SEED',
+                   help='probe a training pass with the masks this seed draws (dropout, variational '
+                   'dropout, weight drop, zoneout) and AR/TAR\'s terms in the loss (default: evaluation, '
+                   'no masks and zoneout\'s expectation)')
+    p.add_argument('--vary', nargs='+', default=[], type=regulariser_changes, metavar='OPTION=VALUE',
+                   help='also probe the same weights on the same batch with regularisers changed, one '
+                   'model per argument (zoneout=0.5, or several joined by commas: '
+                   'dropout_output=0.3,dropout_hidden=0.3), one more line each in the plot')
     p.add_argument('--plot', default='probe.png', help='PNG to write')
     p.add_argument('--device', choices=DEVICES, default='cpu', help='cpu, gpu or auto')
     p.set_defaults(func=cmd_probe)
@@ -745,7 +773,8 @@ def check_gradcheck(args):
         return f'--checkpoint checks the saved model; drop --{described[0].replace("_", "-")}'
     if args.level == 'cell' and (args.checkpoint or args.step_sweep):
         return '--level cell checks a fresh cell: drop --checkpoint and --step-sweep'
-    model_only = [k for k in ('num_layers', 'dropout', 'vocab_size', 'embed_dim', 'init')
+    model_only = [k for k in ('num_layers', 'dropout', 'vocab_size', 'embed_dim', 'init', 'dropout_input',
+                              'dropout_output', 'weight_drop', 'ar', 'tar')
                   if k in described] + (['tensor'] if args.tensor else [])
     if args.level == 'cell' and model_only:
         return f'--level cell checks one cell alone: --{model_only[0].replace("_", "-")} belongs to --level model'
@@ -769,7 +798,8 @@ def cmd_gradcheck(args):
         results = gradsuite.check_cell(model['cell'], batch_size=batch['batch_size'],
                                        num_steps=batch['num_steps'], num_hiddens=model['num_hiddens'],
                                        sigma=model['sigma'], activation=given.get('activation'),
-                                       device=args.device, seed=args.seed, impl=impl, **options)
+                                       device=args.device, seed=args.seed, impl=impl,
+                                       **{k: model[k] for k in IN_CELL}, **options)
     elif args.checkpoint:
         results = gradsuite.check_checkpoint(args.checkpoint, **batch, device=args.device,
                                              seed=args.seed, tensors=args.tensor, impl=given.get('impl'), **options)
@@ -793,6 +823,7 @@ def describe_model(model, batch):
     parts += [model['activation']] if model['cell'] == 'rnn' else []
     parts += [f'E={model["embed_dim"]}'] if model['embed_dim'] else []
     parts += [f'{model["init"]} init'] if model['init'] != 'normal' else []
+    parts += [f'{k.replace("_", " ")} {model[k]:g}' for k in REGULARISATION if k != 'dropout' and model[k]]
     parts += [f'H={model["num_hiddens"]}', f'V={model["vocab_size"]}', f'sigma={model["sigma"]:g}',
               f'B={batch["batch_size"]}', f'T={batch["num_steps"]}']
     return ', '.join(parts)
@@ -836,10 +867,14 @@ def cmd_probe(args):
                                           batch_size=args.batch_size, num_steps=args.num_steps,
                                           dtype=args.dtype, device=args.device, seed=args.seed,
                                           model_options=model_options(args, skip=('dtype',))):
-        result = probe(model, X, Y, jacobian_probes=args.jacobian_probes, seed=args.seed)
-        print(json.dumps({'label': label, **result}), flush=True)
-        labels.append(label)
-        results.append(result)
+        variants = [(label, model)] + [(f'{label}, {text}', model.converted(**changes))
+                                       for text, changes in args.vary]
+        for name, variant in variants:
+            result = probe(variant, X, Y, jacobian_probes=args.jacobian_probes, seed=args.seed,
+                           dropout_rng=args.masks)
+            print(json.dumps({'label': name, **result}), flush=True)
+            labels.append(name)
+            results.append(result)
     plot_probe(results, args.plot, labels)
     print(f'minirnn: wrote {args.plot}', file=sys.stderr)
     return 0

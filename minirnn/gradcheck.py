@@ -481,9 +481,11 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
     """Check every gradient of model.gradients against the derivatives of the loss.
 
     Args: model, an RNNLM in float64; X, Y (B, T) token ids; state shaped as
-          model.begin_state(B), or None for zeros; dropout_rng, an int seed (the same dropout
-          masks at every evaluation) or None (no dropout); dfinal_state, a gradient entering
-          through the final state (then f = loss + sum(final_state * dfinal_state)), or None;
+          model.begin_state(B), or None for zeros; dropout_rng, an int seed (a training pass
+          with the same masks at every evaluation: dropout, variational dropout, weight drop,
+          zoneout, and AR/TAR's terms in f) or None (evaluation); dfinal_state, a gradient
+          entering through the final state (then f = objective + sum(final_state *
+          dfinal_state)), or None;
           tensors, names of the tensors to check (default: every parameter and state array);
           max_entries, how many entries per tensor (a seeded sample when it is larger);
           seed, for that sample; step, the first h; tolerance, delta (None: each method's
@@ -504,7 +506,7 @@ def gradcheck_model(model, X, Y, state=None, *, dropout_rng=None, dfinal_state=N
     result = model.gradients(X, Y, state, dropout_rng=dropout_rng, dfinal_state=dfinal_state)
 
     def f():
-        loss, final = model.loss(X, Y, state, dropout_rng=dropout_rng)
+        loss, final = model.objective(X, Y, state, dropout_rng=dropout_rng)
         if dfinal_state is None:
             return loss
         return loss + sum(float((s * g).sum()) for s, g in zip(leaves(final), leaves(dfinal_state)))
@@ -535,8 +537,9 @@ def reference_twin(model):
 def model_complex_f(model, X, Y, state, tensor, *, dropout_rng=None, masks=None, dfinal_state=None):
     """complex_f for `tensor` of a model (a parameter's name, or a state array's: state_names).
 
-    Returns complex_f(z, jitter=False) -> (f, kinks) (see _ComplexSteps): f = loss
-    (+ sum(final_state * dfinal_state)) as a Python complex, with the complex array z in the
+    Returns complex_f(z, jitter=False) -> (f, kinks) (see _ComplexSteps): f = the objective
+    (model.objective: the loss, plus AR/TAR's terms in a training pass) (+ sum(final_state *
+    dfinal_state)) as a Python complex, with the complex array z in the
     tensor's place, and the model's kinks (_model_kinks). It evaluates the model's
     reference_twin, made at the first call (a model on the reference cells is its own twin);
     state as in gradcheck_model (None: zeros).
@@ -559,7 +562,7 @@ def model_complex_f(model, X, Y, state, tensor, *, dropout_rng=None, masks=None,
             params = {k: v * made['factors'][k] for k, v in params.items()}
             at = [leaf * made['factors'][name] for name, leaf in zip(names, at)]
         tape = twin.tape_at(params, X, Y, unflatten(state, at), dropout_rng=dropout_rng, masks=masks)
-        value = complex(tape.loss)
+        value = complex(tape.loss) + complex(tape.penalty)     # the objective, as model.objective
         if dfinal_state is not None:
             value += sum(complex((s * g).sum()) for s, g in zip(leaves(tape.state), leaves(dfinal_state)))
         return value, _model_kinks(twin, tape)
@@ -574,8 +577,8 @@ def _model_kinks(model, tape):
     preactivations = getattr(model.cell, 'preactivations', None)
     if preactivations is None:
         return None
-    return [preactivations(model.layer_params(layer, tape.params), cache.cell)
-            for layer, cache in enumerate(tape.layers)]
+    # the parameters each layer's cell ran with (weight drop: W * M)
+    return [preactivations(cache.params, cache.cell) for cache in tape.layers]
 
 
 def complex_step_gradients(model, X, Y, state=None, *, tensors=None, dropout_rng=None, masks=None,
@@ -605,7 +608,7 @@ def complex_step_gradients(model, X, Y, state=None, *, tensors=None, dropout_rng
 
 def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5, activation=None,
                    device='cpu', seed=0, max_entries=100, step=STEP, tolerance=None,
-                   impl='reference', method='auto'):
+                   impl='reference', method='auto', dropout_hidden=0.0, zoneout=0.0, zoneout_cell=0.0):
     """Check one recurrent cell's backward pass alone, against f = sum(Hs * dHs) + sum(final * dfinal).
 
     Random upstream gradients dHs (T, B, H) and dfinal (shaped as the state) enter at every
@@ -617,7 +620,9 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
           zero); activation, one of the cell's (default its first); device 'cpu' or 'gpu';
           impl, for a cell named by a string: 'fast' or 'reference' (cells.implementation);
           method, tolerance as in gradcheck_model (the complex step runs on a fast path's
-          reference cell, the same function).
+          reference cell, the same function); dropout_hidden, zoneout, zoneout_cell: the
+          regularisers inside the recurrence (those in the cell's REGULARISERS), their masks
+          drawn once from the seed.
     Returns: report rows (see `compare`): every cell parameter, then the dense input 'X'
         (T, B, H), then the state's arrays.
 
@@ -646,11 +651,12 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
     state = tree_map(lambda a: normal(a.shape, 0.5), cell.begin_state(B, H, xp, np.float64))
     dHs = normal((T, B, H))
     dfinal = tree_map(lambda a: normal(a.shape), state)
-    _, _, cache = cell.forward(params, X, state, activation=activation)
+    regularisers = _cell_masks(cell, state, rng, xp, T, dropout_hidden, zoneout, zoneout_cell)
+    _, _, cache = cell.forward(params, X, state, activation=activation, **regularisers)
     grads, dX, dstate = cell.backward(params, dHs, cache, dfinal)
 
     def f():
-        Hs, final, _ = cell.forward(params, X, state, activation=activation)
+        Hs, final, _ = cell.forward(params, X, state, activation=activation, **regularisers)
         return float((Hs * dHs).sum()) + sum(float((s * g).sum()) for s, g in zip(leaves(final), leaves(dfinal)))
 
     reference = getattr(cell, 'reference', cell)       # a fast path's reference computes in complex
@@ -667,7 +673,8 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
                 at = {k: v * factors[k] for k, v in at.items()}
             p, state_at = {k: at[k] for k in params}, unflatten(state, [at[name] for name in names])
             with complex_kept('the cell'):
-                Hs, final, cache = reference.forward(p, at['X'], state_at, activation=activation)
+                Hs, final, cache = reference.forward(p, at['X'], state_at, activation=activation,
+                                                     **regularisers)
                 value = complex((Hs * dHs).sum()) + sum(complex((s * g).sum())
                                                         for s, g in zip(leaves(final), leaves(dfinal)))
             if activation in SMOOTH:
@@ -687,6 +694,29 @@ def gradcheck_cell(cell, *, batch_size=3, num_steps=5, num_hiddens=4, sigma=0.5,
                     tolerance=tolerance, method=method,
                     complex_f=None if method == 'central' else complex_f_of(name))
             for name, g, x in checked]
+
+
+def _cell_masks(cell, state, rng, xp, num_steps, dropout_hidden, zoneout, zoneout_cell):
+    """gradcheck_cell's fixed masks: hidden_mask (B, H) and zoneout (T, B, H) per zoned state
+    array, as a training pass draws them (layers.dropout_mask, layers.zoneout_mask)."""
+    from . import layers
+    supported = getattr(cell, 'REGULARISERS', ())
+    checks.number('dropout_hidden', dropout_hidden, minimum=0, below=1)
+    for name, value in (('dropout_hidden', dropout_hidden), ('zoneout', zoneout), ('zoneout_cell', zoneout_cell)):
+        checks.number(name, value, minimum=0, maximum=1)
+        if value and name not in supported:
+            raise ConfigError(f'this cell does not take {name} (its REGULARISERS: {", ".join(supported) or "none"})')
+    options, dtype = {}, np.dtype(np.float64)
+    batch_size, num_hiddens = leaves(state)[0].shape
+    if dropout_hidden:
+        options['hidden_mask'] = xp.asarray(layers.dropout_mask(rng, (batch_size, num_hiddens), dropout_hidden, dtype))
+    if zoneout or zoneout_cell:
+        target = cell.hidden(state)
+        options['zoneout'] = tree_map(
+            lambda a: None if not (zoneout if a is target else zoneout_cell) else xp.asarray(
+                layers.zoneout_mask(rng, (num_steps,) + a.shape, zoneout if a is target else zoneout_cell, dtype)),
+            state)
+    return options
 
 
 # --- the report ---------------------------------------------------------------------------------

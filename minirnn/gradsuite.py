@@ -14,7 +14,9 @@ from .tree import tree_map
 
 # The default suite: small float64 models that take every code path. sigma=0.5, vocabulary 7,
 # H = 6 unless a case says otherwise; each row: label, RNNLM arguments, B, T, random initial
-# state. Dropout cases use a fixed mask (an int dropout seed).
+# state. Cases with a training mode (dropout, the regularisers through time: each at one and
+# at two layers) check a training pass with fixed masks (an int dropout seed), AR/TAR's
+# terms included in the loss.
 DEFAULT_CASES = (
     ('tanh',                          dict(activation='tanh'),                            3, 5, False),
     ('relu',                          dict(activation='relu'),                            3, 5, False),
@@ -28,6 +30,18 @@ DEFAULT_CASES = (
     ('gru, 2 layers, dropout',        dict(cell='gru', num_layers=2, dropout=0.3, num_hiddens=4), 3, 4, True),
     ('lstm, 2 layers, dropout',       dict(cell='lstm', num_layers=2, dropout=0.3, num_hiddens=4), 3, 4, True),
     ('rnn, 2 layers, embedding',      dict(num_layers=2, embed_dim=3),                    2, 4, True),
+    ('variational dropout',           dict(embed_dim=4, dropout_input=0.3, dropout_output=0.3,
+                                           dropout_hidden=0.3),                           3, 5, True),
+    ('lstm, 2 layers, variational dropout', dict(cell='lstm', num_layers=2, embed_dim=3, dropout_input=0.3,
+                                                 dropout_output=0.3, dropout_hidden=0.3, num_hiddens=4), 3, 4, True),
+    ('gru, weight drop',              dict(cell='gru', weight_drop=0.4),                  3, 5, True),
+    ('lstm, 2 layers, weight drop',   dict(cell='lstm', num_layers=2, weight_drop=0.4, num_hiddens=4), 3, 4, True),
+    ('zoneout',                       dict(zoneout=0.4),                                  3, 5, True),
+    ('lstm, 2 layers, zoneout on H and C', dict(cell='lstm', num_layers=2, zoneout=0.3, zoneout_cell=0.5,
+                                                num_hiddens=4),                           3, 4, True),
+    ('AR/TAR',                        dict(ar=2.0, tar=1.0),                              3, 5, True),
+    ('gru, 2 layers, AR/TAR, dropout', dict(cell='gru', num_layers=2, ar=2.0, tar=1.0, dropout=0.3,
+                                            num_hiddens=4),                               3, 4, True),
 )
 
 
@@ -51,7 +65,7 @@ def check_case(model_args, batch_size, num_steps, random_state, *, device='cpu',
     args = {'vocab_size': 7, 'num_hiddens': 6, 'sigma': 0.5, **model_args}
     model = RNNLM(**args, dtype='float64', device=device, seed=seed, threads=1)
     X, Y, state = random_batch(model, batch_size, num_steps, make_rng(seed), random_state)
-    dropout_rng = seed if model.dropout else None
+    dropout_rng = seed if model.has_training_mode else None   # fixed masks: the same every evaluation
     return gradcheck_model(model, X, Y, state, dropout_rng=dropout_rng, seed=seed, **options)
 
 
@@ -78,6 +92,7 @@ def check_checkpoint(path, *, batch_size=4, num_steps=35, device='cpu', seed=0, 
 def check_cell(cell, *, seed=0, impl='reference', **options):
     """gradcheck_cell for `cell` (under `impl`) as [(label, rows)], the shape format_report takes."""
     label = f'cell {cell}' + (' (fast)' if impl == 'fast' else '')
+    label += ''.join(f', {k} {options[k]:g}' for k in ('dropout_hidden', 'zoneout', 'zoneout_cell') if options.get(k))
     return [(label, gradcheck_cell(cell, seed=seed, impl=impl, **options))]
 
 
@@ -102,7 +117,7 @@ def step_sweep(model, X, Y, state=None, *, tensor='W_hh', steps=None, complex_st
     state = model.begin_state(len(X)) if state is None else state
 
     def f():
-        return model.loss(X, Y, state)[0]
+        return model.objective(X, Y, state)[0]
     f0 = f()
     x = model.params[tensor]
     a = to_numpy(result.grads[tensor]).astype(np.float64).reshape(-1)

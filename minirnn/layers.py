@@ -161,10 +161,20 @@ def dropout_mask(rng, shape, p, dtype):
     """A host mask for inverted dropout: each entry kept with probability 1 - p, scaled by 1/(1 - p).
 
     Drawn from the numpy Generator `rng` on the host, so a seed gives the same mask on CPU and
-    GPU, and a thread split cuts one mask instead of drawing several.
+    GPU, and a thread split cuts one mask instead of drawing several. The per-step dropout
+    between layers draws (B, T, H), variational dropout (B, D), weight drop a weight's shape.
     """
     keep = rng.random(shape, dtype=np.float32) >= p
     return keep.astype(dtype) * dtype.type(1 / (1 - p))
+
+
+def zoneout_mask(rng, shape, p, dtype):
+    """A host mask for zoneout: 1 where a unit keeps its previous value (probability p), else 0.
+
+    Not scaled: zoneout mixes two values, H_t = M * H_{t-1} + (1 - M) * H~_t, and its
+    evaluation form replaces M by its expectation p. Drawn like dropout_mask, (B, T, H).
+    """
+    return (rng.random(shape, dtype=np.float32) < p).astype(dtype)
 
 
 def dropout_forward(x, mask):
@@ -174,6 +184,27 @@ def dropout_forward(x, mask):
 
 def dropout_backward(dout, cache):
     """d(x * mask)/dx = mask."""
+    return dout * cache.mask
+
+
+# --- variational ("locked") dropout: one mask per sequence, the same at every step ------------
+
+class LockedDropoutCache(NamedTuple):
+    mask: object        # (B, D): 0 where dropped, 1 / (1 - p) where kept, for every step alike
+
+
+def locked_dropout_forward(x, mask):
+    """out[t] = x[t] * mask for every step t (Gal & Ghahramani 2016; AWD-LSTM's LockedDropout).
+
+    Args: x (T, B, D) time-major; mask (B, D) from dropout_mask, one row per sequence: a unit
+          dropped in a sequence stays dropped at every step of it (training only).
+    Returns: out (T, B, D), cache.
+    """
+    return x * mask, LockedDropoutCache(mask)
+
+
+def locked_dropout_backward(dout, cache):
+    """d(x[t] * mask)/dx[t] = mask, at every step."""
     return dout * cache.mask
 
 

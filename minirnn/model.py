@@ -24,7 +24,7 @@ from .backend import complex_kept, device_name, get_xp, make_rng, to_device, to_
 from .cells import CELLS, IMPLS, implementation
 from .errors import ConfigError
 from .initialization import INITS, Init
-from .tree import leaves, structure, tree_map
+from .tree import leaves, structure, tree_map, unflatten
 
 DTYPES = ('float32', 'float64')
 
@@ -59,7 +59,30 @@ class ModelConfig:
     init: str = _option('normal', "normal: the book's N(0, sigma^2) weights, zero biases; uniform: "
                         "PyTorch's default, U(+-1/sqrt(H)) and an N(0, 1) embedding (initialization.py)",
                         choices=lambda: INITS)
-    dropout: float = _option(0.0, "inverted dropout on each layer's output, in training", kind='fraction')
+    dropout: float = _option(0.0, "inverted dropout on each layer's output, in training (a new mask "
+                             "at every step)", kind='fraction')
+    # regularisation through time (docs/regularisation.md); each is off at 0, and acts in training
+    # only, where its masks are drawn from the dropout Generator (evaluation: none, or expectations)
+    dropout_input: float = _option(0.0, "variational (locked) dropout on the embedded input: one mask per "
+                                   "sequence, the same at every step (Gal & Ghahramani 2016); needs "
+                                   "--embed-dim", kind='fraction')
+    dropout_output: float = _option(0.0, "variational dropout on each layer's output (into the layer above "
+                                    "and the output layer): one mask per sequence and layer", kind='fraction')
+    dropout_hidden: float = _option(0.0, "variational dropout on the recurrence: every product with a "
+                                    "recurrent weight reads H_{t-1} times one mask per sequence and layer",
+                                    kind='fraction')
+    weight_drop: float = _option(0.0, "DropConnect on the recurrent weights (AWD-LSTM's weight drop): each "
+                                 "entry of every W_h* dropped with this probability, one mask per batch "
+                                 "and layer", kind='fraction')
+    zoneout: float = _option(0.0, "zoneout (Krueger et al. 2016): each unit of H keeps its previous value "
+                             "with this probability at every step; in evaluation H_t = p H_{t-1} + "
+                             "(1 - p) H~_t", kind='probability')
+    zoneout_cell: float = _option(0.0, "zoneout of the LSTM's memory C, likewise (lstm)", kind='probability')
+    ar: float = _option(0.0, "activation regularisation: adds ar * mean(H_t^2) of the top layer's "
+                        "dropped outputs to the training loss (AWD-LSTM's alpha)", kind='non_negative_float')
+    tar: float = _option(0.0, "temporal activation regularisation: adds tar * mean((H_t - H_{t-1})^2) of "
+                         "the top layer's outputs before dropout to the training loss (AWD-LSTM's beta)",
+                         kind='non_negative_float')
     impl: str = _option('fast', "fast: the cells' fast paths (minirnn/cells/fast/); reference: the "
                         "book's equations as written (minirnn/cells/rnn.py, gru.py, lstm.py); the "
                         "same function either way", choices=lambda: IMPLS)
@@ -75,14 +98,41 @@ class ModelConfig:
         checks.number('sigma', self.sigma, above=0)
         checks.one_of('init', self.init, INITS)
         checks.number('dropout', self.dropout, minimum=0, below=1)
+        for name in ('dropout_input', 'dropout_output', 'dropout_hidden', 'weight_drop'):
+            checks.number(name, getattr(self, name), minimum=0, below=1)
+        for name in ('zoneout', 'zoneout_cell'):
+            checks.number(name, getattr(self, name), minimum=0, maximum=1)
+        for name in ('ar', 'tar'):
+            checks.number(name, getattr(self, name), minimum=0)
+        if self.dropout_input and self.embed_dim is None:
+            raise ConfigError('dropout_input drops features of the embedded input; one-hot input has none '
+                              'to drop: add embed_dim (--embed-dim)')
+        supported = getattr(CELLS[self.cell], 'REGULARISERS', ())
+        for name in IN_CELL:
+            if getattr(self, name) and name not in supported:
+                raise ConfigError(f'{name} acts inside the recurrence, and cell {self.cell!r} does not take it '
+                                  f'(it takes {", ".join(supported) or "none"}; see its REGULARISERS)')
         checks.one_of('impl', self.impl, IMPLS)
         checks.one_of('dtype', str(self.dtype), DTYPES)
+
+    @property
+    def has_training_mode(self):
+        """Whether training differs from evaluation: dropout of any kind, weight drop, zoneout or
+        AR/TAR. A training pass then takes the dropout Generator (dropout_rng)."""
+        return any(getattr(self, name) for name in REGULARISATION)
 
     @classmethod
     def of(cls, config):
         """The model part of a larger configuration (a TrainConfig), or of a dict."""
         get = config.get if isinstance(config, dict) else lambda name: getattr(config, name)
         return cls(**{f.name: get(f.name) for f in dataclasses.fields(cls)})
+
+
+# the options that make training differ from evaluation (ModelConfig.has_training_mode)
+REGULARISATION = ('dropout', 'dropout_input', 'dropout_output', 'dropout_hidden', 'weight_drop',
+                  'zoneout', 'zoneout_cell', 'ar', 'tar')
+# those that act inside a cell's recurrence: a cell lists the ones its forward takes in REGULARISERS
+IN_CELL = ('dropout_hidden', 'zoneout', 'zoneout_cell')
 
 
 def param_name(name, layer):
@@ -100,22 +150,53 @@ class Gradients(NamedTuple):
     """What a backward pass returns; only parameters travel in `grads`.
 
     loss: the mean cross-entropy over the B*T tokens (Python float);
-    grads: parameter name -> gradient, each shaped as its parameter;
+    grads: parameter name -> gradient, each shaped as its parameter (of the objective, loss +
+        penalty);
     state: the state after the last step (the next batch's initial state);
     dstate: dL/d(initial state), shaped as the state;
     dH_steps: None, or per layer the total gradient dL/dH_t reaching every hidden state,
-        (T, B, H) time-major, step t at index t-1 (probes read it).
+        (T, B, H) time-major, step t at index t-1 (probes read it);
+    penalty: AR/TAR's terms added to the objective in training: a 0-d array on the model's
+        device, never read back by training (perplexities are the cross-entropy's, as
+        AWD-LSTM reports them), or 0.0 when there are none.
     """
     loss: float
     grads: dict
     state: object
     dstate: object
     dH_steps: Optional[List[object]] = None
+    penalty: object = 0.0
+
+
+class Noise(NamedTuple):
+    """The random draws of one training pass, on the model's device (RNNLM.noise); None: none.
+
+    Rows are sequences and batch-major, so a thread split cuts them (`rows`): each slice of the
+    batch gets the masks the whole batch drew. Weight drop's masks belong to the batch, not to
+    a row, and every slice shares them.
+    """
+    dropout: Optional[tuple] = None   # per layer (B, T, H): dropout on the layer's output, per step
+    input: object = None              # (B, E): variational dropout on the embedded input
+    output: Optional[tuple] = None    # per layer (B, H): variational dropout on the layer's output
+    hidden: Optional[tuple] = None    # per layer (B, H): variational dropout on H_{t-1} in the cell
+    weights: Optional[tuple] = None   # per layer {recurrent weight's name: mask shaped as it}
+    zoneout: Optional[tuple] = None   # per layer a tree shaped as the layer's state: (B, T, H) keep
+                                      # masks, None for a state array that is not zoned
+
+    def rows(self, lo, hi):
+        """The masks of rows lo..hi-1 (a thread's slice of the batch)."""
+        def cut(part):
+            return None if part is None else tree_map(lambda a: None if a is None else a[lo:hi], part)
+        return self._replace(dropout=cut(self.dropout), input=cut(self.input), output=cut(self.output),
+                             hidden=cut(self.hidden), zoneout=cut(self.zoneout))
 
 
 class LayerCache(NamedTuple):
     cell: object            # the cell's own cache
     dropout: object         # layers.DropoutCache, or None when this layer's output is not dropped
+    locked: object = None   # layers.LockedDropoutCache of variational dropout on the output, or None
+    params: dict = None     # the layer's parameters as its cell used them (weight drop: W * M)
+    weight_masks: dict = None   # weight drop: recurrent weight's name -> its mask M, or None
 
 
 class Tape(NamedTuple):
@@ -128,6 +209,9 @@ class Tape(NamedTuple):
     output: object          # layers.LinearCache of the output layer
     softmax: object         # layers.SoftmaxCECache
     batch_size: int
+    input: object = None    # layers.LockedDropoutCache of variational dropout on the input, or None
+    penalty: object = 0.0   # AR/TAR's terms (a 0-d device array), or 0.0
+    top: tuple = None       # with AR/TAR: the top layer's outputs (T, B, H) before and after dropout
 
 
 class RNNLM:
@@ -136,7 +220,9 @@ class RNNLM:
     Args:
         vocab_size: V, the number of token ids.
         num_hiddens, activation, embed_dim, sigma, init, dtype, cell, num_layers, dropout,
-            impl: what the model is; ModelConfig documents each (and checks it).
+            impl, and the regularisers dropout_input, dropout_output, dropout_hidden,
+            weight_drop, zoneout, zoneout_cell, ar, tar: what the model is; ModelConfig
+            documents each (and checks it).
         device: 'cpu', 'gpu' or 'auto' (see backend.get_xp).
         seed: int seed (or numpy Generator) for the initialisation.
         threads: CPU threads that may split a batch's rows (parallel.py) when the trainer,
@@ -150,10 +236,14 @@ class RNNLM:
 
     def __init__(self, vocab_size, num_hiddens, *, activation='tanh', embed_dim=None,
                  sigma=0.01, dtype='float32', device='cpu', seed=None, cell='rnn', num_layers=1,
-                 dropout=0.0, threads=None, init='normal', impl='fast'):
+                 dropout=0.0, threads=None, init='normal', impl='fast', dropout_input=0.0,
+                 dropout_output=0.0, dropout_hidden=0.0, weight_drop=0.0, zoneout=0.0,
+                 zoneout_cell=0.0, ar=0.0, tar=0.0):
         spec = ModelConfig(cell=cell, num_layers=num_layers, num_hiddens=num_hiddens,
                            activation=activation, embed_dim=embed_dim, sigma=sigma, init=init,
-                           dropout=dropout, impl=impl, dtype=str(dtype))
+                           dropout=dropout, dropout_input=dropout_input, dropout_output=dropout_output,
+                           dropout_hidden=dropout_hidden, weight_drop=weight_drop, zoneout=zoneout,
+                           zoneout_cell=zoneout_cell, ar=ar, tar=tar, impl=impl, dtype=str(dtype))
         self.vocab_size = checks.integer('vocab_size', vocab_size)
         self.spec = spec
         self.num_hiddens, self.num_layers, self.embed_dim = spec.num_hiddens, spec.num_layers, spec.embed_dim
@@ -185,13 +275,20 @@ class RNNLM:
         where: device, seed, threads."""
         return cls(vocab_size, **dataclasses.asdict(ModelConfig.of(config)), **where)
 
-    def converted(self, dtype=None, device=None, impl=None):
+    def converted(self, dtype=None, device=None, impl=None, **regularisers):
         """A copy of this model with another dtype, device and/or impl, same parameters (cast).
 
         Probes and gradient checks run float64 copies of float32 models: in float32 a
         vanishing gradient underflows to zero and finite differences drown in rounding.
+        regularisers: other values of the options in REGULARISATION (they change no parameter),
+        e.g. the same weights under zoneout=0.5 (`probe --vary`).
         """
-        config = {**self.config(), 'dtype': dtype or self.dtype.name, 'impl': impl or self.impl}
+        unknown = sorted(set(regularisers) - set(REGULARISATION))
+        if unknown:
+            raise ConfigError(f'converted() changes only the regularisers ({", ".join(REGULARISATION)}), '
+                              f'not {", ".join(unknown)}')
+        config = {**self.config(), 'dtype': dtype or self.dtype.name, 'impl': impl or self.impl,
+                  **regularisers}
         copy = RNNLM(**config, device=device or device_name(self.xp), seed=0,
                      threads=self.threads)
         for name, p in copy.params.items():
@@ -201,6 +298,12 @@ class RNNLM:
     def config(self):
         """vocab_size and the ModelConfig's fields, as a dict: what a checkpoint stores."""
         return {'vocab_size': self.vocab_size, **dataclasses.asdict(self.spec)}
+
+    @property
+    def has_training_mode(self):
+        """Whether a training pass differs from evaluation (ModelConfig.has_training_mode): then
+        the trainer passes the dropout Generator (dropout_rng) to every training pass."""
+        return self.spec.has_training_mode
 
     def layer_params(self, layer, params=None):
         """Layer `layer`'s parameters under the cell's own (book) names, e.g. {'W_hh': params['W_hh_l1']}."""
@@ -243,14 +346,25 @@ class RNNLM:
     def loss(self, X, Y, state=None, *, dropout_rng=None, masks=None):
         """Mean cross-entropy over all B*T tokens, forward only (evaluation, finite differences).
 
-        Args: X, Y (B, T) token ids; state or None; dropout_rng: None (no dropout, evaluation)
-              or an int seed / numpy Generator for the training-time dropout masks; masks:
-              the masks themselves (dropout_masks()) instead.
+        Args: X, Y (B, T) token ids; state or None; dropout_rng: None (evaluation: no dropout,
+              zoneout's expectation) or an int seed / numpy Generator for a training pass's
+              masks (noise()); masks: the draws themselves (a Noise, or dropout_masks()'s
+              per-layer masks) instead.
         Returns: Forward(loss, state): a Python float and the state after the last step.
         """
         X, Y, state = self.inputs(X, Y, state)
-        tape = self._tape(self.params, X, Y, state, self._masks(dropout_rng, masks, X.shape))
+        tape = self._tape(self.params, X, Y, state, self._noise(dropout_rng, masks, X.shape))
         return Forward(tape.loss, tape.state)
+
+    def objective(self, X, Y, state=None, *, dropout_rng=None, masks=None):
+        """What `gradients` differentiates, forward only: the mean cross-entropy plus, in a
+        training pass (dropout_rng or masks given), AR/TAR's penalty. Finite differences of it
+        check those gradients. Args as in `loss`.
+        Returns: Forward(objective, state), the objective a Python float.
+        """
+        X, Y, state = self.inputs(X, Y, state)
+        tape = self._tape(self.params, X, Y, state, self._noise(dropout_rng, masks, X.shape))
+        return Forward(tape.loss + float(tape.penalty), tape.state)
 
     def gradients(self, X, Y, state=None, *, dropout_rng=None, masks=None, dfinal_state=None,
                   sweeps=None, record_steps=False):
@@ -260,8 +374,8 @@ class RNNLM:
         it, and `dstate` reports dL/dstate.
 
         Args: X, Y (B, T) token ids, Y[:, t] the target after X[:, t]; state or None;
-              dropout_rng: None or a seed / Generator for the dropout masks (training);
-              masks: the masks themselves (dropout_masks()) instead;
+              dropout_rng: None (evaluation) or a seed / Generator for a training pass's
+                  masks (noise()); masks: the draws themselves (a Noise) instead;
               dfinal_state: a gradient entering through the final state (shaped as the
                   state), or None;
               sweeps: None for exact BPTT, or a truncated one (truncation.py): a list of
@@ -275,7 +389,7 @@ class RNNLM:
             if sweeps is not None:
                 raise ConfigError('dfinal_state belongs to exact BPTT; it cannot be combined with sweeps')
             dfinal_state = self.check_state('dfinal_state', dfinal_state, X.shape[0])
-        tape = self._tape(self.params, X, Y, state, self._masks(dropout_rng, masks, X.shape))
+        tape = self._tape(self.params, X, Y, state, self._noise(dropout_rng, masks, X.shape))
         if sweeps is None:
             return self.backprop(tape, dfinal_state=dfinal_state, record_steps=record_steps)
         return add_gradients([self.backprop(tape, loss_steps=loss_steps, carry=carry,
@@ -302,7 +416,7 @@ class RNNLM:
         """
         X, Y, state = self.inputs(X, Y, state)
         params = {k: v.copy() for k, v in self.params.items()} if keep_params else self.params
-        return self._tape(params, X, Y, state, self._masks(dropout_rng, masks, X.shape))
+        return self._tape(params, X, Y, state, self._noise(dropout_rng, masks, X.shape))
 
     def tape_at(self, params, X, Y, state=None, *, dropout_rng=None, masks=None):
         """The forward pass at parameter values of the caller's, keeping its tape: gradient checks.
@@ -326,13 +440,13 @@ class RNNLM:
             state = self._state_as('state', state, X.shape[0], self._array_at)
         arrays = list(params.values()) + ([] if state is None else leaves(state))
         if not any(a.dtype.kind == 'c' for a in arrays):
-            return self._tape(params, X, Y, state, self._masks(dropout_rng, masks, X.shape))
+            return self._tape(params, X, Y, state, self._noise(dropout_rng, masks, X.shape))
         if self.cell is not CELLS[self.cell_name]:
             raise ConfigError('the fast paths compute in real buffers: complex parameters or states '
                               "need the reference cells (model.converted(impl='reference'))")
         # a cell of one's own (cells.register) may cast to a real dtype: that raises here
         with complex_kept(f'cell {self.cell_name!r}'):
-            return self._tape(params, X, Y, state, self._masks(dropout_rng, masks, X.shape))
+            return self._tape(params, X, Y, state, self._noise(dropout_rng, masks, X.shape))
 
     def _arrays_at(self, params):
         """tape_at's params: the model's keys and shapes, on its device (see _array_at)."""
@@ -358,40 +472,122 @@ class RNNLM:
         ids = self.xp.ascontiguousarray(X.T)                             # (T, B)
         return ids, self.begin_state(X.shape[0]) if state is None else state
 
-    def _forward(self, params, ids, state, masks):
-        """Steps (1)-(3): ids (T, B) -> logits (T*B, V), the final state, and the caches."""
+    def _forward(self, params, ids, state, noise):
+        """Steps (1)-(3): ids (T, B) -> logits (T*B, V), the final state, and the caches.
+
+        noise: a training pass's draws (Noise), or None for evaluation.
+        """
         T, B = ids.shape
         # (1) token input: one-hot ids go straight into layer 0's cell (X_t W_x is a row gather);
         #     with an embedding, layer 0 reads the looked-up vectors
-        x, emb_cache = ids, None
+        x, emb_cache, input_cache = ids, None, None
         if self.embed_dim is not None:
             x, emb_cache = layers.embedding_forward(ids, params['W_emb'])   # (T, B, E)
+            if noise is not None and noise.input is not None:              # variational dropout
+                x, input_cache = layers.locked_dropout_forward(x, noise.input)
         # (2) the layers: the recurrence (with its input term), dropout on the way up
         final, caches = [], []
         for layer, layer_state in enumerate(self._layer_states(state)):
-            p = self.layer_params(layer, params)
-            Hs, last, cell_cache = self.cell.forward(p, x, layer_state, activation=self.activation)
-            drop_cache = None
-            if masks is not None:
-                Hs, drop_cache = layers.dropout_forward(Hs, masks[layer].transpose(1, 0, 2))
+            p, weight_masks = self.layer_params(layer, params), None
+            if noise is not None and noise.weights is not None:           # weight drop: W * M
+                weight_masks = noise.weights[layer]
+                p = {**p, **{k: p[k] * m for k, m in weight_masks.items()}}
+            Hs, last, cell_cache = self.cell.forward(p, x, layer_state, activation=self.activation,
+                                                     **self._cell_regularisers(noise, layer, T))
+            raw, drop_cache, locked_cache = Hs, None, None
+            if noise is not None and noise.dropout is not None:
+                Hs, drop_cache = layers.dropout_forward(Hs, noise.dropout[layer].transpose(1, 0, 2))
+            if noise is not None and noise.output is not None:            # variational dropout
+                Hs, locked_cache = layers.locked_dropout_forward(Hs, noise.output[layer])
             final.append(last)
-            caches.append(LayerCache(cell_cache, drop_cache))
+            caches.append(LayerCache(cell_cache, drop_cache, locked_cache, p, weight_masks))
             x = Hs                                                        # (T, B, H)
         # (3) all outputs at once: one (T*B, H) x (H, V) GEMM, stored vocab-major for the softmax
         logits, out_cache = layers.linear_forward(x.reshape(T * B, -1), params['W_hq'], params['b_q'],
                                                   column_major=True)
-        return logits, self._model_state(final), (emb_cache, caches, out_cache)
+        top = (raw, x) if noise is not None and (self.spec.ar or self.spec.tar) else None
+        return logits, self._model_state(final), (emb_cache, input_cache, caches, out_cache, top)
 
-    def _tape(self, params, X, Y, state, masks):
+    def _cell_regularisers(self, noise, layer, num_steps):
+        """The keyword arguments of layer `layer`'s cell.forward beyond the book: hidden_mask and
+        zoneout (cells/rnn.py), only those in use, so a cell of one's own never sees them."""
+        options = {}
+        rates = self._zoneout_rates()
+        if noise is None:
+            # evaluation: zoneout's expectation, M_t = p for every unit and step
+            if rates is not None:
+                options['zoneout'] = tree_map(
+                    lambda p: self.xp.full((num_steps, 1, 1), p, dtype=self.dtype) if p else None, rates)
+            return options
+        if noise.hidden is not None:
+            options['hidden_mask'] = noise.hidden[layer]
+        if noise.zoneout is not None:           # (B, T, H) drawn, (T, B, H) read: time-major views
+            options['zoneout'] = tree_map(lambda m: None if m is None else m.transpose(1, 0, 2),
+                                          noise.zoneout[layer])
+        return options
+
+    def _zoneout_rates(self):
+        """A tree shaped as a layer's state: zoneout's probability for the hidden part (the
+        cell's `hidden`) and zoneout_cell's for the rest (an LSTM's C); None when both are 0."""
+        if not (self.spec.zoneout or self.spec.zoneout_cell):
+            return None
+        template = self.cell.begin_state(1, 1, np, np.float64)
+        target = self.cell.hidden(template)
+        rates = [self.spec.zoneout if leaf is target else self.spec.zoneout_cell for leaf in leaves(template)]
+        return unflatten(template, rates)
+
+    def _tape(self, params, X, Y, state, noise):
+        """The forward pass (1)-(4) with its caches. noise: a Noise, dropout_masks()'s per-layer
+        masks (dropout between layers alone), or None (evaluation)."""
+        if noise is not None and not isinstance(noise, Noise):
+            noise = Noise(dropout=tuple(noise))
         ids, state = self._time_major(X, state)
         T, B = ids.shape
         y = self.xp.ascontiguousarray(Y.T).reshape(T * B)                # (T*B,) time-major
-        logits, final, (emb_cache, caches, out_cache) = self._forward(params, ids, state, masks)
+        logits, final, (emb_cache, input_cache, caches, out_cache, top) = \
+            self._forward(params, ids, state, noise)
         # (4) loss
         loss, ce_cache = layers.softmax_cross_entropy_forward(logits, y)
         # a complex loss (tape_at's complex steps) keeps its imaginary part: it is the derivative
         loss = complex(loss) if loss.dtype.kind == 'c' else float(loss)
-        return Tape(loss, final, params, emb_cache, caches, out_cache, ce_cache, B)
+        penalty = 0.0 if top is None else self._penalty(*top)
+        return Tape(loss, final, params, emb_cache, caches, out_cache, ce_cache, B, input_cache,
+                    penalty, top)
+
+    def _penalty(self, raw, dropped):
+        """AR/TAR (Merity et al. 2017) on the top layer's outputs (T, B, H), as a 0-d device array:
+        ar * mean(dropped^2) + tar * mean((raw_t - raw_{t-1})^2) over the batch's T - 1 pairs of
+        steps (AR on the outputs after dropout, TAR before it, as AWD-LSTM has them)."""
+        xp, penalty = self.xp, 0.0
+        if self.spec.ar:
+            penalty = penalty + self.spec.ar * xp.mean(dropped * dropped)
+        if self.spec.tar and raw.shape[0] > 1:
+            change = raw[1:] - raw[:-1]
+            penalty = penalty + self.spec.tar * xp.mean(change * change)
+        return penalty
+
+    def _penalty_gradients(self, tape, loss_steps):
+        """d penalty / d(dropped) and d penalty / d(raw), (T, B, H) each or None, for the steps in
+        loss_steps (None: all): AR's term of step t and TAR's of the pair (t-1, t) belong to step
+        t, as its loss term does, so truncated sweeps add up to the whole."""
+        raw, dropped = tape.top
+        T = raw.shape[0]
+        steps = None
+        if loss_steps is not None:                # (T, 1, 1) on the device, made on the host
+            steps = to_device(np.asarray(loss_steps, dtype=self.dtype).reshape(T, 1, 1), self.xp)
+        d_dropped = d_raw = None
+        if self.spec.ar:
+            d_dropped = dropped * (2 * self.spec.ar / dropped.size)
+            if steps is not None:
+                d_dropped *= steps
+        if self.spec.tar and T > 1:
+            change = (raw[1:] - raw[:-1]) * (2 * self.spec.tar / (raw.size - raw[0].size))
+            if steps is not None:
+                change *= steps[1:]
+            d_raw = self.xp.zeros_like(raw)
+            d_raw[1:] += change
+            d_raw[:-1] -= change
+        return d_dropped, d_raw
 
     def backprop(self, tape, *, dfinal_state=None, carry=None, loss_steps=None, record_steps=False):
         """The backward pass of one tape, steps (4) -> (1).
@@ -399,11 +595,12 @@ class RNNLM:
         Args: tape from `tape`; dfinal_state: a gradient entering through the final state, or
               None; carry: None or T numbers (cells/__init__.py), applied in every layer;
               loss_steps: None (every step's loss), or T booleans choosing the steps whose
-              loss terms are differentiated (the others contribute nothing); record_steps:
-              keep every layer's dL/dH_t in the result.
-        Returns: Gradients(loss, grads, state, dstate, dH_steps); loss and state are the tape's.
+              loss terms (and AR/TAR terms) are differentiated (the others contribute
+              nothing); record_steps: keep every layer's dL/dH_t in the result.
+        Returns: Gradients(loss, grads, state, dstate, dH_steps, penalty); loss, state and
+            penalty are the tape's.
         """
-        xp, p = self.xp, tape.params
+        xp = self.xp
         B = tape.batch_size
         grads = {}
         # (4) -> (3): the softmax and the output layer, for all steps at once
@@ -416,25 +613,38 @@ class RNNLM:
         dx, grads['W_hq'], grads['b_q'] = layers.linear_backward(dlogits, tape.output)
         T = dx.shape[0] // B
         dx = dx.reshape(T, B, -1)                                            # (T, B, H)
+        d_dropped = d_raw = None
+        if tape.top is not None:                                             # AR/TAR's terms
+            d_dropped, d_raw = self._penalty_gradients(tape, loss_steps)
+            if d_dropped is not None:
+                dx = dx + d_dropped
         # (2) the layers, top to bottom: each gets dL/dHs from above (through its dropout)
         dfinal = [None] * self.num_layers if dfinal_state is None else self._layer_states(dfinal_state)
         dstate, dH_steps = [None] * self.num_layers, [None] * self.num_layers
         for layer in reversed(range(self.num_layers)):
             cache = tape.layers[layer]
-            lp = self.layer_params(layer, p)
+            if cache.locked is not None:
+                dx = layers.locked_dropout_backward(dx, cache.locked)
             if cache.dropout is not None:
                 dx = layers.dropout_backward(dx, cache.dropout)
+            if layer == self.num_layers - 1 and d_raw is not None:
+                dx = dx + d_raw
             dH_out = xp.empty_like(dx) if record_steps else None
             cell_grads, dx, dstate[layer] = self.cell.backward(
-                lp, dx, cache.cell, dfinal[layer], carry=carry, dH_out=dH_out)
+                cache.params, dx, cache.cell, dfinal[layer], carry=carry, dH_out=dH_out)
+            if cache.weight_masks is not None:        # weight drop: d(W * M)/dW = M
+                cell_grads = {k: g * cache.weight_masks[k] if k in cache.weight_masks else g
+                              for k, g in cell_grads.items()}
             dH_steps[layer] = dH_out
             grads.update({param_name(k, layer): g for k, g in cell_grads.items()})
         # (1) the embedding, when there is one (one-hot input ends at layer 0's cell)
         if self.embed_dim is not None:
+            if tape.input is not None:
+                dx = layers.locked_dropout_backward(dx, tape.input)
             grads['W_emb'] = layers.embedding_backward(dx, tape.embedding)     # (V, E)
         grads = {k: grads[k] for k in self.params}                          # the params' order
         return Gradients(tape.loss, grads, tape.state, self._model_state(dstate),
-                         dH_steps if record_steps else None)
+                         dH_steps if record_steps else None, tape.penalty)
 
     # --- arguments --------------------------------------------------------------------------------
 
@@ -486,7 +696,8 @@ class RNNLM:
         """Per layer a mask (B, T, H) on the device for this batch, or None without dropout.
 
         Batch-major so that a thread split cuts the rows of one draw; a seed (an int) gives
-        the same masks every call, which is what a gradient check needs.
+        the same masks every call, which is what a gradient check needs. These are the
+        per-step dropout's alone; noise() draws them first, then the regularisers'.
         """
         if dropout_rng is None or self.dropout == 0:
             return None
@@ -495,18 +706,58 @@ class RNNLM:
                                                    self.dropout, self.dtype), self.xp)
                      for _ in range(self.num_layers))
 
-    def _masks(self, dropout_rng, masks, shape):
+    def noise(self, dropout_rng, batch_size, num_steps):
+        """Everything a training pass over a (B, T) batch draws, as a Noise on the device; None
+        for evaluation (dropout_rng None) or a model without a training mode.
+
+        All of it is drawn on the host from the one Generator (an int seed: the same draws every
+        call), in a fixed order: the per-step dropout masks first, exactly as dropout_masks()
+        draws them (so a model without the other options draws what it always drew), then
+        variational dropout's (input, output, hidden: (B, D) each), weight drop's (one per
+        recurrent weight and layer) and zoneout's ((B, T, H) per zoned state array and layer),
+        each only when its option is on.
+        """
+        if dropout_rng is None or not self.has_training_mode:
+            return None
+        rng, spec = make_rng(dropout_rng), self.spec
+        B, T, H = batch_size, num_steps, self.num_hiddens
+
+        def drop(shape, p):
+            return to_device(layers.dropout_mask(rng, shape, p, self.dtype), self.xp)
+
+        def per_layer(make):
+            return tuple(make(layer) for layer in range(self.num_layers))
+        dropout = self.dropout_masks(rng, B, T)
+        inputs = drop((B, self.embed_dim), spec.dropout_input) if spec.dropout_input else None
+        output = per_layer(lambda _: drop((B, H), spec.dropout_output)) if spec.dropout_output else None
+        hidden = per_layer(lambda _: drop((B, H), spec.dropout_hidden)) if spec.dropout_hidden else None
+        weights = None
+        if spec.weight_drop:
+            weights = per_layer(lambda layer: {
+                k: drop(self.params[param_name(k, layer)].shape, spec.weight_drop)
+                for k in self.cell.RECURRENT_WEIGHTS})
+        zoneout, rates = None, self._zoneout_rates()
+        if rates is not None:
+            zoneout = per_layer(lambda _: tree_map(
+                lambda p: to_device(layers.zoneout_mask(rng, (B, T, H), p, self.dtype), self.xp) if p else None,
+                rates))
+        return Noise(dropout, inputs, output, hidden, weights, zoneout)
+
+    def _noise(self, dropout_rng, masks, shape):
+        """The Noise of a pass: drawn from dropout_rng, or given (a Noise, or dropout_masks()'s
+        per-layer masks: dropout between layers alone), or None (evaluation)."""
         if masks is not None and dropout_rng is not None:
             raise ConfigError('pass dropout_rng or masks, not both')
-        return masks if masks is not None else self.dropout_masks(dropout_rng, *shape)
+        return self.noise(dropout_rng, *shape) if masks is None else masks
 
 
 def add_gradients(parts):
     """One Gradients from several backward passes of the same forward pass (truncation sweeps):
-    their parameter, initial-state and per-step gradients add up; loss and final state are shared.
+    their parameter, initial-state and per-step gradients add up; loss, penalty and final state
+    are shared.
     """
     first = parts[0]
     grads = {k: sum(p.grads[k] for p in parts) for k in first.grads}
     dstate = tree_map(lambda *a: sum(a), *[p.dstate for p in parts])
     dH_steps = None if first.dH_steps is None else [sum(layer) for layer in zip(*[p.dH_steps for p in parts])]
-    return Gradients(first.loss, grads, first.state, dstate, dH_steps)
+    return Gradients(first.loss, grads, first.state, dstate, dH_steps, first.penalty)

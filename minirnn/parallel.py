@@ -99,8 +99,7 @@ def map_rows(fn, slices, *args):
     """
     batch_size = leaves(next(a for a in args if a is not None))[0].shape[0]
     bounds = np.linspace(0, batch_size, slices + 1).astype(int)
-    jobs = [[None if a is None else tree_map(lambda x, lo=lo, hi=hi: x[lo:hi], a) for a in args]
-            for lo, hi in zip(bounds[:-1], bounds[1:])]
+    jobs = [[_rows(a, lo, hi) for a in args] for lo, hi in zip(bounds[:-1], bounds[1:])]
     # each job runs in a copy of the caller's context: NumPy's errstate is a context variable,
     # and a pool thread would otherwise warn (or not raise) where the caller asked otherwise
     contexts = [contextvars.copy_context() for _ in jobs]
@@ -108,6 +107,16 @@ def map_rows(fn, slices, *args):
         results = list(_pool(slices).map(lambda ctx, job: ctx.run(fn, *job), contexts, jobs))
     # Python floats: a NumPy float64 weight would promote float32 gradients to float64
     return [int(hi - lo) / batch_size for lo, hi in zip(bounds[:-1], bounds[1:])], results
+
+
+def _rows(arg, lo, hi):
+    """Rows lo..hi-1 of an argument: None stays None, an object that knows its rows (model.Noise,
+    whose weight masks every slice shares) cuts itself, a tree of arrays is cut leaf by leaf."""
+    if arg is None:
+        return None
+    if hasattr(arg, 'rows'):
+        return arg.rows(lo, hi)
+    return tree_map(lambda x: x[lo:hi], arg)
 
 
 # --- merging the slices' results: the only place that knows how -------------------------------
@@ -136,6 +145,7 @@ MERGE = {
     'dstate': lambda w, parts: _concat(parts, weights=w),        # rows of dL/d(initial state)
     # per layer (T, B, H), time-major: the rows are axis 1
     'dH_steps': lambda w, parts: [_concat(layer, axis=1, weights=w) for layer in zip(*parts)],
+    'penalty': lambda w, parts: _weighted_sum(w, parts),         # AR/TAR: means over the rows
 }
 
 
@@ -181,10 +191,10 @@ def share(model, X, Y, dropout_rng, comm):
     whole (model.inputs), before their rows are cut.
     """
     X, Y, _ = model.inputs(X, Y)
-    masks = model.dropout_masks(dropout_rng, *X.shape)
+    masks = model.noise(dropout_rng, *X.shape)
     rows = comm.rows(X.shape[0])
     if masks is not None:
-        masks = tuple(m[rows] for m in masks)
+        masks = masks.rows(rows.start, rows.stop)
     return X[rows], Y[rows], masks, (rows.stop - rows.start) / X.shape[0]
 
 
@@ -216,11 +226,11 @@ def split_rows(fn, workers, num_hiddens, *args):
 def loss(model, X, Y, state=None, *, dropout_rng=None, threads=None):
     """model.loss(X, Y, state) on up to `threads` threads (None: the model's), merged.
 
-    The dropout masks are drawn once for the whole batch, so the rows get the masks a
+    The masks (model.noise) are drawn once for the whole batch, so the rows get the masks a
     single-threaded pass would give them. Returns model.Forward(loss, state).
     """
     X, Y, state = model.inputs(X, Y, state)
-    masks = model.dropout_masks(dropout_rng, *X.shape)
+    masks = model.noise(dropout_rng, *X.shape)
     return split_rows(lambda X, Y, state, masks: model.loss(X, Y, state, masks=masks),
                       model.threads if threads is None else threads, model.num_hiddens,
                       X, Y, state, masks)

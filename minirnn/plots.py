@@ -169,7 +169,13 @@ def probe_figure(results, labels=None):
         ax.set_xlabel('distance to the end of the batch, T - t')
         ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
-    fig.legend(loc='outside lower center', ncol=min(4, max(1, len(fig.axes[0].get_lines()))), fontsize=8)
+    # as many columns as the longest entry leaves room for (a checkpoint's path can be long)
+    entries = [line.get_label() for line in fig.axes[0].get_lines()]
+    width = max([len(e) for e in entries] + [1])
+    ncol = max(1, min(4, len(entries), 170 // (width + 6)))
+    rows = -(-len(entries) // ncol)
+    fig.set_size_inches(13, 4 + 0.16 * max(0, rows - 3))        # the panels keep their height
+    fig.legend(loc='outside lower center', ncol=ncol, fontsize=8)
     return fig
 
 

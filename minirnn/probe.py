@@ -15,7 +15,7 @@ import numpy as np
 
 from . import checks
 from .backend import make_rng, to_device, to_numpy
-from .model import param_name
+from .model import REGULARISATION, param_name
 from .tree import leaves, tree_map, unflatten
 
 
@@ -59,7 +59,7 @@ def jacobian_gains(model, tape, probes, rng):
     exact = probes >= H
     gains = []
     for layer, cache in enumerate(tape.layers):
-        params = model.layer_params(layer, tape.params)
+        params = cache.params           # as the forward pass used them (weight drop: W * M)
         final = tape.state if model.num_layers == 1 else tape.state[layer]
         T, B = tape.softmax.y.shape[0] // tape.batch_size, tape.batch_size
         zeros = xp.zeros((T, B, H), dtype=model.dtype)
@@ -80,19 +80,25 @@ def jacobian_gains(model, tape, probes, rng):
     return gains, 'exact' if exact else f'estimated from {probes} random vectors'
 
 
-def probe(model, X, Y, state=None, *, jacobian_probes=16, seed=0):
+def probe(model, X, Y, state=None, *, jacobian_probes=16, seed=0, dropout_rng=None):
     """Measure gradient flow through time for one batch (see the module docstring).
 
     Args: model, an RNNLM; X, Y (B, T) token ids; state or None (zeros);
           jacobian_probes: random vectors for the Jacobian estimate (>= H: exact);
-          seed: for those vectors.
+          seed: for those vectors;
+          dropout_rng: None (evaluation: no masks, zoneout's expectation), or an int seed: a
+              training pass with the masks that seed draws (dropout, variational dropout,
+              weight drop, zoneout; AR/TAR's terms in the loss), the same in every backward
+              pass here. The norms then show what training's backward pass carries.
     Returns: a JSON-ready dict: the model's shape, the loss, and per layer the lists
         grad_norm_full, grad_norm_last, jacobian_gain (index t-1 for step t), the distance
         T - t of each, grad_ratio_first_last = ||dL/dH_1|| / ||dL/dH_T||, and the spectra.
     """
     checks.integer('jacobian_probes', jacobian_probes)
     rng = make_rng(seed)
-    tape = model.tape(X, Y, state)
+    if dropout_rng is not None:
+        checks.integer('dropout_rng', dropout_rng, 0)
+    tape = model.tape(X, Y, state, dropout_rng=dropout_rng)
     T = np.shape(X)[1]
     full = model.backprop(tape, record_steps=True)
     last_only = np.arange(1, T + 1) == T
@@ -115,7 +121,9 @@ def probe(model, X, Y, state=None, *, jacobian_probes=16, seed=0):
         })
     return {'cell': model.cell_name, 'num_layers': model.num_layers, 'num_hiddens': model.num_hiddens,
             'activation': model.activation, 'batch_size': int(np.shape(X)[0]), 'num_steps': int(T),
-            'loss': full.loss, 'jacobian': how, 'layers': layers}
+            'loss': full.loss, 'jacobian': how, 'training_pass': dropout_rng is not None,
+            'regularisers': {k: v for k, v in model.config().items() if k in REGULARISATION and v},
+            'layers': layers}
 
 
 def probe_batch(*, checkpoints=None, data=None, batch_size=32, num_steps=35, dtype='float64',
@@ -148,7 +156,9 @@ def probe_batch(*, checkpoints=None, data=None, batch_size=32, num_steps=35, dty
     model = RNNLM(len(vocab), dtype=dtype, device=device, seed=seed,
                   **{'impl': 'reference', **(model_options or {})})
     X, Y = _batch(corpus, batch_size, num_steps, rng)
-    yield f'{model.cell_name} H={model.num_hiddens} sigma={model.sigma:g}', model, X, Y
+    init = f'sigma={model.sigma:g}' if model.init == 'normal' else f'{model.init} init'
+    layers = f' x{model.num_layers}' if model.num_layers > 1 else ''
+    yield f'{model.cell_name}{layers} H={model.num_hiddens} {init}', model, X, Y
 
 
 def _batch(corpus, batch_size, num_steps, rng):

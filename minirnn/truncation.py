@@ -155,8 +155,8 @@ class Full(Detach):
             for k, g in part.grads.items():
                 grads[k] += g
             dstate = part.dstate
-        return self.comm.merge(Gradients(first.loss, grads, first.state, dstate, first.dH_steps), weight,
-                               model.params)
+        return self.comm.merge(Gradients(first.loss, grads, first.state, dstate, first.dH_steps, first.penalty),
+                               weight, model.params)
 
 
 def tape_bytes(tree):

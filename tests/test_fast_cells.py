@@ -1,7 +1,8 @@
 """The fast paths (cells/fast/) against the references (cells/rnn.py, gru.py, lstm.py): whole models
 built both ways from one seed give the same loss, every gradient, the final state and dL/dstate,
-for every cell, depth 1-3, dropout, an embedding, every truncation mode and odd sizes. float64
-agrees to 1e-12 relative (against each tensor's scale), float32 to float32 rounding."""
+for every cell, depth 1-3, dropout, the regularisers through time (training and evaluation
+forms), an embedding, every truncation mode and odd sizes. float64 agrees to 1e-12 relative
+(against each tensor's scale), float32 to float32 rounding."""
 import numpy as np
 import pytest
 
@@ -19,13 +20,14 @@ V, H, E, B, T = 11, 7, 5, 3, 9
 TOLERANCE = {'float64': 1e-12, 'float32': 2e-5}
 
 
-def pair(xp, cell, num_layers=1, dropout=0.0, embed_dim=None, dtype='float64', activation='tanh'):
+def pair(xp, cell, num_layers=1, dropout=0.0, embed_dim=None, dtype='float64', activation='tanh',
+         **regularisers):
     """The same model (one seed) under both implementations, biases moved off zero."""
     models = []
     for impl in ('reference', 'fast'):
         m = RNNLM(V, H, cell=cell, num_layers=num_layers, dropout=dropout, embed_dim=embed_dim,
                   dtype=dtype, sigma=0.4, seed=3, device=device_name(xp), activation=activation,
-                  threads=1, impl=impl)
+                  threads=1, impl=impl, **regularisers)
         rng = np.random.default_rng(5)
         for k, v in m.params.items():
             if k.startswith('b_'):
@@ -95,6 +97,37 @@ def test_fast_equals_reference_with_dropout(xp, cell, activation, num_layers, em
     b = fast.gradients(X, Y, state, dropout_rng=11)
     assert ('W_emb' in a.grads) == (embed_dim is not None)
     assert_same_result(b, a, dtype)
+
+
+# the regularisers inside the recurrence, one at a time and together; the others act in the
+# model's layer loop, the same code under either impl, and ride along in 'everything'
+REGULARISERS = {'dropout_hidden': dict(dropout_hidden=0.4), 'zoneout': dict(zoneout=0.3),
+                'zoneout_cell': dict(zoneout_cell=0.5),
+                'everything': dict(dropout_hidden=0.3, zoneout=0.3, zoneout_cell=0.4, weight_drop=0.3,
+                                   dropout_output=0.2, dropout=0.2, ar=1.0, tar=1.0)}
+
+
+@pytest.mark.parametrize('dtype', ['float64', 'float32'])
+@pytest.mark.parametrize('training', [True, False], ids=['training', 'evaluation'])
+@pytest.mark.parametrize('num_layers', [1, 2])
+@pytest.mark.parametrize('regulariser', sorted(REGULARISERS))
+@pytest.mark.parametrize('cell, activation', [('rnn', 'relu'), ('rnn', 'tanh'), ('gru', 'tanh'), ('lstm', 'tanh')])
+def test_fast_equals_reference_with_the_regularisers(xp, cell, activation, regulariser, num_layers, training, dtype):
+    """Masks fixed by a seed (training) or zoneout's expectation (evaluation), a gradient entering
+    through the final state, the per-step gradients kept."""
+    options = dict(REGULARISERS[regulariser])
+    if cell != 'lstm':
+        if regulariser == 'zoneout_cell':
+            pytest.skip('only the LSTM has a memory cell to zone')
+        options.pop('zoneout_cell', None)
+    reference, fast = pair(xp, cell, num_layers, dtype=dtype, activation=activation, **options)
+    X, Y, state = batch(reference)
+    dfinal = tree_map(lambda a: a * 0.7 + 0.1, state)
+    drop = 11 if training else None
+    a = reference.gradients(X, Y, state, dropout_rng=drop, dfinal_state=dfinal, record_steps=True)
+    b = fast.gradients(X, Y, state, dropout_rng=drop, dfinal_state=dfinal, record_steps=True)
+    assert_same_result(b, a, dtype)
+    assert abs(float(a.penalty) - float(b.penalty)) <= TOLERANCE[dtype] * max(abs(float(a.penalty)), 1e-30)
 
 
 @pytest.mark.parametrize('dtype', ['float64', 'float32'])

@@ -282,16 +282,26 @@ def test_the_gpu_path_computes_what_the_cpu_path_does(cp, cell, impl):
             np.testing.assert_allclose(to_numpy(grads_gpu[name]), g, rtol=1e-10, atol=1e-14, err_msg=name)
 
 
-def training_step_counts(cp, cell, num_steps, impl='fast'):
+# every regulariser at once: the masks, weight drop, zoneout's mixes and AR/TAR's terms
+REGULARISED = dict(embed_dim=8, num_layers=2, dropout=0.2, dropout_input=0.1, dropout_output=0.2,
+                   dropout_hidden=0.2, weight_drop=0.3, zoneout=0.2, ar=1.0, tar=1.0)
+
+
+def regularised(cell):
+    return dict(REGULARISED, **({'zoneout_cell': 0.3} if cell == 'lstm' else {}))
+
+
+def training_step_counts(cp, cell, num_steps, impl='fast', **options):
     """Counts of one training step at a tiny size: gradients, clipping, an Adam step (the second
-    step, when the optimizer's slots exist)."""
-    model = RNNLM(28, 16, cell=cell, device='gpu', seed=0, impl=impl)
+    step, when the optimizer's slots exist). With options (the regularisers), a training pass
+    draws its masks on the host, uploads them and reads nothing more back."""
+    model = RNNLM(28, 16, cell=cell, device='gpu', seed=0, impl=impl, **options)
     optimizer = Adam(0.01)
     rng = np.random.default_rng(0)
     X, Y = rng.integers(0, 28, (4, num_steps)), rng.integers(0, 28, (4, num_steps))
-    for _ in range(2):
+    for step in range(2):
         with cp.standin_counting() as c:
-            result = model.gradients(X, Y)
+            result = model.gradients(X, Y, dropout_rng=step if options else None)
             clip_grad_norm(result.grads, 1.0)
             optimizer.step(model.params, result.grads)
     return c
@@ -308,6 +318,31 @@ def test_a_training_step_reads_back_twice_and_copies_no_aliased_view(cp, cell, i
     assert short.syncs == long.syncs == 2
     assert short.alias_copies == long.alias_copies == 0
     assert long.launches > short.launches
+
+
+@pytest.mark.parametrize('impl', ['fast', 'reference'])
+@pytest.mark.parametrize('cell', ['rnn', 'gru', 'lstm'])
+def test_a_regularised_training_step_reads_back_twice_and_copies_no_aliased_view(cp, cell, impl):
+    short = training_step_counts(cp, cell, 3, impl=impl, **regularised(cell))
+    long = training_step_counts(cp, cell, 6, impl=impl, **regularised(cell))
+    assert short.syncs == long.syncs == 2
+    assert short.alias_copies == long.alias_copies == 0
+    assert long.uploads > 0                           # the masks, drawn on the host
+
+
+@pytest.mark.parametrize('impl', ['fast', 'reference'])
+@pytest.mark.parametrize('cell', ['rnn', 'gru', 'lstm'])
+def test_the_gpu_path_computes_what_the_cpu_path_does_with_the_regularisers(cp, cell, impl):
+    kwargs = dict(regularised(cell), cell=cell, impl=impl, dtype='float64', sigma=0.3, seed=3)
+    cpu, gpu = RNNLM(28, 8, **kwargs, device='cpu'), RNNLM(28, 8, **kwargs, device='gpu')
+    rng = np.random.default_rng(0)
+    X, Y = rng.integers(0, 28, (3, 6)), rng.integers(0, 28, (3, 6))
+    for drop in (5, None):                 # a training pass, then evaluation (zoneout's expectation)
+        a, b = cpu.gradients(X, Y, dropout_rng=drop), gpu.gradients(X, Y, dropout_rng=drop)
+        assert b.loss == pytest.approx(a.loss, rel=1e-12)
+        assert float(b.penalty) == pytest.approx(float(a.penalty), rel=1e-12)
+        for name, g in a.grads.items():
+            np.testing.assert_allclose(to_numpy(b.grads[name]), g, rtol=1e-10, atol=1e-14, err_msg=name)
 
 
 @pytest.mark.parametrize('mode, options', [('detach', {}), ('regular', dict(k1=2, k2=3)),

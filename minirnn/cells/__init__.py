@@ -9,7 +9,11 @@ one, write a module with:
     INPUT_WEIGHTS      (optional: only a fast path reads it) names of the (D, H) weights that
                        multiply the layer's input X_t
     RECURRENT_WEIGHTS  names of the (H, H) weights that multiply the previous state (probes
-                       report their spectra)
+                       report their spectra; weight drop masks them, in the model)
+    REGULARISERS       (optional) the model options that act inside this cell's recurrence
+                       and that its forward takes: 'dropout_hidden' (forward's hidden_mask),
+                       'zoneout' (forward's zoneout, for the hidden part of the state),
+                       'zoneout_cell' (zoneout for the rest of it); a cell without it takes none
     init_params(init, input_dim, num_hiddens) -> dict of arrays, every input weight,
                        recurrent weight and bias under its book name, each drawn by
                        init.weight(*shape) or init.bias(*shape) (initialization.Init)
@@ -19,7 +23,13 @@ one, write a module with:
     forward(params, X, state, *, activation) -> (Hs, final_state, cache)
                        X the layer's input: token ids (T, B) (one-hot input; X_t W is a row
                        gather, layers.input_forward) or dense (T, B, D); Hs (T, B, H) =
-                       H_1..H_T; final_state shaped as state
+                       H_1..H_T; final_state shaped as state. A cell with REGULARISERS also
+                       takes hidden_mask (B, H), the variational dropout mask that every
+                       product with a recurrent weight reads H_{t-1} through, and zoneout, a
+                       tree shaped as the state whose arrays are (T, B, H) keep masks
+                       (training) or (T, 1, 1) holding the probability (evaluation), None for
+                       a state array not zoned; the model passes only those in use, and the
+                       backward pass finds them in the cache
     backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None)
                        -> (grads, dX, dstate)
                        dHs (T, B, H) = dL/dH_t from above; dfinal_state: a gradient entering

@@ -10,6 +10,13 @@ forward line it inverts. A_z, A_r, A_h name the arguments of sigma and tanh abov
 path (fast/gru.py) is tested against it. The input terms X_t W_x* are made for all steps
 before the loop, the weight gradients after it.
 
+Two regularisers act inside the recurrence, in lines marked [variational dropout] and
+[zoneout] (both off by default, which leaves the book's lines alone): the three recurrent
+products read H_{t-1} * m, m (B, H) one mask per sequence (Gal & Ghahramani 2016), while the
+convex mix keeps H_{t-1} itself; and zoneout mixes once more, H_t <- M_t * H_{t-1} +
+(1 - M_t) * H_t, M_t (B, H) per step 1 where a unit keeps its value (Krueger et al. 2016),
+the probability p itself in evaluation.
+
 Legend: T = num_steps, B = batch_size, H = num_hiddens, D = input width. Steps t = 1..T;
 per-step arrays (Z, R, H_tilde, dA_*) hold step t at index t-1; the state buffer H (T+1, B, H)
 holds H_t at index t, H_0 at index 0.
@@ -28,6 +35,7 @@ ACTIVATIONS = ('tanh',)       # the candidate's; the gates are always sigmoids
 INPUT_WEIGHTS = ('W_xz', 'W_xr', 'W_xh')
 RECURRENT_WEIGHTS = ('W_hz', 'W_hr', 'W_hh')
 SUFFIXES = ('z', 'r', 'h')    # the three (W_x*, W_h*, b_*) triples, in the book's order
+REGULARISERS = ('dropout_hidden', 'zoneout')   # what forward takes beyond the book (model.py draws them)
 
 
 def init_params(init, input_dim, num_hiddens):
@@ -51,13 +59,17 @@ class GRUCache(NamedTuple):
     Z: object           # (T, B, H) update gates
     R: object           # (T, B, H) reset gates
     H_tilde: object     # (T, B, H) candidate states
+    hidden_mask: object = None  # [variational dropout] m (B, H), or None
+    zoneout: object = None      # [zoneout] M (T, B, H) (or (T, 1, 1) holding p), or None
 
 
-def forward(params, X, state, *, activation='tanh'):
+def forward(params, X, state, *, activation='tanh', hidden_mask=None, zoneout=None):
     """Run the GRU over all T steps (the module docstring's four equations).
 
     Args: params W_xz, W_xr, W_xh (D, H), W_hz, W_hr, W_hh (H, H), b_z, b_r, b_h (H,); X the
-          layer's input, token ids (T, B) or dense (T, B, D); state H_0 (B, H); activation 'tanh'.
+          layer's input, token ids (T, B) or dense (T, B, D); state H_0 (B, H); activation 'tanh';
+          hidden_mask: None or m (B, H); zoneout: None or M (T, B, H), or (T, 1, 1) holding p
+              (module docstring).
     Returns: Hs (T, B, H) the states H_1..H_T (a view into the cache), the final state H_T
              (B, H) (a copy, safe to keep), cache.
     """
@@ -74,11 +86,14 @@ def forward(params, X, state, *, activation='tanh'):
     H[0] = state
     for t in range(1, num_steps + 1):
         s = t - 1                                                         # step t's index
-        Z[s] = sigmoid(XW_xz[s] + H[t - 1] @ p['W_hz'] + p['b_z'])
-        R[s] = sigmoid(XW_xr[s] + H[t - 1] @ p['W_hr'] + p['b_r'])
-        H_tilde[s] = xp.tanh(XW_xh[s] + (R[s] * H[t - 1]) @ p['W_hh'] + p['b_h'])
+        H_prev = H[t - 1] if hidden_mask is None else H[t - 1] * hidden_mask   # [variational dropout]
+        Z[s] = sigmoid(XW_xz[s] + H_prev @ p['W_hz'] + p['b_z'])
+        R[s] = sigmoid(XW_xr[s] + H_prev @ p['W_hr'] + p['b_r'])
+        H_tilde[s] = xp.tanh(XW_xh[s] + (R[s] * H_prev) @ p['W_hh'] + p['b_h'])
         H[t] = Z[s] * H[t - 1] + (1 - Z[s]) * H_tilde[s]
-    cache = GRUCache(dict(zip(SUFFIXES, x_caches)), H, Z, R, H_tilde)
+        if zoneout is not None:                                                 # [zoneout]
+            H[t] = zoneout[s] * H[t - 1] + (1 - zoneout[s]) * H[t]
+    cache = GRUCache(dict(zip(SUFFIXES, x_caches)), H, Z, R, H_tilde, hidden_mask, zoneout)
     return H[1:], H[num_steps].copy(), cache
 
 
@@ -99,6 +114,7 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     """
     xp = xp_of(dHs)
     p, H, Z, R, H_tilde = params, cache.H, cache.Z, cache.R, cache.H_tilde
+    mask, zone = cache.hidden_mask, cache.zoneout
     num_steps, batch_size, num_hiddens = dHs.shape
     dA_z, dA_r, dA_h = (xp.empty_like(dHs) for _ in range(3))          # (T, B, H) each
     dH_next = xp.zeros_like(dHs[0]) if dfinal_state is None else xp.asarray(dfinal_state, dtype=dHs.dtype)
@@ -108,6 +124,10 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
         dH = dHs[s] + dH_next
         if dH_out is not None:
             dH_out[s] = dH
+        if zone is not None:      # [zoneout] H_t = M_t * H_{t-1} + (1 - M_t) * (the book's H_t)
+            dH_kept = dH * zone[s]
+            dH = dH * (1 - zone[s])
+        H_prev = H[t - 1] if mask is None else H[t - 1] * mask                # [variational dropout]
         # H_t = Z_t * H_{t-1} + (1 - Z_t) * H~_t
         dZ = dH * (H[t - 1] - H_tilde[s])
         dH_tilde = dH * (1 - Z[s])
@@ -115,13 +135,18 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
         # H~_t = tanh(A_h),  A_h = X_t W_xh + (R_t * H_{t-1}) W_hh + b_h
         dA_h[s] = dH_tilde * (1 - H_tilde[s] ** 2)
         dRH = dA_h[s] @ p['W_hh'].T
-        dR = dRH * H[t - 1]
-        dH_prev += dRH * R[s]
+        dR = dRH * H_prev
         # Z_t = sigma(A_z),  R_t = sigma(A_r):  sigma' = sigma (1 - sigma)
         dA_z[s] = dZ * Z[s] * (1 - Z[s])
         dA_r[s] = dR * R[s] * (1 - R[s])
-        # A_z = X_t W_xz + H_{t-1} W_hz + b_z,  A_r = X_t W_xr + H_{t-1} W_hr + b_r
-        dH_prev += dA_z[s] @ p['W_hz'].T + dA_r[s] @ p['W_hr'].T
+        if mask is None:
+            dH_prev += dRH * R[s]
+            # A_z = X_t W_xz + H_{t-1} W_hz + b_z,  A_r = X_t W_xr + H_{t-1} W_hr + b_r
+            dH_prev += dA_z[s] @ p['W_hz'].T + dA_r[s] @ p['W_hr'].T
+        else:                     # [variational dropout] the three products read H_{t-1} * m
+            dH_prev += (dRH * R[s] + dA_z[s] @ p['W_hz'].T + dA_r[s] @ p['W_hr'].T) * mask
+        if zone is not None:      # [zoneout] the units that kept H_{t-1}
+            dH_prev += dH_kept
         if carry is not None and carry[s] != 1:
             dH_prev *= carry[s]
         dH_next = dH_prev
@@ -130,7 +155,8 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
 
     def flat(a):
         return a.reshape(rows, num_hiddens)                               # (T*B, H)
-    H_prev, RH = flat(H[:-1]), flat(R * H[:-1])    # R_t * H_{t-1} recomputed: one product
+    H_read = H[:-1] if mask is None else H[:-1] * mask                  # [variational dropout]
+    H_prev, RH = flat(H_read), flat(R * H_read)    # R_t * H_{t-1} recomputed: one product
     grads = {'W_hz': H_prev.T @ flat(dA_z), 'W_hr': H_prev.T @ flat(dA_r), 'W_hh': RH.T @ flat(dA_h)}
     dX = None
     for gate, dA in zip(SUFFIXES, (dA_z, dA_r, dA_h)):

@@ -13,6 +13,18 @@ each line of `backward` under the forward line it inverts. The fast path (fast/l
 tested against it. The input terms X_t W_x* are made for all steps before the loop, the
 weight gradients after it.
 
+Two regularisers act inside the recurrence, in lines marked [variational dropout] and
+[zoneout] (both off by default, which leaves the book's lines alone): the four recurrent
+products read H_{t-1} * m, m (B, H) one mask per sequence (Gal & Ghahramani 2016); and
+zoneout (Krueger et al. 2016) mixes each of C_t and H_t, as the book computes them, with its
+previous value,
+
+    C_t <- M^c_t * C_{t-1} + (1 - M^c_t) * C_t,     H_t <- M^h_t * H_{t-1} + (1 - M^h_t) * H_t,
+
+M_t (B, H) per step 1 where a unit keeps its value (the probability itself in evaluation),
+with separate masks and rates for C and H. As in the paper, H_t's new value is O_t * tanh of
+C_t's new value (before C's mix).
+
 Legend: T = num_steps, B = batch_size, H = num_hiddens, D = input width. Steps t = 1..T;
 per-step arrays (I, F, O, C_tilde, dA_*) hold step t at index t-1; the state buffers H, C
 (T+1, B, H) hold H_t, C_t at index t, the initial state at index 0.
@@ -28,6 +40,8 @@ ACTIVATIONS = ('tanh',)       # the candidate's and the output's; the gates are 
 INPUT_WEIGHTS = ('W_xi', 'W_xf', 'W_xo', 'W_xc')
 RECURRENT_WEIGHTS = ('W_hi', 'W_hf', 'W_ho', 'W_hc')
 SUFFIXES = ('i', 'f', 'o', 'c')  # the four (W_x*, W_h*, b_*) triples, in the book's order
+# what forward takes beyond the book (model.py draws them); zoneout_cell zones C, the state's second array
+REGULARISERS = ('dropout_hidden', 'zoneout', 'zoneout_cell')
 
 
 def init_params(init, input_dim, num_hiddens):
@@ -66,13 +80,18 @@ class LSTMCache(NamedTuple):
     F: object           # (T, B, H) forget gates
     O: object           # (T, B, H) output gates
     C_tilde: object     # (T, B, H) candidate memories
+    C_new: object = None        # [zoneout] (T, B, H) C_t before its mix, or None (C_t itself)
+    hidden_mask: object = None  # [variational dropout] m (B, H), or None
+    zoneout: object = None      # [zoneout] (M^h, M^c), each (T, B, H), (T, 1, 1) or None; or None
 
 
-def forward(params, X, state, *, activation='tanh'):
+def forward(params, X, state, *, activation='tanh', hidden_mask=None, zoneout=None):
     """Run the LSTM over all T steps (the module docstring's six equations).
 
     Args: params W_x* (D, H), W_h* (H, H), b_* (H,) for * = i, f, o, c; X the layer's input,
-          token ids (T, B) or dense (T, B, D); state (H_0, C_0), each (B, H); activation 'tanh'.
+          token ids (T, B) or dense (T, B, D); state (H_0, C_0), each (B, H); activation 'tanh';
+          hidden_mask: None or m (B, H); zoneout: None, or (M^h, M^c) shaped as the state, each
+              None (not zoned), (T, B, H) (training) or (T, 1, 1) holding p (evaluation).
     Returns: Hs (T, B, H) the states H_1..H_T (a view into the cache), the final state
              (H_T, C_T) (copies, safe to keep), cache.
     """
@@ -87,16 +106,24 @@ def forward(params, X, state, *, activation='tanh'):
     H = xp.empty((num_steps + 1,) + state[0].shape, dtype=dtype)
     C = xp.empty_like(H)
     I, F, O, C_tilde = (xp.empty_like(H[1:]) for _ in range(4))
+    zone_h, zone_c = (None, None) if zoneout is None else zoneout
+    C_new = None if zone_c is None else xp.empty_like(I)              # [zoneout] C_t before its mix
     H[0], C[0] = state
     for t in range(1, num_steps + 1):
         s = t - 1                                                         # step t's index
-        I[s] = sigmoid(XW_xi[s] + H[t - 1] @ p['W_hi'] + p['b_i'])
-        F[s] = sigmoid(XW_xf[s] + H[t - 1] @ p['W_hf'] + p['b_f'])
-        O[s] = sigmoid(XW_xo[s] + H[t - 1] @ p['W_ho'] + p['b_o'])
-        C_tilde[s] = xp.tanh(XW_xc[s] + H[t - 1] @ p['W_hc'] + p['b_c'])
+        H_prev = H[t - 1] if hidden_mask is None else H[t - 1] * hidden_mask   # [variational dropout]
+        I[s] = sigmoid(XW_xi[s] + H_prev @ p['W_hi'] + p['b_i'])
+        F[s] = sigmoid(XW_xf[s] + H_prev @ p['W_hf'] + p['b_f'])
+        O[s] = sigmoid(XW_xo[s] + H_prev @ p['W_ho'] + p['b_o'])
+        C_tilde[s] = xp.tanh(XW_xc[s] + H_prev @ p['W_hc'] + p['b_c'])
         C[t] = F[s] * C[t - 1] + I[s] * C_tilde[s]
         H[t] = O[s] * xp.tanh(C[t])
-    cache = LSTMCache(dict(zip(SUFFIXES, x_caches)), H, C, I, F, O, C_tilde)
+        if zone_c is not None:                                                  # [zoneout]
+            C_new[s] = C[t]
+            C[t] = zone_c[s] * C[t - 1] + (1 - zone_c[s]) * C_new[s]
+        if zone_h is not None:                                                  # [zoneout]
+            H[t] = zone_h[s] * H[t - 1] + (1 - zone_h[s]) * H[t]
+    cache = LSTMCache(dict(zip(SUFFIXES, x_caches)), H, C, I, F, O, C_tilde, C_new, hidden_mask, zoneout)
     return H[1:], (H[num_steps].copy(), C[num_steps].copy()), cache
 
 
@@ -117,8 +144,11 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     """
     xp = xp_of(dHs)
     p, H, C, I, F, O, C_tilde = params, cache.H, cache.C, cache.I, cache.F, cache.O, cache.C_tilde
+    mask = cache.hidden_mask
+    zone_h, zone_c = (None, None) if cache.zoneout is None else cache.zoneout
     num_steps, batch_size, num_hiddens = dHs.shape
-    tanh_C = xp.tanh(C[1:])              # (T, B, H): recomputed, one pass, instead of kept
+    # (T, B, H): recomputed, one pass, instead of kept; of C_t's new value under zoneout
+    tanh_C = xp.tanh(C[1:] if cache.C_new is None else cache.C_new)
     dA_i, dA_f, dA_o, dA_c = (xp.empty_like(dHs) for _ in range(4))    # (T, B, H) each
     if dfinal_state is None:
         dH_next, dC_next = xp.zeros_like(dHs[0]), xp.zeros_like(dHs[0])
@@ -130,6 +160,12 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
         dH = dHs[s] + dH_next
         if dH_out is not None:
             dH_out[s] = dH
+        if zone_h is not None:    # [zoneout] H_t = M^h_t * H_{t-1} + (1 - M^h_t) * O_t * tanh(C_t)
+            dH_kept = dH * zone_h[s]
+            dH = dH * (1 - zone_h[s])
+        if zone_c is not None:    # [zoneout] C_t = M^c_t * C_{t-1} + (1 - M^c_t) * (the book's C_t)
+            dC_kept = dC_next * zone_c[s]
+            dC_next = dC_next * (1 - zone_c[s])
         # H_t = O_t * tanh(C_t)
         dO = dH * tanh_C[s]
         dC = dC_next + dH * O[s] * (1 - tanh_C[s] ** 2)
@@ -147,13 +183,20 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
         # A_* = X_t W_x* + H_{t-1} W_h* + b_*
         dH_prev = (dA_i[s] @ p['W_hi'].T + dA_f[s] @ p['W_hf'].T
                    + dA_o[s] @ p['W_ho'].T + dA_c[s] @ p['W_hc'].T)
+        if mask is not None:      # [variational dropout] the four products read H_{t-1} * m
+            dH_prev = dH_prev * mask
+        if zone_h is not None:    # [zoneout] the units that kept their values
+            dH_prev = dH_prev + dH_kept
+        if zone_c is not None:
+            dC_prev = dC_prev + dC_kept
         if carry is not None and carry[s] != 1:
             dH_prev *= carry[s]
             dC_prev *= carry[s]
         dH_next, dC_next = dH_prev, dC_prev
     # the weights are shared by all steps: their gradients add up over t, one GEMM each
     rows = num_steps * batch_size
-    H_prev = H[:-1].reshape(rows, num_hiddens)                          # (T*B, H) = H_0..H_{T-1}
+    H_read = H[:-1] if mask is None else H[:-1] * mask                  # [variational dropout]
+    H_prev = H_read.reshape(rows, num_hiddens)                          # (T*B, H) = H_0..H_{T-1}
     grads, dX = {}, None
     for gate, dA in zip(SUFFIXES, (dA_i, dA_f, dA_o, dA_c)):
         grads[f'W_h{gate}'] = H_prev.T @ dA.reshape(rows, num_hiddens)

@@ -6,6 +6,15 @@ This is the reference: the book's equation as code, and what the fast path (fast
 tested against. Everything that is not recurrent is done for all steps at once: the input
 term X_t W_xh before the loop (a row gather for token ids), the weight gradients after it.
 
+Two regularisers act inside the recurrence, each in lines marked [variational dropout] or
+[zoneout] beside the book's (both off by default, which leaves the book's lines alone):
+
+    [variational dropout]  A_t = X_t W_xh + (H_{t-1} * m) W_hh + b_h    m (B, H): one mask per
+                           sequence, the same at every step (Gal & Ghahramani 2016)
+    [zoneout]              H_t = M_t * H_{t-1} + (1 - M_t) * phi(A_t)   M_t (B, H) per step: 1
+                           where a unit keeps its value (Krueger et al. 2016); in evaluation
+                           M_t is the probability p itself
+
 Legend: T = num_steps, B = batch_size, H = num_hiddens, D = input width (vocab or embed dim).
 Steps t = 1..T as in the book. Per-step arrays (Hs, dHs, dA) hold step t at index t-1; the
 state buffer H (T+1, B, H) holds H_t at index t, with the initial state H_0 at index 0.
@@ -19,6 +28,7 @@ from ..checks import one_of
 ACTIVATIONS = ('tanh', 'relu')
 INPUT_WEIGHTS = ('W_xh',)     # multiplied by the layer's input X_t
 RECURRENT_WEIGHTS = ('W_hh',)  # multiplied by the previous state H_{t-1}
+REGULARISERS = ('dropout_hidden', 'zoneout')   # what forward takes beyond the book (model.py draws them)
 
 
 def init_params(init, input_dim, num_hiddens):
@@ -46,13 +56,20 @@ class RNNCache(NamedTuple):
     X: object           # layers.InputCache of X_t W_xh
     H: object           # (T+1, B, H) hidden states, H[t] = H_t, H[0] = H_0
     activation: str     # 'tanh' or 'relu', to pick phi' in backward
+    H_new: object = None        # [zoneout] (T+1, B, H): phi(A_t) before the mix at index t; None: H
+    hidden_mask: object = None  # [variational dropout] m (B, H), or None
+    zoneout: object = None      # [zoneout] M (T, B, H) (or (T, 1, 1) holding p), or None
 
 
-def forward(params, X, state, *, activation='tanh'):
+def forward(params, X, state, *, activation='tanh', hidden_mask=None, zoneout=None):
     """Run the recurrence over all T steps.
 
     Args: params W_xh (D, H), W_hh (H, H), b_h (H,); X the layer's input, token ids (T, B)
-          or dense (T, B, D); state H_0 (B, H); activation one of ACTIVATIONS.
+          or dense (T, B, D); state H_0 (B, H); activation one of ACTIVATIONS;
+          hidden_mask: None, or m (B, H), the variational dropout mask on H_{t-1} (module
+              docstring);
+          zoneout: None, or M (T, B, H), 1 where a unit keeps H_{t-1} at step t (training),
+              or (T, 1, 1) filled with the probability p (evaluation).
     Returns: Hs (T, B, H) the states H_1..H_T (a view into the cache), the final state H_T
              (B, H) (a copy, safe to keep), cache.
     """
@@ -65,10 +82,15 @@ def forward(params, X, state, *, activation='tanh'):
     # the states' dtype is that of every input together (complex when any is: complex steps)
     dtype = xp.result_type(XW_xh, state, W_hh, b_h)
     H = xp.empty((num_steps + 1,) + state.shape, dtype=dtype)         # (T+1, B, H)
+    H_new = H if zoneout is None else xp.empty_like(H)                # [zoneout] phi(A_t) kept apart
     H[0] = state
     for t in range(1, num_steps + 1):
-        H[t] = phi(XW_xh[t - 1] + H[t - 1] @ W_hh + b_h)
-    return H[1:], H[num_steps].copy(), RNNCache(x_cache, H, activation)
+        H_prev = H[t - 1] if hidden_mask is None else H[t - 1] * hidden_mask   # [variational dropout]
+        H_new[t] = phi(XW_xh[t - 1] + H_prev @ W_hh + b_h)
+        if zoneout is not None:                                                 # [zoneout]
+            H[t] = zoneout[t - 1] * H[t - 1] + (1 - zoneout[t - 1]) * H_new[t]
+    cache = RNNCache(x_cache, H, activation, None if zoneout is None else H_new, hidden_mask, zoneout)
+    return H[1:], H[num_steps].copy(), cache
 
 
 def preactivations(params, cache):
@@ -101,6 +123,8 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     """
     xp = xp_of(dHs)
     H, W_hh = cache.H, params['W_hh']
+    H_new = H if cache.H_new is None else cache.H_new                 # phi(A_t), at index t
+    mask, zone = cache.hidden_mask, cache.zoneout
     num_steps, batch_size, num_hiddens = dHs.shape
     dA = xp.empty_like(dHs)                       # (T, B, H) gradients of the pre-activations
     dH_next = xp.zeros_like(dHs[0]) if dfinal_state is None else xp.asarray(dfinal_state, dtype=dHs.dtype)
@@ -109,18 +133,26 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
         dH = dHs[t - 1] + dH_next
         if dH_out is not None:
             dH_out[t - 1] = dH
+        if zone is not None:      # [zoneout] H_t = M_t * H_{t-1} + (1 - M_t) * phi(A_t)
+            dH_kept = dH * zone[t - 1]
+            dH = dH * (1 - zone[t - 1])
         # H_t = phi(A_t):  tanh' = 1 - tanh^2,  relu' = [A_t > 0] = [H_t > 0]
         if cache.activation == 'tanh':
-            dA[t - 1] = dH * (1 - H[t] ** 2)
+            dA[t - 1] = dH * (1 - H_new[t] ** 2)
         else:
-            dA[t - 1] = dH * (H[t] > 0)
+            dA[t - 1] = dH * (H_new[t] > 0)
         # A_t = X_t W_xh + H_{t-1} W_hh + b_h
         dH_next = dA[t - 1] @ W_hh.T
+        if mask is not None:      # [variational dropout] W_hh read H_{t-1} * m
+            dH_next = dH_next * mask
+        if zone is not None:      # [zoneout] the units that kept H_{t-1}
+            dH_next = dH_next + dH_kept
         if carry is not None and carry[t - 1] != 1:
             dH_next *= carry[t - 1]
     # the weights are shared by all steps: their gradients add up over t, one GEMM each
     rows = num_steps * batch_size
-    H_prev = H[:-1].reshape(rows, num_hiddens)                         # (T*B, H) = H_0..H_{T-1}
+    H_read = H[:-1] if mask is None else H[:-1] * mask                 # [variational dropout]
+    H_prev = H_read.reshape(rows, num_hiddens)                         # (T*B, H) = H_0..H_{T-1}
     grads = {'W_hh': H_prev.T @ dA.reshape(rows, num_hiddens), 'b_h': dA.sum(axis=(0, 1))}
     dX, grads['W_xh'] = layers.input_backward(dA, cache.X)
     return {k: grads[k] for k in params}, dX, dH_next

@@ -28,7 +28,10 @@ FORMAT = 'minirnn-checkpoint'
 #    its position the divergence bound and an epoch's evaluations: a minirnn that knew only
 #    version 2 would resume such a run without them, so it must refuse it. Version 2 files
 #    load unchanged (a constant rate, no decay, the bound of uniform guessing).
-VERSION = 3
+# 4: the model settings hold the regularisers (dropout_input, dropout_output, dropout_hidden,
+#    weight_drop, zoneout, zoneout_cell, ar, tar), which a minirnn that knew only version 3
+#    could not build. Version 3 files load unchanged: their settings mean none of them.
+VERSION = 4
 _OWN_KEYS = ('format', 'version', 'model', 'vocab', 'optim_steps')
 
 
@@ -214,6 +217,8 @@ def _migrate(meta):
         meta['version'] = 2
     if meta['version'] == 2:        # nothing moved: version 3 only added optional settings
         meta['version'] = 3
+    if meta['version'] == 3:        # nothing moved: version 4 only added optional model settings
+        meta['version'] = 4
     return meta
 
 

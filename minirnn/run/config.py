@@ -147,7 +147,8 @@ class TrainConfig(ModelConfig):
     @classmethod
     def from_preset(cls, name, **overrides):
         """The preset `name` (PRESETS: d2l-v1, d2l-v2, their gated and deep variants, tm-rnn,
-        tm-lstm2, own-text) with `overrides` on top, as `train --preset name` builds it."""
+        tm-lstm2, their regularised tm-rnn-reg and tm-lstm2-awd, own-text) with `overrides` on
+        top, as `train --preset name` builds it."""
         return make_config(name, **overrides)
 
     @property
@@ -218,6 +219,17 @@ _HELD_OUT = dict(data='timemachine', max_tokens=None, val_fraction=0.1, sampler=
 PRESETS['tm-rnn'] = dict(_HELD_OUT, cell='rnn', num_hiddens=768, dropout=0.35, ema=0.999, batch_size=4,
                          num_epochs=30)
 PRESETS['tm-lstm2'] = dict(_HELD_OUT, cell='lstm', num_layers=2, dropout=0.4, batch_size=8, num_epochs=8)
+# Regularisation through time (docs/regularisation.md): the same two models, their dropout between
+# layers replaced or joined by the methods that act on the recurrence. The settings follow the
+# papers' character-level runs and short trials on this text (docs/regularisation.md):
+# AWD-LSTM's character models (Merity et al. 2018) drop a recurrent weight's entries with 0.2-0.5,
+# lock their dropout masks over a sequence (0.1 on the input, 0.1-0.4 between and above the
+# layers) and turn AR/TAR off; zoneout's character-level LSTM (Krueger et al. 2016) zones C with
+# 0.5 and H with 0.05. More regularised models learn more slowly per epoch, so these run more
+# epochs, still inside 15 minutes of the CPU the held-out table was measured on.
+PRESETS['tm-lstm2-awd'] = dict(PRESETS['tm-lstm2'], dropout=0.0, dropout_input=0.1, dropout_output=0.3,
+                               weight_drop=0.5, num_epochs=12)
+PRESETS['tm-rnn-reg'] = dict(PRESETS['tm-rnn'], weight_drop=0.3, zoneout=0.1)
 # Your own text: what `train --data FILE` without a preset uses. The whole file, every
 # character as it is, 5% held out for validation (best.npz, early stopping); a two-layer LSTM
 # with the held-out presets' optimiser (Adam; char-rnn's decay of 0.97 per epoch after the 10th),

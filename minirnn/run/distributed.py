@@ -179,9 +179,9 @@ class MPICommunicator(SingleProcess):
         """The batch's Gradients from this rank's: one all-reduce of one flat buffer.
 
         result: this rank's model.Gradients, the mean over its own rows; weight: its rows / the
-        batch's. The buffer holds weight * (every gradient, the loss), in the parameters' dtype,
-        and its sum over the ranks is the batch's token-weighted mean, as parallel.MERGE joins
-        threads. Two more numbers ride along: this rank's stop request (Ctrl-C, the time budget),
+        batch's. The buffer holds weight * (every gradient, the loss, AR/TAR's penalty), in the
+        parameters' dtype, and its sum over the ranks is the batch's token-weighted mean, as
+        parallel.MERGE joins threads. Two more numbers ride along: this rank's stop request (Ctrl-C, the time budget),
         so that every rank learns whether any asked to stop after this batch without a message of
         its own (stop_flags; AgreedStop reads them). The final state stays this rank's rows;
         dstate and dH_steps, which belong to rows too, are scaled by weight (dL/d(rows) of the
@@ -189,11 +189,12 @@ class MPICommunicator(SingleProcess):
         """
         names = list(params)
         sizes = [params[k].size for k in names]
-        buffer = np.empty(sum(sizes) + 3, params[names[0]].dtype)
+        buffer = np.empty(sum(sizes) + 4, params[names[0]].dtype)
         offset = 0
         for name, size in zip(names, sizes):
             np.multiply(to_numpy(result.grads[name]).ravel(), weight, out=buffer[offset:offset + size])
             offset += size
+        buffer[-4] = weight * float(result.penalty)
         buffer[-3] = weight * result.loss
         buffer[-2:] = self.stop.flags() if self.stop is not None else (False, False)
         self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
@@ -204,7 +205,8 @@ class MPICommunicator(SingleProcess):
             offset += size
         scaled = (lambda tree: None if tree is None else tree_map(lambda a: weight * a, tree))
         steps = None if result.dH_steps is None else [weight * dH for dH in result.dH_steps]
-        return Gradients(float(buffer[-3]), grads, result.state, scaled(result.dstate), steps)
+        return Gradients(float(buffer[-3]), grads, result.state, scaled(result.dstate), steps,
+                         float(buffer[-4]))
 
     def sum(self, values):
         """Numbers added up over the ranks (one all-reduce), as Python floats."""

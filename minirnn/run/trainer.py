@@ -354,7 +354,7 @@ def run_epoch(run, stop, report, command):
     run.progress.state = run.comm.local_rows(run.progress.state)    # a resumed carried state: our rows
     try:
         finished = train_epoch(run.model, run.loader, run.optimizer, run.config.clip, epoch, run.progress,
-                               stop, run.rngs['dropout'] if run.config.dropout else None,
+                               stop, run.rngs['dropout'] if run.model.has_training_mode else None,
                                schedule=run.schedule, max_loss=run.max_loss, truncation=run.truncation,
                                monitor=run.monitor, on_batch=lambda progress: feedback(run, report, progress))
     except DivergenceError as exc:

@@ -27,7 +27,7 @@ class FastCache(NamedTuple):
 class FastCell:
     """The cell interface over a reference cell (for its parameters and state) and a recurrence."""
 
-    INTERFACE_FROM_REFERENCE = ('ACTIVATIONS', 'INPUT_WEIGHTS', 'RECURRENT_WEIGHTS',
+    INTERFACE_FROM_REFERENCE = ('ACTIVATIONS', 'INPUT_WEIGHTS', 'RECURRENT_WEIGHTS', 'REGULARISERS',
                                 'init_params', 'begin_state', 'hidden')
 
     def __init__(self, reference, recurrence):
@@ -35,11 +35,13 @@ class FastCell:
         for name in self.INTERFACE_FROM_REFERENCE:
             setattr(self, name, getattr(reference, name))
 
-    def forward(self, params, X, state, *, activation='tanh'):
-        """As the reference's forward: X token ids (T, B) or dense (T, B, D) -> (Hs, final_state, cache)."""
+    def forward(self, params, X, state, *, activation='tanh', **regularisers):
+        """As the reference's forward: X token ids (T, B) or dense (T, B, D) -> (Hs, final_state, cache).
+
+        regularisers: hidden_mask, zoneout, as the reference takes them (its REGULARISERS)."""
         one_of('activation', activation, self.ACTIVATIONS)
         XW, projection = layers.projection_forward(X, [params[k] for k in self.INPUT_WEIGHTS])
-        Hs, final, cache = self.recurrence.forward(params, XW, state, activation=activation)
+        Hs, final, cache = self.recurrence.forward(params, XW, state, activation=activation, **regularisers)
         return Hs, final, FastCache(projection, cache)
 
     def backward(self, params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):

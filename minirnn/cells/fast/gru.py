@@ -6,6 +6,10 @@ for both gates (gates.py), buffers allocated once per call, and each step's deri
 factors formed while its values are in cache. XW_t = X_t [W_xz | W_xr | W_xh] is made by
 FastCell (fast/__init__.py). Tested equal to the reference (tests/test_fast_cells.py).
 
+The reference's two regularisers, variational dropout on H_{t-1} (hidden_mask, m: the three
+recurrent products read H_{t-1} * m) and zoneout (M_t), take the same places here, marked as
+there; without them no extra pass runs.
+
 Legend: T = num_steps, B = batch_size, H = num_hiddens. Steps t = 1..T; per-step arrays hold
 step t at index t-1; the state buffer H (T+1, B, H) holds H_t at index t, H_0 at index 0.
 """
@@ -20,13 +24,17 @@ class GRUCache(NamedTuple):
     ZR: object          # (T, B, 2H) the gates [Z_t | R_t] after the sigmoid
     Hc: object          # (T, B, H) the candidates H~_t after the tanh
     RH: object          # (T, B, H) R_t * H_{t-1}, the input of W_hh (for dW_hh)
+    H_read: object = None       # [variational dropout] (T, B, H) H_{t-1} * m; None: H[:-1]
+    hidden_mask: object = None  # [variational dropout] m (B, H)
+    zoneout: object = None      # [zoneout] M (T, B, H) or (T, 1, 1)
 
 
-def forward(params, XW, state, *, activation='tanh'):
+def forward(params, XW, state, *, activation='tanh', hidden_mask=None, zoneout=None):
     """Run the GRU over all T steps (the module docstring's four equations).
 
     Args: params with W_hz, W_hr, W_hh (H, H) and b_z, b_r, b_h (H,); XW (T, B, 3H) the input
-          terms [X W_xz | X W_xr | X W_xh]; state H_0 (B, H); activation 'tanh'.
+          terms [X W_xz | X W_xr | X W_xh]; state H_0 (B, H); activation 'tanh'; hidden_mask,
+          zoneout: as the reference's (cells/gru.py), or None.
     Returns: Hs (T, B, H) the states H_1..H_T (a view into the cache), the final state H_T
              (B, H) (a copy, safe to keep), cache.
     """
@@ -41,19 +49,26 @@ def forward(params, XW, state, *, activation='tanh'):
     ZR = xp.empty((num_steps, batch_size, 2 * h), dtype=XW.dtype)
     Hc = xp.empty((num_steps, batch_size, h), dtype=XW.dtype)
     RH = xp.empty_like(Hc)
+    H_read = None if hidden_mask is None else xp.empty_like(Hc)      # [variational dropout]
+    if zoneout is not None:     # [zoneout] 1 - M once per call; the mix is exact where M is 0 or 1
+        keep_new, kept = 1 - zoneout, xp.empty_like(Hc[0])
     H[0] = state
     for t in range(1, num_steps + 1):
         H_prev, zr = H[t - 1], ZR[t - 1]
+        H_in = H_prev                       # what the recurrent weights read
+        if H_read is not None:              # [variational dropout] H_{t-1} * m
+            H_in = H_read[t - 1]
+            xp.multiply(H_prev, hidden_mask, out=H_in)
         # [Z_t | R_t] = sigma(XW_t[z, r] + H_{t-1} [W_hz | W_hr] + [b_z | b_r]): one GEMM for
         # both gates. The input term and the bias are added here, on a step's block in cache,
         # not over all steps at once before the loop: those passes are memory-bound (measured)
-        xp.matmul(H_prev, W_hzr, out=zr)
+        xp.matmul(H_in, W_hzr, out=zr)
         zr += XW[t - 1, :, :2 * h]
         zr += b_zr
         xp.negative(zr, out=zr)
         sigmoid_of_negated_(zr)                                            # gates.py
         # H~_t = tanh(XW_t[h] + (R_t * H_{t-1}) W_hh + b_h)
-        xp.multiply(zr[:, h:], H_prev, out=RH[t - 1])
+        xp.multiply(zr[:, h:], H_in, out=RH[t - 1])
         Hc_t = Hc[t - 1]         # one view object as input and output (see fast/rnn.py)
         xp.matmul(RH[t - 1], W_hh, out=Hc_t)
         Hc_t += XW[t - 1, :, 2 * h:]
@@ -64,7 +79,12 @@ def forward(params, XW, state, *, activation='tanh'):
         xp.subtract(H_prev, Hc_t, out=H_t)
         H_t *= zr[:, :h]
         H_t += Hc_t
-    return H[1:], H[num_steps].copy(), GRUCache(H, ZR, Hc, RH)
+        if zoneout is not None:             # [zoneout] H_t <- (1 - M_t) * H_t + M_t * H_{t-1}
+            H_t *= keep_new[t - 1]
+            xp.multiply(H_prev, zoneout[t - 1], out=kept)
+            H_t += kept
+    cache = GRUCache(H, ZR, Hc, RH, H_read, hidden_mask, zoneout)
+    return H[1:], H[num_steps].copy(), cache
 
 
 def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
@@ -93,9 +113,11 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
              dXW (T, B, 3H), dstate (B, H).
     """
     xp = xp_of(dHs)
-    H, ZR, Hc, RH = cache
+    H, ZR, Hc, RH = cache.H, cache.ZR, cache.Hc, cache.RH
+    mask, zone = cache.hidden_mask, cache.zoneout
     num_steps, batch_size, h = dHs.shape
     H_prev = H[:-1]                                                      # (T, B, H)
+    H_in = H_prev if cache.H_read is None else cache.H_read              # what the weights read
     Z, R = ZR[..., :h], ZR[..., h:]
     W_hzr_T = xp.concatenate([params['W_hz'], params['W_hr']], axis=1).T   # (2H, H)
     W_hh_T = params['W_hh'].T
@@ -107,6 +129,8 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
     K_h = xp.empty((batch_size, h), dtype=dHs.dtype)
     dRH = xp.empty((batch_size, h), dtype=dHs.dtype)
     scratch = xp.empty_like(dRH)
+    if zone is not None:              # [zoneout] dH_t split: the kept units' part, and the rest
+        kept, dH_new = xp.empty_like(dRH), xp.empty_like(dRH)
     if dfinal_state is None:
         dH_next = xp.zeros((batch_size, h), dtype=dHs.dtype)
     else:
@@ -119,29 +143,43 @@ def backward(params, dHs, cache, dfinal_state=None, *, carry=None, dH_out=None):
         K_zr *= ZR[s]                                     # sigma' = sigma (1 - sigma): z, r
         xp.subtract(H_prev_t, Hc_t, out=scratch)
         K_z *= scratch                                    # dA_z / dH_t = (H_{t-1} - H~_t) Z_t (1 - Z_t)
-        K_r *= H_prev_t                                   # dA_r / dRH = H_{t-1} R_t (1 - R_t)
+        K_r *= H_in[s]                                    # dA_r / dRH = H_{t-1} R_t (1 - R_t)
         xp.multiply(Hc_t, Hc_t, out=K_h)
         xp.subtract(1, K_h, out=K_h)
         xp.subtract(1, Z_t, out=scratch)
         K_h *= scratch                                    # dA_h / dH_t = (1 - Z_t) (1 - H~_t^2)
         dH_t, dA_t = dH[s], dA[s]
         xp.add(dHs[s], dH_next, out=dH_t)
-        xp.multiply(dH_t, K_z, out=dA_t[:, :h])                          # dA_z
-        xp.multiply(dH_t, K_h, out=dA_t[:, 2 * h:])                      # dA_h
+        dH_mix = dH_t                     # what reaches the book's H_t
+        if zone is not None:              # [zoneout] H_t = M_t * H_{t-1} + (1 - M_t) * (the book's H_t)
+            xp.multiply(dH_t, zone[s], out=kept)
+            xp.subtract(dH_t, kept, out=dH_new)
+            dH_mix = dH_new
+        xp.multiply(dH_mix, K_z, out=dA_t[:, :h])                        # dA_z
+        xp.multiply(dH_mix, K_h, out=dA_t[:, 2 * h:])                    # dA_h
         xp.matmul(dA_t[:, 2 * h:], W_hh_T, out=dRH)                      # dRH
         xp.multiply(dRH, K_r, out=dA_t[:, h:2 * h])                      # dA_r
         # on to H_{t-1}: through both gates (one GEMM), the mix and the reset product
         xp.matmul(dA_t[:, :2 * h], W_hzr_T, out=dH_next)
-        xp.multiply(dH_t, Z_t, out=scratch)
-        dH_next += scratch
-        xp.multiply(dRH, R_t, out=scratch)
-        dH_next += scratch
+        if mask is None:
+            xp.multiply(dH_mix, Z_t, out=scratch)
+            dH_next += scratch
+            xp.multiply(dRH, R_t, out=scratch)
+            dH_next += scratch
+        else:                             # [variational dropout] the products read H_{t-1} * m
+            xp.multiply(dRH, R_t, out=scratch)
+            dH_next += scratch
+            dH_next *= mask
+            xp.multiply(dH_mix, Z_t, out=scratch)
+            dH_next += scratch
+        if zone is not None:
+            dH_next += kept
         if carry is not None and carry[s] != 1:
             dH_next *= carry[s]
     # weight gradients as single GEMMs over all T*B rows
     rows = num_steps * batch_size
     dA2 = dA.reshape(rows, 3 * h)                                        # (T*B, 3H)
-    dW_hzr = H_prev.reshape(rows, h).T @ dA2[:, :2 * h]                  # (H, 2H)
+    dW_hzr = H_in.reshape(rows, h).T @ dA2[:, :2 * h]                    # (H, 2H)
     db = dA2.sum(axis=0)                                                 # (3H,)
     grads = {'W_hz': dW_hzr[:, :h], 'b_z': db[:h],
              'W_hr': dW_hzr[:, h:], 'b_r': db[h:2 * h],
