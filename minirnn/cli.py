@@ -16,6 +16,7 @@ import math
 import os
 import secrets
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -895,6 +896,9 @@ def cmd_download(args):
     return 0
 
 
+SILENT_RANK_GRACE_S = 2.0     # how long a silent rank that failed alone waits before exiting
+
+
 def main(argv=None, prog=None):
     """Run one subcommand; returns the exit code (tests call this in-process).
 
@@ -906,7 +910,12 @@ def main(argv=None, prog=None):
     if speaks():
         return run_command(argv, prog)
     with open(os.devnull, 'w') as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
-        return run_command(argv, prog)
+        code = run_command(argv, prog)
+    if code and 'mpi4py.MPI' not in sys.modules:
+        # failed before MPI was up (mpi4py missing): no rank can wait for another, and mpiexec
+        # ends the job at the first non-zero exit, so give rank 0 a moment to print the line
+        time.sleep(SILENT_RANK_GRACE_S)
+    return code
 
 
 def run_command(argv=None, prog=None):

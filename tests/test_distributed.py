@@ -222,11 +222,11 @@ def test_two_ranks_train_what_one_process_trains_on_the_same_batches(books, tmp_
 
 @needs_mpi
 def test_a_two_rank_run_stopped_inside_an_epoch_resumes_exactly(books, tmp_path):
-    fields = {**SMALL, 'cell': 'lstm', 'dropout': 0.3, 'dtype': 'float64', 'num_epochs': 2}
+    fields = {**SMALL, 'max_tokens': 12000, 'cell': 'lstm', 'dropout': 0.3, 'dtype': 'float64', 'num_epochs': 2}
     out = tmp_path / 'mpi'
-    # a budget of 0.12 s ends the first epoch after a few of its 37 batches, saving the carried
-    # state's rows of both ranks
-    first = mpi_train(books, *_options(fields), '--max-minutes', '0.002', '--out', str(out))
+    # a budget of 12 ms ends the first epoch after one or a few of its 150 batches (an epoch takes
+    # 0.2 s or more on a quiet machine), saving the carried state's rows of both ranks
+    first = mpi_train(books, *_options(fields), '--max-minutes', '0.0002', '--out', str(out))
     assert first.returncode == 0, first.stderr
     line = [x for x in first.stderr.splitlines() if 'stopping: --max-minutes' in x]
     assert len(line) == 1 and 'in epoch 1 after batch' in line[0], first.stderr
