@@ -196,6 +196,12 @@ CASES = {   # what each 2-rank run takes, beyond SMALL; id -> (fields, tolerance
                                                        val_fraction=0.1), 1e-12),
     'lstm-float64-dropout-sequential': (dict(cell='lstm', dropout=0.3, dtype='float64'), 1e-12),
     'lstm-float32-dropout-sequential': (dict(cell='lstm', dropout=0.3, dtype='float32'), 1e-5),
+    # every regulariser through time: each rank takes its rows of the whole batch's Noise
+    # (weight drop's masks shared), and AR/TAR's penalty rides in the all-reduce
+    'lstm-float64-regularisers-two-layers': (dict(cell='lstm', num_layers=2, embed_dim=8, dtype='float64',
+                                                  dropout_input=0.1, dropout_output=0.2, dropout_hidden=0.2,
+                                                  weight_drop=0.3, zoneout=0.1, zoneout_cell=0.3, ar=1.0,
+                                                  tar=1.0), 1e-12),
     # 101 windows in batches of 8: the last batch's 5 rows split 2 + 3, weighted so
     'rnn-float64-windows-uneven-last-batch': (dict(cell='rnn', dtype='float64', sampler='windows', max_tokens=None,
                                                    num_train_windows=101, num_val_windows=21), 1e-12),
