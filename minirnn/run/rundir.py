@@ -228,12 +228,9 @@ class RunDir:
         self._last_plot = time.monotonic()
 
 
-class ReadOnlyRunDir(RunDir):
-    """The run directory as the ranks of an MPI run other than 0 see it: they read a saved
-    checkpoint to resume, and write, lock, check and plot nothing (rank 0 does)."""
-
-    def check(self, config, *, resume, overwrite):
-        pass
+class WritesNothing:
+    """The writing half of a run directory, as no-ops: for a process that writes, locks and plots
+    nothing (ReadOnlyRunDir, NoRunDir)."""
 
     def open(self):
         pass
@@ -251,7 +248,15 @@ class ReadOnlyRunDir(RunDir):
         pass
 
 
-class NoRunDir:
+class ReadOnlyRunDir(WritesNothing, RunDir):
+    """The run directory as the ranks of an MPI run other than 0 see it: they read a saved
+    checkpoint to resume, and write, lock, check and plot nothing (rank 0 does)."""
+
+    def check(self, config, *, resume, overwrite):
+        pass
+
+
+class NoRunDir(WritesNothing):
     """A run without a directory (fit(config, None) from Python, a notebook): nothing is written,
     locked or plotted; the history lives in the FitResult. It cannot be resumed."""
     path = checkpoint_path = best_path = None
@@ -262,18 +267,3 @@ class NoRunDir:
 
     def read_only(self):
         return self
-
-    def open(self):
-        pass
-
-    def close(self):
-        pass
-
-    def save(self, *args, **kwargs):
-        pass
-
-    def write_history(self, history):
-        pass
-
-    def plot(self, history, config, *, force=False):
-        pass
